@@ -1,0 +1,1 @@
+"""Hardware target configs, one JSON file per target (see vitaccel.hwconfig)."""

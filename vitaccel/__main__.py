@@ -1,0 +1,3 @@
+from vitaccel.cli import main
+
+raise SystemExit(main())

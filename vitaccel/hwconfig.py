@@ -1,0 +1,436 @@
+"""The one hardware spec: a config file per target drives HLS, build.tcl, the simulator and the host.
+
+A target is a JSON file in ``configs/`` (shipped as ``vitaccel.configs``). ``load_config`` reads it into a
+frozen :class:`HardwareConfig` after checking every key against :data:`FIELDS`; a bad value raises
+:class:`ConfigError` naming the key and the allowed range. From the same object we render
+
+* ``hls/include/configs/<ident>.h`` - C++ constants for the HLS kernels (selected by
+  ``-DVITACCEL_TARGET_<IDENT>``, see ``hls/include/vitaccel_config.h``),
+* ``overlay/configs/<name>.tcl`` - tcl constants that ``build.tcl`` sources,
+
+and ``vitaccel config gen`` writes them; ``vitaccel config check`` (and a test) fails when a committed
+file differs from what the config renders today. The config hash goes into the header so the HLS top can
+expose it in a read-only ID register, and into every bundle, so the host can refuse a mismatch.
+
+Only the standard library is used here: this module is imported on the board.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+__all__ = [
+    "ConfigError",
+    "HardwareConfig",
+    "FIELDS",
+    "list_configs",
+    "load_config",
+    "config_from_dict",
+    "generated_files",
+    "write_generated",
+    "stale_generated",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+try:  # an installed wheel keeps configs next to the package, an editable install at the repo root
+    import vitaccel.configs as _configs_pkg  # noqa: E402
+
+    CONFIG_DIR = Path(_configs_pkg.__file__).resolve().parent
+except Exception:  # pragma: no cover - only when configs is not importable
+    pass
+
+#: Bumped when the meaning of a field changes; part of the hash.
+SPEC_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A hardware config is missing, malformed, or has a value out of range. The message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    kind: type  # int, float, str
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    doc: str = ""
+    nullable: bool = False
+    choices: Optional[Tuple[str, ...]] = None
+    hashed: bool = True  # documentation fields do not change the hardware
+    power_of_two: bool = False
+
+
+#: Every key a config file must have, with its type, range and meaning.
+FIELDS: Tuple[Field, ...] = (
+    Field("name", str, doc="target name; also the file name without .json", hashed=True),
+    Field("description", str, doc="one sentence for humans", hashed=False),
+    Field("kind", str, choices=("asic", "fpga"), doc="asic: a paper design, no board; fpga: a PYNQ board"),
+    Field("board", str, nullable=True, choices=("zcu104", "kv260", "pynq-z2"), doc="PYNQ board, null for asic"),
+    Field("part", str, nullable=True, doc="FPGA part number for Vivado, null for asic"),
+    Field("clock_mhz", float, 1, 2000, doc="kernel clock in MHz"),
+    Field("mac_lines", int, 1, 1024, doc="number of MAC lines (PE lines) shared by the denser/sparser engines"),
+    Field("macs_per_line", int, 1, 64, power_of_two=True, doc="int8 MACs per line (the feature dim is mapped across them)"),
+    Field("dram_gbps", float, 0.01, 10000, doc="usable off-chip bandwidth in GB/s (1e9 bytes/s)"),
+    Field("axi_bits", int, 32, 1024, power_of_two=True, doc="data width of each m_axi port in bits"),
+    Field("burst_setup_cycles", int, 0, 10000, doc="cycles before a DRAM burst streams (latency per transfer)"),
+    Field("qkvs_buffer_kb", int, 1, 65536, doc="Q/K/S/V buffer, KiB"),
+    Field("index_buffer_kb", int, 1, 65536, doc="CSC index buffer, KiB"),
+    Field("output_buffer_kb", int, 1, 65536, doc="output buffer (both engines), KiB"),
+    Field("weight_buffer_kb", int, 1, 65536, doc="weight buffer, KiB"),
+    Field("max_tokens", int, 2, 4096, doc="largest sequence length N (tokens incl. CLS) the kernels accept"),
+    Field("max_heads", int, 1, 64, doc="largest number of attention heads"),
+    Field("max_head_dim", int, 8, 512, doc="largest per-head dimension d"),
+    Field("max_embed_dim", int, 8, 8192, doc="largest model width"),
+    Field("max_mlp_dim", int, 8, 32768, doc="largest MLP hidden width"),
+)
+_FIELD_BY_NAME = {f.name: f for f in FIELDS}
+#: Keys allowed besides FIELDS: free documentation.
+_DOC_KEYS = ("assumptions",)
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareConfig:
+    """One hardware target. Build with :func:`load_config`; fields are validated, then frozen."""
+
+    name: str
+    description: str
+    kind: str
+    board: Optional[str]
+    part: Optional[str]
+    clock_mhz: float
+    mac_lines: int
+    macs_per_line: int
+    dram_gbps: float
+    axi_bits: int
+    burst_setup_cycles: int
+    qkvs_buffer_kb: int
+    index_buffer_kb: int
+    output_buffer_kb: int
+    weight_buffer_kb: int
+    max_tokens: int
+    max_heads: int
+    max_head_dim: int
+    max_embed_dim: int
+    max_mlp_dim: int
+    assumptions: Tuple[str, ...] = ()
+
+    # -- identity ---------------------------------------------------------------------------------
+    def hashed_dict(self) -> Dict[str, Any]:
+        """The fields that define the hardware, plus the spec and numerics versions."""
+        from vitaccel.sim.numerics import NUMERICS_VERSION
+
+        d = {f.name: getattr(self, f.name) for f in FIELDS if f.hashed}
+        d["_spec_version"] = SPEC_VERSION
+        d["_numerics_version"] = NUMERICS_VERSION
+        return d
+
+    @property
+    def hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of :meth:`hashed_dict`."""
+        canon = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+    @property
+    def hash32(self) -> int:
+        """The first 32 bits of :attr:`hash`: the value of the bitstream's read-only ID register."""
+        return int(self.hash[:8], 16)
+
+    @property
+    def ident(self) -> str:
+        """The name as a C/tcl identifier fragment: ``pynq-z2`` -> ``PYNQ_Z2``."""
+        return "".join(c if c.isalnum() else "_" for c in self.name).upper()
+
+    # -- derived figures ---------------------------------------------------------------------------
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.mac_lines * self.macs_per_line
+
+    @property
+    def clock_hz(self) -> float:
+        return self.clock_mhz * 1e6
+
+    @property
+    def bytes_per_cycle(self) -> float:
+        """DRAM bytes per kernel clock cycle."""
+        return self.dram_gbps * 1e9 / self.clock_hz
+
+    @property
+    def ridge_macs_per_byte(self) -> float:
+        """Roofline ridge point: arithmetic intensity (MACs per DRAM byte) above which compute bounds."""
+        return self.peak_macs_per_cycle / self.bytes_per_cycle
+
+    @property
+    def peak_gops(self) -> float:
+        """Peak int8 throughput, counting a MAC as two operations."""
+        return 2 * self.peak_macs_per_cycle * self.clock_hz / 1e9
+
+    @property
+    def axi_bytes(self) -> int:
+        return self.axi_bits // 8
+
+    def buffer_bytes(self) -> Dict[str, int]:
+        return {
+            "qkvs": self.qkvs_buffer_kb * 1024,
+            "index": self.index_buffer_kb * 1024,
+            "output": self.output_buffer_kb * 1024,
+            "weight": self.weight_buffer_kb * 1024,
+        }
+
+    def derived(self) -> Dict[str, Any]:
+        return {
+            "peak_macs_per_cycle": self.peak_macs_per_cycle,
+            "peak_gops": round(self.peak_gops, 3),
+            "bytes_per_cycle": round(self.bytes_per_cycle, 4),
+            "ridge_macs_per_byte": round(self.ridge_macs_per_byte, 4),
+            "onchip_sram_kb": sum(self.buffer_bytes().values()) // 1024,
+            "hash": self.hash,
+            "hash32": f"0x{self.hash32:08x}",
+        }
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in FIELDS}
+        d["assumptions"] = list(self.assumptions)
+        return d
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+def list_configs() -> List[str]:
+    """Names of the shipped configs."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def _check_field(f: Field, value: Any, where: str) -> Any:
+    if value is None:
+        if f.nullable:
+            return None
+        raise ConfigError(f"{where}: key '{f.name}' must not be null ({f.doc})")
+    if f.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: key '{f.name}' must be an integer, got {value!r}")
+    elif f.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: key '{f.name}' must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: key '{f.name}' must be finite, got {value!r}")
+    elif f.kind is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: key '{f.name}' must be a non-empty string, got {value!r}")
+    if f.choices is not None and value not in f.choices:
+        raise ConfigError(f"{where}: key '{f.name}' is {value!r}; allowed: {', '.join(f.choices)}")
+    if f.lo is not None and not (f.lo <= value <= f.hi):
+        raise ConfigError(f"{where}: key '{f.name}' is {value!r}; allowed range [{f.lo:g}, {f.hi:g}] ({f.doc})")
+    if f.power_of_two and (value & (value - 1)) != 0:
+        raise ConfigError(f"{where}: key '{f.name}' is {value!r}; must be a power of two ({f.doc})")
+    return value
+
+
+def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> HardwareConfig:
+    """Validate a parsed config mapping and freeze it. ``where`` names the source in error messages."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a JSON object at top level, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_FIELD_BY_NAME) - set(_DOC_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+                          f"allowed: {', '.join(f.name for f in FIELDS)}, {', '.join(_DOC_KEYS)}")
+    values: Dict[str, Any] = {}
+    for f in FIELDS:
+        if f.name not in raw:
+            raise ConfigError(f"{where}: missing key '{f.name}' ({f.doc})")
+        values[f.name] = _check_field(f, raw[f.name], where)
+    assumptions = raw.get("assumptions", [])
+    if not isinstance(assumptions, list) or not all(isinstance(a, str) for a in assumptions):
+        raise ConfigError(f"{where}: key 'assumptions' must be a list of strings")
+    values["assumptions"] = tuple(assumptions)
+
+    # Cross-field rules: each names the key that is wrong.
+    if values["kind"] == "fpga":
+        for key in ("board", "part"):
+            if values[key] is None:
+                raise ConfigError(f"{where}: key '{key}' is required when kind is 'fpga'")
+    else:
+        for key in ("board", "part"):
+            if values[key] is not None:
+                raise ConfigError(f"{where}: key '{key}' must be null when kind is 'asic'")
+    if values["max_head_dim"] % values["macs_per_line"] != 0:
+        raise ConfigError(f"{where}: key 'max_head_dim' ({values['max_head_dim']}) must be a multiple of "
+                          f"macs_per_line ({values['macs_per_line']}): the feature dim is mapped across a line")
+    if values["max_heads"] * values["max_head_dim"] < values["max_embed_dim"]:
+        raise ConfigError(f"{where}: key 'max_embed_dim' ({values['max_embed_dim']}) exceeds "
+                          f"max_heads x max_head_dim ({values['max_heads'] * values['max_head_dim']})")
+    # One query row of int32 scores must fit in the Q/K/S/V buffer or the softmax unit cannot see it whole.
+    if values["max_tokens"] * 4 > values["qkvs_buffer_kb"] * 1024:
+        raise ConfigError(f"{where}: key 'qkvs_buffer_kb' ({values['qkvs_buffer_kb']}) is too small for one "
+                          f"row of {values['max_tokens']} int32 scores")
+    return HardwareConfig(**values)
+
+
+ConfigLike = Union[str, os.PathLike, HardwareConfig]
+
+
+def load_config(config: ConfigLike = "paper") -> HardwareConfig:
+    """Load a config by shipped name (``"zcu104"``), by path to a JSON file, or pass a config through."""
+    if isinstance(config, HardwareConfig):
+        return config
+    text = os.fspath(config)
+    path = Path(text)
+    if path.suffix != ".json" and os.sep not in text and "/" not in text:
+        path = CONFIG_DIR / f"{text}.json"
+        if not path.exists():
+            raise ConfigError(f"unknown hardware config '{text}'; shipped configs: {', '.join(list_configs())} "
+                              f"(or pass a path to a .json file)")
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    cfg = config_from_dict(raw, where=str(path))
+    if path.parent == CONFIG_DIR and cfg.name != path.stem:
+        raise ConfigError(f"{path}: key 'name' is {cfg.name!r} but the file is {path.name}; they must agree")
+    return cfg
+
+
+# -- generated files -------------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_BANNER = "Generated by `vitaccel config gen` from configs/{src}. Do not edit: edit the config and regenerate."
+
+
+def _c_header(cfg: HardwareConfig) -> str:
+    guard = f"VITACCEL_CONFIG_{cfg.ident}_H"
+    b = cfg.buffer_bytes()
+    lines = [
+        f"// {_BANNER.format(src=cfg.name + '.json')}",
+        f"// {cfg.description}",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        f'#define VITACCEL_CONFIG_NAME "{cfg.name}"',
+        f'#define VITACCEL_CONFIG_HASH "{cfg.hash}"',
+        f"#define VITACCEL_CONFIG_HASH32 0x{cfg.hash32:08x}u",
+        "",
+        "namespace vitaccel {",
+        "namespace cfg {",
+        f"static const unsigned CONFIG_HASH32 = 0x{cfg.hash32:08x}u;  // read-only ID register",
+        f"static const unsigned CLOCK_KHZ = {int(round(cfg.clock_mhz * 1000))};",
+        f"static const int MAC_LINES = {cfg.mac_lines};",
+        f"static const int MACS_PER_LINE = {cfg.macs_per_line};",
+        f"static const int PEAK_MACS = {cfg.peak_macs_per_cycle};",
+        f"static const int AXI_BITS = {cfg.axi_bits};",
+        f"static const int AXI_BYTES = {cfg.axi_bytes};",
+        f"static const int BURST_SETUP_CYCLES = {cfg.burst_setup_cycles};",
+        f"static const int QKVS_BUFFER_BYTES = {b['qkvs']};",
+        f"static const int INDEX_BUFFER_BYTES = {b['index']};",
+        f"static const int OUTPUT_BUFFER_BYTES = {b['output']};",
+        f"static const int WEIGHT_BUFFER_BYTES = {b['weight']};",
+        f"static const int MAX_TOKENS = {cfg.max_tokens};",
+        f"static const int MAX_HEADS = {cfg.max_heads};",
+        f"static const int MAX_HEAD_DIM = {cfg.max_head_dim};",
+        f"static const int MAX_EMBED_DIM = {cfg.max_embed_dim};",
+        f"static const int MAX_MLP_DIM = {cfg.max_mlp_dim};",
+        "}  // namespace cfg",
+        "}  // namespace vitaccel",
+        "",
+        f"#endif  // {guard}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _tcl(cfg: HardwareConfig) -> str:
+    def q(v: Any) -> str:
+        return "{}" if v is None else (f"{{{v}}}" if isinstance(v, str) else repr(v))
+
+    lines = [f"# {_BANNER.format(src=cfg.name + '.json')}", f"# {cfg.description}"]
+    for f in FIELDS:
+        if f.name == "description":
+            continue
+        lines.append(f"set VITACCEL_{f.name.upper()} {q(getattr(cfg, f.name))}")
+    lines += [
+        f"set VITACCEL_IDENT {cfg.ident}",
+        f"set VITACCEL_CONFIG_HASH {cfg.hash}",
+        f"set VITACCEL_CONFIG_HASH32 0x{cfg.hash32:08x}",
+        f"set VITACCEL_CLOCK_PERIOD_NS {1000.0 / cfg.clock_mhz:.4f}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _dispatch_header(cfgs: List[HardwareConfig]) -> str:
+    lines = [
+        "// Generated by `vitaccel config gen` from configs/*.json. Do not edit.",
+        "// Picks one target's constants: compile with -DVITACCEL_TARGET_<IDENT> (build.tcl and the",
+        "// C-simulation harness pass it).",
+        "#ifndef VITACCEL_CONFIG_H",
+        "#define VITACCEL_CONFIG_H",
+        "",
+    ]
+    for i, c in enumerate(cfgs):
+        kw = "#if" if i == 0 else "#elif"
+        lines += [f"{kw} defined(VITACCEL_TARGET_{c.ident})", f'#include "configs/{c.name}.h"']
+    lines += [
+        "#else",
+        "#error \"No hardware target: compile with -DVITACCEL_TARGET_<IDENT>, one of: "
+        + ", ".join(c.ident for c in cfgs) + "\"",
+        "#endif",
+        "",
+        "#endif  // VITACCEL_CONFIG_H",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _exp_lut_header() -> str:
+    from vitaccel.sim import numerics as nx
+
+    vals = [int(v) for v in nx.EXP2_LUT]
+    rows = [", ".join(f"{v:5d}" for v in vals[i:i + 12]) for i in range(0, len(vals), 12)]
+    body = ",\n    ".join(rows)
+    return (
+        "// Generated by `vitaccel config gen` from vitaccel.sim.numerics.EXP2_LUT. Do not edit.\n"
+        f"// EXP2_LUT[r] = round(2^{nx.EXP_LUT_BITS} * 2^(-r/2^{nx.EXP_FRAC_BITS})), see NUMERICS.md.\n"
+        "#ifndef VITACCEL_EXP_LUT_H\n#define VITACCEL_EXP_LUT_H\n\n"
+        "namespace vitaccel {\n"
+        f"static const int NUMERICS_VERSION = {nx.NUMERICS_VERSION};\n"
+        f"static const int EXP_FRAC_BITS = {nx.EXP_FRAC_BITS};\n"
+        f"static const int EXP_LUT_BITS = {nx.EXP_LUT_BITS};\n"
+        f"static const int RECIP_BITS = {nx.RECIP_BITS};\n"
+        f"static const unsigned short EXP2_LUT[{len(vals)}] = {{\n    {body}}};\n"
+        "}  // namespace vitaccel\n\n#endif  // VITACCEL_EXP_LUT_H\n"
+    )
+
+
+def generated_files(root: Path = REPO_ROOT) -> Dict[Path, str]:
+    """Every file rendered from the shipped configs and the numerics, by path: what ``config gen`` writes."""
+    cfgs = [load_config(n) for n in list_configs()]
+    out: Dict[Path, str] = {
+        root / "hls" / "include" / "vitaccel_config.h": _dispatch_header(cfgs),
+        root / "hls" / "include" / "vitaccel_exp_lut.h": _exp_lut_header(),
+    }
+    for c in cfgs:
+        out[root / "hls" / "include" / "configs" / f"{c.name}.h"] = _c_header(c)
+        out[root / "overlay" / "configs" / f"{c.name}.tcl"] = _tcl(c)
+    return out
+
+
+def write_generated(root: Path = REPO_ROOT) -> List[Path]:
+    written = []
+    for path, text in generated_files(root).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def stale_generated(root: Path = REPO_ROOT) -> List[Path]:
+    """Generated files that are missing or differ from what the configs render now."""
+    return [p for p, text in generated_files(root).items()
+            if not p.exists() or p.read_text(encoding="utf-8") != text]
