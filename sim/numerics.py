@@ -62,7 +62,7 @@ def requantize(acc, multiplier, shift) -> np.ndarray:
         raise ValueError("multiplier must be in [0, 2^31)")
     if np.any(s < 0) or np.any(s > 63):
         raise ValueError("shift must be in [0, 63]")
-    if np.any(np.abs(a) >= (1 << 31)):
+    if np.any(a < -(1 << 31)) or np.any(a >= (1 << 31)):
         raise ValueError("acc must fit in int32")
     # |acc*m| < 2^62, + rounding term < 2^62: no int64 overflow.
     rnd = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
@@ -109,7 +109,7 @@ def softmax(scores, keep: Optional[np.ndarray], m_exp: int, s_exp: int) -> np.nd
     s = _as_int64(scores, "scores")
     if s.ndim == 0:
         raise ValueError("scores must have at least one axis")
-    if np.any(np.abs(s) >= (1 << 31)):
+    if np.any(s < -(1 << 31)) or np.any(s >= (1 << 31)):
         raise ValueError("scores must fit in int32")
     if keep is None:
         k = np.ones(s.shape, dtype=bool)

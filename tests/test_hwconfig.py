@@ -1,0 +1,142 @@
+"""The one hardware spec: validation, hashing, derived figures, and the files rendered from it."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vitaccel import hwconfig
+from vitaccel.hwconfig import ConfigError, config_from_dict, load_config
+
+SHIPPED = ["kv260", "paper", "pynq-z2", "zcu104"]
+
+
+def raw(name="paper"):
+    return json.loads((hwconfig.CONFIG_DIR / f"{name}.json").read_text())
+
+
+def test_shipped_configs_load():
+    assert hwconfig.list_configs() == SHIPPED
+    for n in SHIPPED:
+        c = load_config(n)
+        assert c.name == n
+        assert len(c.hash) == 64 and c.hash32 == int(c.hash[:8], 16)
+
+
+def test_paper_config_matches_the_paper():
+    c = load_config("paper")
+    assert (c.mac_lines, c.macs_per_line, c.clock_mhz, c.dram_gbps) == (64, 8, 500.0, 76.8)
+    assert c.buffer_bytes() == {"qkvs": 128 * 1024, "index": 20 * 1024, "output": 108 * 1024, "weight": 64 * 1024}
+    assert c.peak_macs_per_cycle == 512
+    assert c.bytes_per_cycle == pytest.approx(153.6)
+    assert c.ridge_macs_per_byte == pytest.approx(512 / 153.6)
+
+
+def test_hashes_differ_and_are_stable():
+    hashes = {n: load_config(n).hash for n in SHIPPED}
+    assert len(set(hashes.values())) == len(SHIPPED)
+    assert load_config("paper").hash == load_config("paper").hash
+
+
+def test_description_does_not_change_hash_but_hardware_does():
+    base = config_from_dict(raw())
+    d = raw()
+    d["description"] = "something else"
+    d["assumptions"] = ["x"]
+    assert config_from_dict(d).hash == base.hash
+    d["mac_lines"] = 32
+    assert config_from_dict(d).hash != base.hash
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("mac_lines", 0, "'mac_lines' is 0; allowed range [1, 1024]"),
+    ("mac_lines", 2.5, "'mac_lines' must be an integer"),
+    ("macs_per_line", 6, "'macs_per_line' is 6; must be a power of two"),
+    ("clock_mhz", -1, "'clock_mhz' is -1.0; allowed range"),
+    ("clock_mhz", "fast", "'clock_mhz' must be a number"),
+    ("kind", "gpu", "'kind' is 'gpu'; allowed: asic, fpga"),
+    ("board", "zcu104", "'board' must be null when kind is 'asic'"),
+    ("max_head_dim", 60, "'max_head_dim' (60) must be a multiple of macs_per_line"),
+    ("dram_gbps", True, "'dram_gbps' must be a number"),
+    ("name", "", "'name' must be a non-empty string"),
+])
+def test_bad_values_name_the_key(key, value, needle):
+    d = raw()
+    d[key] = value
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(d)
+    assert needle in str(e.value)
+
+
+def test_missing_and_unknown_keys():
+    d = raw()
+    del d["axi_bits"]
+    with pytest.raises(ConfigError, match="missing key 'axi_bits'"):
+        config_from_dict(d)
+    d = raw()
+    d["mac_line"] = 3
+    with pytest.raises(ConfigError, match="unknown key.*'mac_line'"):
+        config_from_dict(d)
+
+
+def test_fpga_needs_board_and_part():
+    d = raw("zcu104")
+    d["part"] = None
+    with pytest.raises(ConfigError, match="'part' is required when kind is 'fpga'"):
+        config_from_dict(d)
+
+
+def test_config_is_frozen():
+    c = load_config("paper")
+    with pytest.raises(Exception):
+        c.mac_lines = 1
+
+
+def test_load_by_path_and_unknown_name(tmp_path):
+    p = tmp_path / "mine.json"
+    d = raw()
+    d["name"] = "mine"
+    p.write_text(json.dumps(d))
+    assert load_config(str(p)).name == "mine"
+    with pytest.raises(ConfigError, match="unknown hardware config 'nope'.*paper"):
+        load_config("nope")
+    p.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(str(p))
+
+
+def test_generated_files_are_fresh():
+    stale = hwconfig.stale_generated()
+    assert not stale, f"run `vitaccel config gen`; stale: {stale}"
+
+
+def test_staleness_is_detected(tmp_path, monkeypatch):
+    # Render into a scratch root, then edit one file: the check must name it.
+    hwconfig.write_generated(tmp_path)
+    assert hwconfig.stale_generated(tmp_path) == []
+    victim = tmp_path / "hls" / "include" / "configs" / "zcu104.h"
+    victim.write_text(victim.read_text().replace("MAC_LINES = 64", "MAC_LINES = 32"))
+    assert hwconfig.stale_generated(tmp_path) == [victim]
+    victim.unlink()
+    assert hwconfig.stale_generated(tmp_path) == [victim]
+
+
+def test_header_and_tcl_carry_the_hash():
+    for n in SHIPPED:
+        c = load_config(n)
+        files = hwconfig.generated_files()
+        h = files[hwconfig.REPO_ROOT / "hls" / "include" / "configs" / f"{n}.h"]
+        t = files[hwconfig.REPO_ROOT / "overlay" / "configs" / f"{n}.tcl"]
+        assert f"0x{c.hash32:08x}u" in h and c.hash in h
+        assert f"set VITACCEL_CONFIG_HASH {c.hash}" in t
+        assert f"set VITACCEL_MAC_LINES {c.mac_lines}" in t
+
+
+def test_generated_tcl_parses_under_tclsh():
+    import shutil
+    if shutil.which("tclsh") is None:
+        pytest.skip("tclsh not installed")
+    p = hwconfig.REPO_ROOT / "overlay" / "configs" / "pynq-z2.tcl"
+    out = subprocess.run(["tclsh"], input=f"source {p}\nputs \"$VITACCEL_PART $VITACCEL_MAC_LINES $VITACCEL_BOARD\"\n",
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "xc7z020clg400-1 16 pynq-z2"
