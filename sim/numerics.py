@@ -30,7 +30,8 @@ NUMERICS_VERSION = 1
 EXP_FRAC_BITS = 8
 EXP_LUT_BITS = 15
 RECIP_BITS = 40
-#: Largest |accumulator| (and |bias|) a kernel is fed; keeps acc + bias inside int32.
+#: Bound on |accumulator| (<=, reached by K = 65536 products of -128 * -128) and on |bias| (strictly <):
+#: together they keep acc + bias inside int32.
 MAX_ACC_ABS = 1 << 30
 
 # round(2^15 * 2^(-r/256)) for r in 0..255. Computed once in float64 offline; Python's round() on these

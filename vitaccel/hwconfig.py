@@ -75,6 +75,9 @@ FIELDS: Tuple[Field, ...] = (
     Field("clock_mhz", float, 1, 2000, doc="kernel clock in MHz"),
     Field("mac_lines", int, 1, 1024, doc="number of MAC lines (PE lines) shared by the denser/sparser engines"),
     Field("macs_per_line", int, 1, 64, power_of_two=True, doc="int8 MACs per line (the feature dim is mapped across them)"),
+    Field("softmax_lanes", int, 1, 1024, doc="elements per cycle the softmax unit handles in each of its two passes"),
+    Field("sparse_q_ports", int, 1, 1024, doc="Q rows per cycle the sparser engine can gather by index from the Q buffer (banks)"),
+    Field("ae_lines", int, 0, 1023, doc="MAC lines the encoder/decoder engines take from the pool while an AE runs"),
     Field("dram_gbps", float, 0.01, 10000, doc="usable off-chip bandwidth in GB/s (1e9 bytes/s)"),
     Field("axi_bits", int, 32, 1024, power_of_two=True, doc="data width of each m_axi port in bits"),
     Field("burst_setup_cycles", int, 0, 10000, doc="cycles before a DRAM burst streams (latency per transfer)"),
@@ -105,6 +108,9 @@ class HardwareConfig:
     clock_mhz: float
     mac_lines: int
     macs_per_line: int
+    softmax_lanes: int
+    sparse_q_ports: int
+    ae_lines: int
     dram_gbps: float
     axi_bits: int
     burst_setup_cycles: int
@@ -258,6 +264,12 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> HardwareC
         for key in ("board", "part"):
             if values[key] is not None:
                 raise ConfigError(f"{where}: key '{key}' must be null when kind is 'asic'")
+    if values["ae_lines"] >= values["mac_lines"]:
+        raise ConfigError(f"{where}: key 'ae_lines' ({values['ae_lines']}) must be smaller than mac_lines "
+                          f"({values['mac_lines']}): the attention engines need at least one line")
+    if values["sparse_q_ports"] > values["mac_lines"]:
+        raise ConfigError(f"{where}: key 'sparse_q_ports' ({values['sparse_q_ports']}) exceeds mac_lines "
+                          f"({values['mac_lines']}): each port feeds one line")
     if values["max_head_dim"] % values["macs_per_line"] != 0:
         raise ConfigError(f"{where}: key 'max_head_dim' ({values['max_head_dim']}) must be a multiple of "
                           f"macs_per_line ({values['macs_per_line']}): the feature dim is mapped across a line")
@@ -323,6 +335,9 @@ def _c_header(cfg: HardwareConfig) -> str:
         f"static const int MAC_LINES = {cfg.mac_lines};",
         f"static const int MACS_PER_LINE = {cfg.macs_per_line};",
         f"static const int PEAK_MACS = {cfg.peak_macs_per_cycle};",
+        f"static const int SOFTMAX_LANES = {cfg.softmax_lanes};",
+        f"static const int SPARSE_Q_PORTS = {cfg.sparse_q_ports};",
+        f"static const int AE_LINES = {cfg.ae_lines};",
         f"static const int AXI_BITS = {cfg.axi_bits};",
         f"static const int AXI_BYTES = {cfg.axi_bytes};",
         f"static const int BURST_SETUP_CYCLES = {cfg.burst_setup_cycles};",

@@ -4,16 +4,19 @@
 #define VITACCEL_CONFIG_KV260_H
 
 #define VITACCEL_CONFIG_NAME "kv260"
-#define VITACCEL_CONFIG_HASH "d91ffee849cc78a1000ad6f733d7de167117bc67a115c6ab5fc4f69428b79f4b"
-#define VITACCEL_CONFIG_HASH32 0xd91ffee8u
+#define VITACCEL_CONFIG_HASH "73d307c8e806bfaed5ebde91c374a7b9ec4f6857da4d99b021749e34f6c6ad97"
+#define VITACCEL_CONFIG_HASH32 0x73d307c8u
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0xd91ffee8u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x73d307c8u;  // read-only ID register
 static const unsigned CLOCK_KHZ = 200000;
 static const int MAC_LINES = 64;
 static const int MACS_PER_LINE = 8;
 static const int PEAK_MACS = 512;
+static const int SOFTMAX_LANES = 16;
+static const int SPARSE_Q_PORTS = 16;
+static const int AE_LINES = 8;
 static const int AXI_BITS = 128;
 static const int AXI_BYTES = 16;
 static const int BURST_SETUP_CYCLES = 40;

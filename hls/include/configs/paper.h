@@ -4,16 +4,19 @@
 #define VITACCEL_CONFIG_PAPER_H
 
 #define VITACCEL_CONFIG_NAME "paper"
-#define VITACCEL_CONFIG_HASH "98a9d80d5283eb3b9f3806781d6116c94c39c19e252a23dcbb67f9115480b8c9"
-#define VITACCEL_CONFIG_HASH32 0x98a9d80du
+#define VITACCEL_CONFIG_HASH "01fe09dad607426f835f60d98f156b920525406a5abaa97baf20299c3290c566"
+#define VITACCEL_CONFIG_HASH32 0x01fe09dau
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x98a9d80du;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x01fe09dau;  // read-only ID register
 static const unsigned CLOCK_KHZ = 500000;
 static const int MAC_LINES = 64;
 static const int MACS_PER_LINE = 8;
 static const int PEAK_MACS = 512;
+static const int SOFTMAX_LANES = 16;
+static const int SPARSE_Q_PORTS = 16;
+static const int AE_LINES = 8;
 static const int AXI_BITS = 512;
 static const int AXI_BYTES = 64;
 static const int BURST_SETUP_CYCLES = 32;

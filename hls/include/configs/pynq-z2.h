@@ -4,16 +4,19 @@
 #define VITACCEL_CONFIG_PYNQ_Z2_H
 
 #define VITACCEL_CONFIG_NAME "pynq-z2"
-#define VITACCEL_CONFIG_HASH "4b215fa52399375116911c25a2021549683c5e0e9fedfa204c1c51bc6391e08e"
-#define VITACCEL_CONFIG_HASH32 0x4b215fa5u
+#define VITACCEL_CONFIG_HASH "440fc8453f7a2a15f9866a80b55e540fce98b5f17172853dff33955e9563523a"
+#define VITACCEL_CONFIG_HASH32 0x440fc845u
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x4b215fa5u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x440fc845u;  // read-only ID register
 static const unsigned CLOCK_KHZ = 100000;
 static const int MAC_LINES = 16;
 static const int MACS_PER_LINE = 8;
 static const int PEAK_MACS = 128;
+static const int SOFTMAX_LANES = 4;
+static const int SPARSE_Q_PORTS = 4;
+static const int AE_LINES = 2;
 static const int AXI_BITS = 64;
 static const int AXI_BYTES = 8;
 static const int BURST_SETUP_CYCLES = 30;

@@ -4,16 +4,19 @@
 #define VITACCEL_CONFIG_ZCU104_H
 
 #define VITACCEL_CONFIG_NAME "zcu104"
-#define VITACCEL_CONFIG_HASH "d88b98a56071903276f37f9b20d840d7c6ed0df675c88f6cecb9010a8ee3e654"
-#define VITACCEL_CONFIG_HASH32 0xd88b98a5u
+#define VITACCEL_CONFIG_HASH "1d6aec48f34483fa1b862ba624d71c53eb0839c7eaf9ba16fc2ffabcef2f08f8"
+#define VITACCEL_CONFIG_HASH32 0x1d6aec48u
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0xd88b98a5u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x1d6aec48u;  // read-only ID register
 static const unsigned CLOCK_KHZ = 200000;
 static const int MAC_LINES = 64;
 static const int MACS_PER_LINE = 8;
 static const int PEAK_MACS = 512;
+static const int SOFTMAX_LANES = 16;
+static const int SPARSE_Q_PORTS = 16;
+static const int AE_LINES = 8;
 static const int AXI_BITS = 128;
 static const int AXI_BYTES = 16;
 static const int BURST_SETUP_CYCLES = 40;
