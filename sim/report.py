@@ -1,0 +1,136 @@
+"""Cycle reports: what every kernel's cycle model returns, and their sum over a layer or a model.
+
+Each kernel run is a :class:`KernelReport` whose cycles split into three parts that add up to the total:
+
+* ``compute``    - cycles the MAC lines / softmax unit are busy and on the critical path,
+* ``preprocess`` - index decoding (CSC column pointers) and AE decoding that is not hidden,
+* ``data``       - off-chip transfers that compute does not hide (the exposed part only).
+
+``engines`` gives each engine's own busy cycles (they overlap, so they need not add up to the total),
+``heads`` a per-head breakdown for attention kernels.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+from vitaccel.hwconfig import HardwareConfig
+
+
+@dataclasses.dataclass
+class KernelReport:
+    kernel: str            # "attention", "gemm", ...
+    name: str              # "layers.3.attn", "layers.3.fc1", ...
+    layer: Optional[int]
+    compute: int
+    preprocess: int
+    data: int
+    macs: int              # MACs performed (including computed-then-masked scores)
+    useful_macs: int       # MACs on kept entries only
+    dram_bytes: int
+    engines: Dict[str, int] = dataclasses.field(default_factory=dict)
+    heads: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def total_cycles(self) -> int:
+        return self.compute + self.preprocess + self.data
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["total_cycles"] = self.total_cycles
+        return d
+
+
+@dataclasses.dataclass
+class Report:
+    """A sequence of kernel runs on one hardware config (run back to back)."""
+
+    config: HardwareConfig
+    kernels: List[KernelReport] = dataclasses.field(default_factory=list)
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(k.total_cycles for k in self.kernels)
+
+    @property
+    def latency_us(self) -> float:
+        return self.total_cycles / self.config.clock_mhz
+
+    def _sum(self, attr: str) -> int:
+        return sum(getattr(k, attr) for k in self.kernels)
+
+    @property
+    def breakdown(self) -> Dict[str, int]:
+        return {"compute": self._sum("compute"), "preprocess": self._sum("preprocess"), "data": self._sum("data")}
+
+    @property
+    def macs(self) -> int:
+        return self._sum("macs")
+
+    @property
+    def dram_bytes(self) -> int:
+        return self._sum("dram_bytes")
+
+    @property
+    def mac_utilisation(self) -> float:
+        """Useful MACs over what the MAC array could have done in the total time."""
+        t = self.total_cycles
+        return self._sum("useful_macs") / (t * self.config.peak_macs_per_cycle) if t else 0.0
+
+    def by_layer(self) -> Dict[Optional[int], Dict[str, int]]:
+        out: Dict[Optional[int], Dict[str, int]] = {}
+        for k in self.kernels:
+            row = out.setdefault(k.layer, {"compute": 0, "preprocess": 0, "data": 0, "total": 0})
+            row["compute"] += k.compute
+            row["preprocess"] += k.preprocess
+            row["data"] += k.data
+            row["total"] += k.total_cycles
+        return out
+
+    def by_kernel(self) -> Dict[str, Dict[str, int]]:
+        out: Dict[str, Dict[str, int]] = {}
+        for k in self.kernels:
+            row = out.setdefault(k.kernel, {"compute": 0, "preprocess": 0, "data": 0, "total": 0})
+            row["compute"] += k.compute
+            row["preprocess"] += k.preprocess
+            row["data"] += k.data
+            row["total"] += k.total_cycles
+        return out
+
+    def extend(self, other: "Report") -> "Report":
+        if other.config.hash != self.config.hash:
+            raise ValueError("cannot merge reports from different hardware configs")
+        self.kernels.extend(other.kernels)
+        return self
+
+    def to_dict(self, kernels: bool = True) -> Dict[str, Any]:
+        d: Dict[str, Any] = {
+            "config": self.config.name,
+            "config_hash": self.config.hash,
+            "clock_mhz": self.config.clock_mhz,
+            "total_cycles": self.total_cycles,
+            "latency_us": self.latency_us,
+            "breakdown": self.breakdown,
+            "macs": self.macs,
+            "dram_bytes": self.dram_bytes,
+            "mac_utilisation": self.mac_utilisation,
+        }
+        if kernels:
+            d["kernels"] = [k.to_dict() for k in self.kernels]
+        return d
+
+    def table(self) -> str:
+        """A per-kernel table for terminals."""
+        head = f"{'kernel':<22} {'cycles':>10} {'compute':>9} {'preproc':>9} {'data':>9} {'MACs':>11} {'DRAM B':>10}"
+        lines = [head, "-" * len(head)]
+        for k in self.kernels:
+            lines.append(f"{k.name:<22} {k.total_cycles:>10} {k.compute:>9} {k.preprocess:>9} {k.data:>9} "
+                         f"{k.macs:>11} {k.dram_bytes:>10}")
+        b = self.breakdown
+        lines.append("-" * len(head))
+        lines.append(f"{'total':<22} {self.total_cycles:>10} {b['compute']:>9} {b['preprocess']:>9} {b['data']:>9} "
+                     f"{self.macs:>11} {self.dram_bytes:>10}")
+        lines.append(f"latency {self.latency_us:.2f} us at {self.config.clock_mhz:g} MHz ({self.config.name}); "
+                     f"MAC utilisation {100 * self.mac_utilisation:.1f}%")
+        return "\n".join(lines)
