@@ -1,0 +1,101 @@
+"""The whole-model path of the simulator: glue, program, forward, cycles, baselines."""
+import math
+
+import numpy as np
+import pytest
+
+from vitaccel.host.bundle import random_bundle
+from vitaccel.sim import glue
+from vitaccel.sim.model import (Kernels, SimKernels, compile_program, forward, model_baselines, program_cycles,
+                                run_model)
+
+
+def images(b, seed=0, size=16, chans=3):
+    return np.random.default_rng(seed).normal(size=(b, chans, size, size)).astype(np.float32)
+
+
+def test_erf_and_gelu_match_math():
+    xs = np.linspace(-6, 6, 2001)
+    assert np.max(np.abs(glue.erf(xs) - np.array([math.erf(v) for v in xs]))) < 2e-7
+    g = glue.gelu(xs.astype(np.float32))
+    ref = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in xs])
+    assert np.max(np.abs(g - ref)) < 1e-6
+
+
+def test_layer_norm_and_patch_embed():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 8)).astype(np.float32)
+    y = glue.layer_norm(x, np.ones(8, np.float32), np.zeros(8, np.float32))
+    assert np.allclose(y.mean(-1), 0, atol=1e-5) and np.allclose(y.std(-1), 1, atol=1e-3)
+    img = rng.normal(size=(1, 3, 8, 8)).astype(np.float32)
+    w = rng.normal(size=(4, 3, 4, 4)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    out = glue.patch_embed(img, w, b)
+    # patch (row 1, col 0) is pixels [4:8, 0:4]; conv with stride 4 by hand
+    ref = np.einsum("chw,dchw->d", img[0, :, 4:8, 0:4], w) + b
+    assert out.shape == (1, 4, 4) and np.allclose(out[0, 2], ref, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        glue.patch_embed(rng.normal(size=(1, 3, 9, 9)), w, b)
+
+
+@pytest.mark.parametrize("method", ["vitcod", "dense"])
+def test_run_model_is_batch_independent_and_deterministic(method):
+    b = random_bundle(method=method, depth=2, seed=3)
+    imgs = images(7)
+    full = run_model(b, imgs, batch_size=16)
+    split = run_model(b, imgs, batch_size=3)
+    assert np.array_equal(full.logits, split.logits)
+    assert np.array_equal(run_model(b, imgs[2:3]).logits[0], full.logits[2])
+    assert full.logits.shape == (7, 10)
+    assert full.report.total_cycles == split.report.total_cycles
+
+
+def test_cycles_cover_every_layer_and_kernel():
+    b = random_bundle(depth=3)
+    rep = program_cycles(compile_program(b))
+    assert [k.name for k in rep.kernels[:5]] == ["layers.0.qkv", "layers.0.attn", "layers.0.proj", "layers.0.fc1",
+                                                 "layers.0.fc2"]
+    assert len(rep.kernels) == 15
+    assert set(rep.by_layer()) == {0, 1, 2}
+    cfg = rep.config
+    assert rep.total_cycles >= max(rep.macs / cfg.peak_macs_per_cycle, rep.dram_bytes / cfg.bytes_per_cycle)
+
+
+def test_model_baselines_side_by_side():
+    prog = compile_program(random_bundle(depth=2))
+    base = model_baselines(prog)
+    assert set(base) == {"vitcod", "vitcod_no_ae", "dense", "sanger", "pruning_only", "reordering_only"}
+    assert base["vitcod"].total_cycles == program_cycles(prog).total_cycles
+    assert all(len(r.kernels) == 10 for r in base.values())
+
+
+def test_trace_and_custom_kernels():
+    """A backend plugs in through Kernels; a recording one sees every kernel call."""
+    calls = []
+
+    class Recording(SimKernels):
+        def gemm(self, *a):
+            calls.append("gemm")
+            return super().gemm(*a)
+
+        def attention(self, *a):
+            calls.append("attention")
+            return super().attention(*a)
+
+    b = random_bundle(method="dense", depth=2)
+    prog = compile_program(b)
+    trace = {}
+    out = forward(prog, images(2), Recording(), trace=trace)
+    assert calls == (["gemm", "attention", "gemm", "gemm", "gemm"] * 2)
+    assert np.array_equal(out, forward(prog, images(2)))
+    assert trace["layers.1.attn"].dtype == np.int8
+    with pytest.raises(NotImplementedError):
+        Kernels().gemm(None, None, None, None, None)
+
+
+def test_bad_images_and_revit():
+    b = random_bundle(depth=1)
+    with pytest.raises(ValueError, match=r"images must be \(B, 3, 16, 16\)"):
+        run_model(b, images(2, size=8))
+    with pytest.raises(NotImplementedError, match="ReViT"):
+        run_model(random_bundle(method="revit", depth=1), images(1))
