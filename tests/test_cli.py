@@ -46,3 +46,43 @@ def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "vitaccel", "info", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["configs"]) == 4
+
+
+@pytest.fixture()
+def bundle_file(tmp_path):
+    from vitaccel.host.bundle import random_bundle, write_bundle
+
+    return str(write_bundle(tmp_path / "m.vcb", random_bundle(depth=2)))
+
+
+def test_sim_json_with_images_and_baselines(bundle_file, tmp_path, capsys):
+    import numpy as np
+
+    imgs = np.random.default_rng(0).normal(size=(4, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "i.npz", images=imgs, labels=np.array([0, 1, 2, 3]))
+    assert main(["sim", bundle_file, "--images", str(tmp_path / "i.npz"), "--baselines", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"]["total_cycles"] > 0 and len(doc["images"]["predictions"]) == 4
+    assert 0.0 <= doc["images"]["top1"] <= 1.0
+    assert doc["baselines"]["vitcod"]["speedup_of_vitcod"] == 1.0
+    assert set(doc["by_layer"]) == {"0", "1"} or set(doc["by_layer"]) == {0, 1}
+
+
+def test_sim_table_and_plots(bundle_file, tmp_path, capsys):
+    assert main(["sim", bundle_file, "--plot", str(tmp_path / "p"), "--baselines"]) == 0
+    out = capsys.readouterr().out
+    assert "latency" in out and "sanger" in out
+    for name in ("breakdown.png", "roofline.png"):
+        data = (tmp_path / "p" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_sim_errors_are_clear(bundle_file, tmp_path, capsys):
+    bad = tmp_path / "bad.vcb"
+    bad.write_bytes(b"VITACCB\x00" + b"\x00" * 20)
+    assert main(["sim", str(bad)]) == 2
+    assert "bad.vcb" in capsys.readouterr().err
+    assert main(["sim", bundle_file, "--images", str(tmp_path / "x.png")]) == 2
+    assert ".npy array" in capsys.readouterr().err
+    assert main(["sim", bundle_file, "--config", "pynq-z2"]) == 0
+    assert "A board would refuse" in capsys.readouterr().err

@@ -102,6 +102,102 @@ def cmd_selfcheck(args) -> int:
     return 0 if all(r["status"] != "fail" for r in results["checks"]) else 1
 
 
+def _load_images(path: str):
+    """Images for ``vitaccel sim``: a .npy array (B, C, H, W) or a .npz with ``images`` (and ``labels``)."""
+    import numpy as np
+
+    p = path.lower()
+    if p.endswith(".npy"):
+        return np.load(path, allow_pickle=False), None
+    if p.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z:
+                raise ValueError(f"{path}: no 'images' array (found: {', '.join(z.files)})")
+            return z["images"], (z["labels"] if "labels" in z else None)
+    raise ValueError(f"{path}: --images takes a .npy array (B, C, H, W) or a .npz with 'images' [and 'labels']")
+
+
+def cmd_sim(args) -> int:
+    from vitaccel.host.bundle import BundleError, load_bundle
+    from vitaccel.sim.model import compile_program, forward, model_baselines, program_cycles
+
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as e:
+        print(f"vitaccel: {e}", file=sys.stderr)
+        return 2
+    config = args.config or bundle.config_name
+    cfg = load_config(config)
+    if cfg.hash != bundle.config_hash:
+        print(f"note: bundle was compiled for '{bundle.config_name}' ({bundle.config_hash[:8]}); predicting cycles "
+              f"on '{cfg.name}' ({cfg.hash[:8]}). A board would refuse this pairing.", file=sys.stderr)
+    prog = compile_program(bundle, cfg)
+    report = program_cycles(prog)
+    doc = {"bundle": args.bundle, "report": report.to_dict(kernels=True), "by_layer": report.by_layer(),
+           "by_kernel": report.by_kernel()}
+    base = model_baselines(prog) if args.baselines else None
+    if base:
+        doc["baselines"] = {k: {**v.to_dict(kernels=False), "speedup_of_vitcod": v.total_cycles / report.total_cycles}
+                            for k, v in base.items()}
+    if args.images:
+        import numpy as np
+
+        imgs, labels = _load_images(args.images)
+        t0 = time.perf_counter()
+        logits = forward(prog, imgs)
+        doc["images"] = {"count": int(len(imgs)), "predictions": np.argmax(logits, 1).tolist(),
+                         "host_seconds": time.perf_counter() - t0}
+        if labels is not None:
+            doc["images"]["top1"] = float(np.mean(np.argmax(logits, 1) == labels))
+    if args.plot:
+        from pathlib import Path
+
+        from vitaccel.sim.plots import plot_breakdown, plot_roofline
+
+        out = Path(args.plot)
+        out.mkdir(parents=True, exist_ok=True)
+        doc["plots"] = [str(plot_breakdown(report, out / "breakdown.png", baselines=base)),
+                        str(plot_roofline(report, out / "roofline.png"))]
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    print(bundle.summary())
+    print()
+    print(report.table() if args.verbose else _layer_table(report))
+    if base:
+        print(f"\n{'attention dataflow':<18} {'cycles':>10} {'latency us':>11} {'ViTCoD speedup':>15}")
+        for k, v in base.items():
+            print(f"{k:<18} {v.total_cycles:>10} {v.latency_us:>11.2f} {v.total_cycles / report.total_cycles:>14.2f}x")
+    if args.images:
+        im = doc["images"]
+        line = f"\n{im['count']} images: predictions {im['predictions'][:16]}{' ...' if im['count'] > 16 else ''}"
+        if "top1" in im:
+            line += f"; top-1 {100 * im['top1']:.2f}%"
+        print(line)
+    for p in doc.get("plots", []):
+        print(f"wrote {p}")
+    return 0
+
+
+def _layer_table(report) -> str:
+    rows = report.by_layer()
+    head = f"{'layer':>5} {'cycles':>10} {'compute':>9} {'preproc':>9} {'data':>9} {'us':>9}"
+    lines = [head, "-" * len(head)]
+    for layer, r in rows.items():
+        lines.append(f"{layer!s:>5} {r['total']:>10} {r['compute']:>9} {r['preprocess']:>9} {r['data']:>9} "
+                     f"{r['total'] / report.config.clock_mhz:>9.2f}")
+    b = report.breakdown
+    lines.append("-" * len(head))
+    lines.append(f"{'all':>5} {report.total_cycles:>10} {b['compute']:>9} {b['preprocess']:>9} {b['data']:>9} "
+                 f"{report.latency_us:>9.2f}")
+    by_k = report.by_kernel()
+    shares = ", ".join(f"{k} {100 * v['total'] / report.total_cycles:.0f}%" for k, v in by_k.items())
+    lines.append(f"latency {report.latency_us:.2f} us per image on '{report.config.name}' "
+                 f"({report.config.clock_mhz:g} MHz); time by kernel: {shares}; "
+                 f"MAC utilisation {100 * report.mac_utilisation:.1f}%; DRAM {report.dram_bytes / 1e6:.2f} MB")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitaccel", description="Sparse ViT accelerators on PYNQ FPGAs and their simulator.")
     p.add_argument("--version", action="version", version=f"vitaccel {__version__}")
@@ -126,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-csim", dest="csim", action="store_const", const=False, help="skip the C-simulation comparison")
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_selfcheck)
+    sim = sub.add_parser("sim", help="predict cycles of a bundle on the simulator (and run images through it)")
+    sim.add_argument("bundle", help="deployment bundle (.vcb)")
+    sim.add_argument("--images", help=".npy images (B, C, H, W) or .npz with 'images' [and 'labels']")
+    sim.add_argument("--config", help="hardware config to predict on (default: the bundle's)")
+    sim.add_argument("--baselines", action="store_true", help="also dense, S-stationary, pruning-only, ... side by side")
+    sim.add_argument("--json", action="store_true", help="machine-readable output")
+    sim.add_argument("--plot", metavar="DIR", help="write breakdown.png and roofline.png into DIR")
+    sim.add_argument("-v", "--verbose", action="store_true", help="one line per kernel instead of per layer")
+    sim.set_defaults(func=cmd_sim)
     return p
 
 
@@ -139,4 +244,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.func(args)
     except ConfigError as e:
         print(f"vitaccel: config error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, NotImplementedError, RuntimeError, OSError) as e:
+        print(f"vitaccel: {e}", file=sys.stderr)
         return 2
