@@ -215,3 +215,20 @@ def test_sanger_counts_passes():
     mask[0, :, 0] = True  # every query keeps key 0: one key block, 16 rows -> one pass
     rep = sanger_cycles(cfg, mask, 64)
     assert rep.heads[0]["passes"] == 1
+
+
+def test_pytorch_reference_within_stated_tolerance():
+    """The same tolerance as the NumPy float reference above, against torch's own masked softmax attention
+    (scaled_dot_product_attention with a boolean mask), on dequantised inputs."""
+    torch = pytest.importorskip("torch", reason="models extra not installed")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(11)
+    h, n, d = 6, 197, 64
+    q, k, v = rand_qkv(rng, h, n, d)
+    mask = vitcod_like_mask(rng, h, n)
+    res = attention(q, k, v, mask, config="paper")
+    tq, tk = (torch.from_numpy(x.astype(np.float64) / 32) for x in (q, k))
+    tv = torch.from_numpy(v.astype(np.float64))
+    ref = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.from_numpy(mask)).numpy()
+    err = np.abs(res.output.astype(np.float64) - ref)
+    assert err.mean() <= 0.5 and err.max() <= 4.0
