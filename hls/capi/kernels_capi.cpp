@@ -1,0 +1,145 @@
+// C entry points over flat arrays for the ViTCoD engines (hls/kernels/), so that
+// vitaccel/sim/csim_kernels.py can run them through ctypes and compare them with the simulator's
+// functional models. Not synthesised: test glue, so it may allocate.
+//
+// Build (csim_kernels.py does this, with hls/kernels on the include path):
+//   g++ -O2 -std=c++14 -shared -fPIC -DVITACCEL_TARGET_<IDENT> -I hls/kernels -I hls/include -I hls/include/csim
+//       -isystem <ap_types> capi/kernels_capi.cpp kernels/vitcod_top.cpp
+//
+// Every function returns the engine's status (0 ok; codes in DESCRIPTOR.md). Shapes are checked against
+// the compiled limits before any array is touched; the arrays themselves must have the sizes stated.
+#include <stdint.h>
+
+#include <vector>
+
+#include "attention/attention.h"
+#include "autoencoder/autoencoder.h"
+#include "gemm/gemm.h"
+#include "vitaccel_config.h"
+
+// hls/kernels/vitcod_top.cpp (compiled alongside; a signature mismatch fails to link).
+int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const uint8_t* mask, const int8_t* wgt,
+               const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id);
+
+namespace {
+
+const int ERR_CAPI_ARGS = -1;  // a shape or size the wrapper refuses before calling the engine
+
+}  // namespace
+
+extern "C" {
+
+unsigned vitaccel_kernels_config_hash32(void) { return vitaccel::cfg::CONFIG_HASH32; }
+
+// Compiled limits and engine shapes, in this order (returns how many there are):
+// MAX_TOKENS, MAX_HEADS, MAX_HEAD_DIM, MAC_LINES, MACS_PER_LINE, gemm MAX_K, gemm WLINE, gemm XWORDS,
+// attention DENSE_LINES, ae AE_L.
+int vitaccel_kernels_limits(int32_t* out, int n) {
+    using namespace vitaccel;
+    const int32_t v[] = {cfg::MAX_TOKENS, cfg::MAX_HEADS, cfg::MAX_HEAD_DIM, cfg::MAC_LINES, cfg::MACS_PER_LINE,
+                         gemm::MAX_K,     gemm::WLINE,    gemm::XWORDS,      attention::DENSE_LINES, ae::AE_L};
+    const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
+    for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
+    return count;
+}
+
+// x (M, K), w (O, K), bias / mult / shift (O,), y (M, O).
+int vitaccel_gemm(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult, const int32_t* shift,
+                  int8_t* y, int M, int K, int O) {
+    return vitaccel::gemm::gemm_layer(x, w, bias, mult, shift, y, M, K, O);
+}
+
+// x (Hin, N, d), w (C, Hin), b (C,), y (C, N, d), contiguous.
+int vitaccel_ae_mix(const int8_t* x, const int8_t* w, const int32_t* b, int32_t mult, int32_t shift, int8_t* y,
+                    int Hin, int C, int N, int d) {
+    const int64_t hs = (int64_t)N * d;
+    return vitaccel::ae::ae_mix(x, hs, d, w, b, mult, shift, y, hs, d, Hin, C, N, d);
+}
+
+// One attention layer over flat arrays:
+//   q, k, v, out (H, N, d) int8; mask (H, N, N) uint8 (nonzero = kept), original key order;
+//   order (H, N), n_global (H,), colptr (H, N + 1), headptr (H + 1,), rowidx (nnz,) int32;
+//   Hc = 0: no AE. Hc > 0: q and k go through encoder and decoder first, as attention_int(ae=...) does:
+//     ae_w int8   = [enc_q (Hc, H), dec_q (H, Hc), enc_k (Hc, H), dec_k (H, Hc)]
+//     ae_b int32  = [enc_q (Hc,), dec_q (H,), enc_k (Hc,), dec_k (H,)]
+//     ae_ms int32 = [enc_q m, s, dec_q m, s, enc_k m, s, dec_k m, s]
+// The mask is permuted into reordered columns and bit-packed here, as the host does for the accelerator.
+int vitaccel_attention(const int8_t* q, const int8_t* k, const int8_t* v, const uint8_t* mask, const int32_t* order,
+                       const int32_t* n_global, const int32_t* colptr, const int32_t* headptr, const int32_t* rowidx,
+                       int nnz, int32_t m_exp, int32_t s_exp, int32_t m_out, int32_t s_out, int Hc, const int8_t* ae_w,
+                       const int32_t* ae_b, const int32_t* ae_ms, int8_t* out, int H, int N, int d) {
+    using namespace vitaccel;
+    if (H < 1 || H > cfg::MAX_HEADS || N < 1 || N > cfg::MAX_TOKENS || d < 1 || d > cfg::MAX_HEAD_DIM || Hc < 0 ||
+        Hc > H || nnz < 0)
+        return attention::ERR_DIMS;
+    for (long i = 0; i < (long)H * N; ++i) {
+        if (order[i] < 0 || order[i] >= N) return attention::ERR_ORDER;
+    }
+    const int mb = (N + 7) / 8;
+    std::vector<uint8_t> bits((size_t)H * N * mb, 0);
+    for (int h = 0; h < H; ++h) {
+        for (int i = 0; i < N; ++i) {
+            const uint8_t* row = mask + ((size_t)h * N + i) * N;
+            uint8_t* dst = bits.data() + ((size_t)h * N + i) * mb;
+            for (int c = 0; c < N; ++c) {
+                if (row[order[(size_t)h * N + c]]) dst[c / 8] |= uint8_t(1u << (c % 8));
+            }
+        }
+    }
+    attention::Args a;
+    a.H = H;
+    a.N = N;
+    a.d = d;
+    a.Hc = Hc;
+    a.q_hs = a.k_hs = a.v_hs = a.o_hs = (int64_t)N * d;
+    a.q_ns = a.k_ns = a.v_ns = a.o_ns = d;
+    a.m_exp = m_exp;
+    a.s_exp = s_exp;
+    a.m_out = m_out;
+    a.s_out = s_out;
+    a.dq_m = a.dq_s = a.dk_m = a.dk_s = 0;
+    for (int h = 0; h < attention::MAX_H; ++h) a.n_global[h] = h < H ? n_global[h] : 0;
+
+    const int32_t dummy_b[1] = {0};
+    const int8_t dummy_w[1] = {0};
+    const int32_t dummy_idx[1] = {0};
+    const int32_t* ri = nnz > 0 ? rowidx : dummy_idx;
+    if (Hc == 0) {
+        return attention::attention_layer(a, q, k, v, out, bits.data(), order, colptr, headptr, ri, nnz, dummy_w,
+                                          dummy_b, dummy_w, dummy_b);
+    }
+    // Encoder engine on Q and K (what runs after the qkv GEMM), then the attention kernel decodes.
+    const size_t hw = (size_t)Hc * H;
+    const int8_t* enc_qw = ae_w;
+    const int8_t* dec_qw = ae_w + hw;
+    const int8_t* enc_kw = ae_w + 2 * hw;
+    const int8_t* dec_kw = ae_w + 3 * hw;
+    const int32_t* enc_qb = ae_b;
+    const int32_t* dec_qb = ae_b + Hc;
+    const int32_t* enc_kb = ae_b + Hc + H;
+    const int32_t* dec_kb = ae_b + 2 * Hc + H;
+    std::vector<int8_t> encq((size_t)Hc * N * d), enck((size_t)Hc * N * d);
+    const int64_t hs = (int64_t)N * d;
+    int st = ae::ae_mix(q, hs, d, enc_qw, enc_qb, ae_ms[0], ae_ms[1], encq.data(), hs, d, H, Hc, N, d);
+    if (st != 0) return st;
+    st = ae::ae_mix(k, hs, d, enc_kw, enc_kb, ae_ms[4], ae_ms[5], enck.data(), hs, d, H, Hc, N, d);
+    if (st != 0) return st;
+    a.dq_m = ae_ms[2];
+    a.dq_s = ae_ms[3];
+    a.dk_m = ae_ms[6];
+    a.dk_s = ae_ms[7];
+    return attention::attention_layer(a, encq.data(), enck.data(), v, out, bits.data(), order, colptr, headptr, ri,
+                                      nnz, dec_qw, dec_qb, dec_kw, dec_kb);
+}
+
+// The accelerator's top-level function on an emulated DRAM window: every m_axi port points at dram
+// (which must be 4-byte aligned), as the host sets every base-address register to one buffer.
+int vitaccel_run(uint8_t* dram, int64_t dram_bytes, uint32_t desc_off, uint32_t num_instr, uint32_t* hw_id) {
+    if (dram_bytes < 0 || dram_bytes > 0xffffffffLL || (reinterpret_cast<uintptr_t>(dram) & 3)) return ERR_CAPI_ARGS;
+    return vitcod_top(reinterpret_cast<const int8_t*>(dram), reinterpret_cast<int8_t*>(dram),
+                      reinterpret_cast<const int32_t*>(dram), dram, reinterpret_cast<const int8_t*>(dram),
+                      reinterpret_cast<const int32_t*>(dram), desc_off, num_instr, static_cast<uint32_t>(dram_bytes),
+                      hw_id);
+}
+
+}  // extern "C"

@@ -1,0 +1,226 @@
+// The ViTCoD accelerator's top-level function: runs a list of layer descriptors (GEMM, AE mix, attention)
+// that the host wrote into DRAM, dispatching each to its engine. Register map and descriptor layout:
+// DESCRIPTOR.md (keep the two in step; tests/test_csim_kernels.py checks the word indices against
+// vitaccel/sim/csim_kernels.py through vitcod_desc_layout below).
+//
+// Memory model: one DRAM window of mem_bytes bytes. Every m_axi port's base-address register is set by
+// the host to the start of that window (one physically contiguous buffer); descriptors carry byte offsets
+// into it. The ports are split into three AXI masters (bundles) so that activations, indexes and weights
+// stream in parallel:
+//   gmem_act  act_in (int8 reads), act_out (int8 writes)
+//   gmem_idx  idx (int32: descriptors, order, colptr, headptr, rowidx), mask (packed mask bits)
+//   gmem_wgt  wgt (int8 weights), wconst (int32 biases, multipliers, shifts)
+// Every range a descriptor names is checked against mem_bytes before its engine starts, so a bad
+// descriptor gets a status code instead of a stray DRAM access.
+#include <stdint.h>
+
+#include "attention/attention.h"
+#include "autoencoder/autoencoder.h"
+#include "gemm/gemm.h"
+#include "vitaccel_config.h"
+
+namespace vitaccel {
+namespace top {
+
+static const int DESC_WORDS = 64;  // one descriptor: 64 int32 words (256 bytes)
+
+enum Op { OP_NOP = 0, OP_GEMM = 1, OP_AE_MIX = 2, OP_ATTENTION = 3 };
+
+// Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
+enum Word {
+    W_OP = 0,
+    W_FLAGS = 1,  // reserved, must be 0
+    // OP_GEMM: y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), row-major
+    G_M = 2, G_K = 3, G_O = 4, G_X = 5, G_W = 6, G_BIAS = 7, G_MULT = 8, G_SHIFT = 9, G_Y = 10,
+    // OP_AE_MIX: y[c, n, f] = requantize(sum_h w[c, h] x[h, n, f] + b[c], mult, shift)
+    E_HIN = 2, E_C = 3, E_N = 4, E_D = 5, E_X = 6, E_X_HS = 7, E_X_NS = 8, E_W = 9, E_B = 10, E_MULT = 11,
+    E_SHIFT = 12, E_Y = 13, E_Y_HS = 14, E_Y_NS = 15,
+    // OP_ATTENTION: one layer, attention.h
+    A_H = 2, A_N = 3, A_D = 4, A_HC = 5,
+    A_Q = 6, A_Q_HS = 7, A_Q_NS = 8, A_K = 9, A_K_HS = 10, A_K_NS = 11, A_V = 12, A_V_HS = 13, A_V_NS = 14,
+    A_O = 15, A_O_HS = 16, A_O_NS = 17,
+    A_MASK = 18, A_ORDER = 19, A_COLPTR = 20, A_HEADPTR = 21, A_ROWIDX = 22,
+    A_M_EXP = 23, A_S_EXP = 24, A_M_OUT = 25, A_S_OUT = 26,
+    A_DQ_W = 27, A_DQ_B = 28, A_DQ_M = 29, A_DQ_S = 30, A_DK_W = 31, A_DK_B = 32, A_DK_M = 33, A_DK_S = 34,
+    A_NGLOBAL = 48,  // n_global[h] at word 48 + h
+};
+static const int NGLOBAL_SLOTS = DESC_WORDS - A_NGLOBAL;
+static_assert(cfg::MAX_HEADS <= NGLOBAL_SLOTS, "n_global needs one descriptor word per head");
+
+// Status codes of the dispatcher itself (the engines' are 0x1xx, 0x2xx, 0x3xx). The returned status is
+// (index of the failing descriptor << 16) | code, 0 when every descriptor ran.
+static const int OK = 0;
+static const int ERR_OP = 0x001;       // unknown opcode or nonzero reserved word
+static const int ERR_ALIGN = 0x002;    // an int32 array (or the descriptor list) not 4-byte aligned
+static const int ERR_RANGE = 0x003;    // a range outside [0, mem_bytes)
+static const int ERR_STRIDE = 0x004;   // a negative stride
+static const int ERR_COUNT = 0x005;    // num_instr >= 65536
+
+typedef uint64_t addr_t;
+
+// [off, off + len) inside the window.
+inline bool in_window(uint32_t off, addr_t len, uint32_t mem) { return (addr_t)off + len <= (addr_t)mem; }
+
+// Bytes spanned by a (heads, N, d) tensor with byte strides hs, ns.
+inline addr_t span3(int heads, int N, int d, int32_t hs, int32_t ns) {
+    return (addr_t)(heads - 1) * (addr_t)hs + (addr_t)(N - 1) * (addr_t)ns + (addr_t)d;
+}
+
+inline int run_gemm(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int8_t* wgt,
+                    const int32_t* wconst, uint32_t mem) {
+    const int M = dw[G_M], K = dw[G_K], O = dw[G_O];
+    if (M < 1 || K < 1 || O < 1) return gemm::ERR_DIMS;
+    const uint32_t x = dw[G_X], w = dw[G_W], b = dw[G_BIAS], m = dw[G_MULT], s = dw[G_SHIFT], y = dw[G_Y];
+    if ((b | m | s) & 3) return ERR_ALIGN;
+    if (!in_window(x, (addr_t)M * K, mem) || !in_window(w, (addr_t)O * K, mem) || !in_window(b, 4 * (addr_t)O, mem) ||
+        !in_window(m, 4 * (addr_t)O, mem) || !in_window(s, 4 * (addr_t)O, mem) || !in_window(y, (addr_t)M * O, mem))
+        return ERR_RANGE;
+    return gemm::gemm_layer(act_in + x, wgt + w, wconst + b / 4, wconst + m / 4, wconst + s / 4, act_out + y, M, K, O);
+}
+
+inline int run_ae(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int8_t* wgt,
+                  const int32_t* wconst, uint32_t mem) {
+    const int Hin = dw[E_HIN], C = dw[E_C], N = dw[E_N], d = dw[E_D];
+    if (Hin < 1 || Hin > cfg::MAX_HEADS || C < 1 || C > cfg::MAX_HEADS || N < 1 || N > cfg::MAX_TOKENS || d < 1 ||
+        d > cfg::MAX_HEAD_DIM)
+        return ae::ERR_DIMS;
+    if (dw[E_X_HS] < 0 || dw[E_X_NS] < 0 || dw[E_Y_HS] < 0 || dw[E_Y_NS] < 0) return ERR_STRIDE;
+    const uint32_t x = dw[E_X], w = dw[E_W], b = dw[E_B], y = dw[E_Y];
+    if (b & 3) return ERR_ALIGN;
+    if (!in_window(x, span3(Hin, N, d, dw[E_X_HS], dw[E_X_NS]), mem) || !in_window(w, (addr_t)C * Hin, mem) ||
+        !in_window(b, 4 * (addr_t)C, mem) || !in_window(y, span3(C, N, d, dw[E_Y_HS], dw[E_Y_NS]), mem))
+        return ERR_RANGE;
+    return ae::ae_mix(act_in + x, dw[E_X_HS], dw[E_X_NS], wgt + w, wconst + b / 4, dw[E_MULT], dw[E_SHIFT],
+                      act_out + y, dw[E_Y_HS], dw[E_Y_NS], Hin, C, N, d);
+}
+
+inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int32_t* idx,
+                         const uint8_t* mask, const int8_t* wgt, const int32_t* wconst, uint32_t mem) {
+    attention::Args a;
+    a.H = dw[A_H];
+    a.N = dw[A_N];
+    a.d = dw[A_D];
+    a.Hc = dw[A_HC];
+    const int H = a.H, N = a.N, d = a.d, Hc = a.Hc;
+    if (H < 1 || H > cfg::MAX_HEADS || N < 1 || N > cfg::MAX_TOKENS || d < 1 || d > cfg::MAX_HEAD_DIM || Hc < 0 ||
+        Hc > H)
+        return attention::ERR_DIMS;
+    if (dw[A_Q_HS] < 0 || dw[A_Q_NS] < 0 || dw[A_K_HS] < 0 || dw[A_K_NS] < 0 || dw[A_V_HS] < 0 || dw[A_V_NS] < 0 ||
+        dw[A_O_HS] < 0 || dw[A_O_NS] < 0)
+        return ERR_STRIDE;
+    a.q_hs = dw[A_Q_HS];
+    a.q_ns = dw[A_Q_NS];
+    a.k_hs = dw[A_K_HS];
+    a.k_ns = dw[A_K_NS];
+    a.v_hs = dw[A_V_HS];
+    a.v_ns = dw[A_V_NS];
+    a.o_hs = dw[A_O_HS];
+    a.o_ns = dw[A_O_NS];
+    a.m_exp = dw[A_M_EXP];
+    a.s_exp = dw[A_S_EXP];
+    a.m_out = dw[A_M_OUT];
+    a.s_out = dw[A_S_OUT];
+    a.dq_m = dw[A_DQ_M];
+    a.dq_s = dw[A_DQ_S];
+    a.dk_m = dw[A_DK_M];
+    a.dk_s = dw[A_DK_S];
+    for (int h = 0; h < attention::MAX_H; ++h) {
+#pragma HLS UNROLL
+        a.n_global[h] = (h < H) ? dw[A_NGLOBAL + h] : 0;
+    }
+
+    const uint32_t q = dw[A_Q], k = dw[A_K], v = dw[A_V], o = dw[A_O];
+    const uint32_t mk = dw[A_MASK], ord = dw[A_ORDER], cp = dw[A_COLPTR], hp = dw[A_HEADPTR], ri = dw[A_ROWIDX];
+    const uint32_t dqw = dw[A_DQ_W], dqb = dw[A_DQ_B], dkw = dw[A_DK_W], dkb = dw[A_DK_B];
+    if ((ord | cp | hp | ri) & 3) return ERR_ALIGN;
+    if (Hc > 0 && ((dqb | dkb) & 3)) return ERR_ALIGN;
+    const int hq = Hc > 0 ? Hc : H;
+    if (!in_window(q, span3(hq, N, d, a.q_hs, a.q_ns), mem) || !in_window(k, span3(hq, N, d, a.k_hs, a.k_ns), mem) ||
+        !in_window(v, span3(H, N, d, a.v_hs, a.v_ns), mem) || !in_window(o, span3(H, N, d, a.o_hs, a.o_ns), mem) ||
+        !in_window(mk, (addr_t)H * N * ((N + 7) / 8), mem) || !in_window(ord, 4 * (addr_t)H * N, mem) ||
+        !in_window(cp, 4 * (addr_t)H * (N + 1), mem) || !in_window(hp, 4 * (addr_t)(H + 1), mem) ||
+        !in_window(ri, 0, mem))
+        return ERR_RANGE;
+    if (Hc > 0 && (!in_window(dqw, (addr_t)H * Hc, mem) || !in_window(dqb, 4 * (addr_t)H, mem) ||
+                   !in_window(dkw, (addr_t)H * Hc, mem) || !in_window(dkb, 4 * (addr_t)H, mem)))
+        return ERR_RANGE;
+    // rowidx may run to the end of the window; the engine checks every head's segment against it.
+    const int64_t rowidx_len = (int64_t)(mem - ri) / 4;
+    return attention::attention_layer(a, act_in + q, act_in + k, act_in + v, act_out + o, mask + mk, idx + ord / 4,
+                                      idx + cp / 4, idx + hp / 4, idx + ri / 4, rowidx_len, wgt + dqw, wconst + dqb / 4,
+                                      wgt + dkw, wconst + dkb / 4);
+}
+
+}  // namespace top
+}  // namespace vitaccel
+
+// Runs descriptors [0, num_instr) found at byte offset desc_off of the window. Returns 0, or
+// (index << 16) | code for the first descriptor that failed (the ones before it ran to completion).
+// hw_id always receives vitaccel::cfg::CONFIG_HASH32, so a call with num_instr = 0 just reads the ID.
+int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const uint8_t* mask, const int8_t* wgt,
+               const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id) {
+#pragma HLS INTERFACE m_axi port = act_in offset = slave bundle = gmem_act max_read_burst_length = 64
+#pragma HLS INTERFACE m_axi port = act_out offset = slave bundle = gmem_act max_write_burst_length = 64
+#pragma HLS INTERFACE m_axi port = idx offset = slave bundle = gmem_idx max_read_burst_length = 64
+#pragma HLS INTERFACE m_axi port = mask offset = slave bundle = gmem_idx
+#pragma HLS INTERFACE m_axi port = wgt offset = slave bundle = gmem_wgt max_read_burst_length = 64
+#pragma HLS INTERFACE m_axi port = wconst offset = slave bundle = gmem_wgt
+#pragma HLS INTERFACE s_axilite port = desc_off bundle = control
+#pragma HLS INTERFACE s_axilite port = num_instr bundle = control
+#pragma HLS INTERFACE s_axilite port = mem_bytes bundle = control
+#pragma HLS INTERFACE s_axilite port = hw_id bundle = control
+#pragma HLS INTERFACE s_axilite port = return bundle = control
+    using namespace vitaccel::top;
+    *hw_id = vitaccel::cfg::CONFIG_HASH32;
+    if (num_instr >= 65536) return ERR_COUNT;
+    if (desc_off & 3) return ERR_ALIGN;
+    if (!in_window(desc_off, (addr_t)num_instr * DESC_WORDS * 4, mem_bytes)) return ERR_RANGE;
+
+    int32_t dw[DESC_WORDS];
+#pragma HLS ARRAY_PARTITION variable = dw complete dim = 1
+TOP_INSTRUCTIONS:
+    for (uint32_t i = 0; i < num_instr; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
+    TOP_FETCH:
+        for (int w = 0; w < DESC_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1
+            dw[w] = idx[desc_off / 4 + (addr_t)i * DESC_WORDS + w];
+        }
+        int status = OK;
+        if (dw[W_FLAGS] != 0) {
+            status = ERR_OP;
+        } else if (dw[W_OP] == OP_NOP) {
+            status = OK;
+        } else if (dw[W_OP] == OP_GEMM) {
+            status = run_gemm(dw, act_in, act_out, wgt, wconst, mem_bytes);
+        } else if (dw[W_OP] == OP_AE_MIX) {
+            status = run_ae(dw, act_in, act_out, wgt, wconst, mem_bytes);
+        } else if (dw[W_OP] == OP_ATTENTION) {
+            status = run_attention(dw, act_in, act_out, idx, mask, wgt, wconst, mem_bytes);
+        } else {
+            status = ERR_OP;
+        }
+        if (status != OK) return (int)((i << 16) | (uint32_t)status);
+    }
+    return OK;
+}
+
+#ifndef __SYNTHESIS__
+// C-simulation only: the descriptor layout, so that the Python descriptor builder can be checked against
+// this file. Writes up to n (name index, value) pairs in the order of DESC_LAYOUT_NAMES in
+// vitaccel/sim/csim_kernels.py; returns how many values the layout has.
+extern "C" int vitcod_desc_layout(int32_t* out, int n) {
+    using namespace vitaccel::top;
+    const int32_t v[] = {DESC_WORDS, OP_NOP,  OP_GEMM,  OP_AE_MIX, OP_ATTENTION, W_OP,    W_FLAGS,  G_M,
+                         G_K,        G_O,     G_X,      G_W,       G_BIAS,       G_MULT,  G_SHIFT,  G_Y,
+                         E_HIN,      E_C,     E_N,      E_D,       E_X,          E_X_HS,  E_X_NS,   E_W,
+                         E_B,        E_MULT,  E_SHIFT,  E_Y,       E_Y_HS,       E_Y_NS,  A_H,      A_N,
+                         A_D,        A_HC,    A_Q,      A_Q_HS,    A_Q_NS,       A_K,     A_K_HS,   A_K_NS,
+                         A_V,        A_V_HS,  A_V_NS,   A_O,       A_O_HS,       A_O_NS,  A_MASK,   A_ORDER,
+                         A_COLPTR,   A_HEADPTR, A_ROWIDX, A_M_EXP, A_S_EXP,      A_M_OUT, A_S_OUT,  A_DQ_W,
+                         A_DQ_B,     A_DQ_M,  A_DQ_S,   A_DK_W,    A_DK_B,       A_DK_M,  A_DK_S,   A_NGLOBAL};
+    const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
+    for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
+    return count;
+}
+#endif
