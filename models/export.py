@@ -1,0 +1,239 @@
+"""int8 export: a (sparse, AE) DeiT in PyTorch -> the deployment bundle the board and the simulator run.
+
+Post-training quantisation to the kernel contract (NUMERICS.md) along the int8 model graph of KERNELS.md:
+
+* weights: symmetric int8 per output channel (absmax); AE weights per tensor;
+* activations: symmetric int8 per tensor, scales from calibration images (the ``pct`` percentile of
+  |x| per batch, averaged over batches: robust to the rare outlier that absmax would let stretch the
+  scale); q, k and v share the qkv output scale, the decoded q'/k' come back at that scale;
+* biases: int32 at the accumulator's scale; requantisation multipliers and shifts from the scale ratios;
+* masks, order, n_global from split & conquer, and the CSC arrays from ``sim.sparse_format.mask_to_csc``
+  (the one place they are derived).
+
+After writing, :func:`agreement` runs the float model and the bundle on the simulator over the same images
+and reports top-1 agreement and the largest logit difference.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, List, Optional, Union
+
+import numpy as np
+import torch
+
+from vitaccel.host.bundle import FORMAT_VERSION, Bundle, write_bundle
+from vitaccel.hwconfig import ConfigLike, load_config
+from vitaccel.models.deit import VisionTransformer
+from vitaccel.models.vitcod import SplitResult, _batch_images
+from vitaccel.sim import numerics as nx
+from vitaccel.sim.quant import absmax_scale, quantize, requant_params
+from vitaccel.sim.sparse_format import mask_to_csc
+
+__all__ = ["activation_scales", "build_bundle", "export_bundle", "agreement"]
+
+MAX_BIAS = (1 << 30) - 1
+LINEARS = (("qkv", "attn.qkv"), ("proj", "attn.proj"), ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2"))
+
+
+class _PercentileStat:
+    def __init__(self, pct: float):
+        self.pct = pct
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, x: torch.Tensor) -> None:
+        a = x.detach().abs().flatten().float()
+        if a.numel() > 1_000_000:  # a strided subsample keeps the percentile cheap on big batches
+            a = a[:: a.numel() // 1_000_000 + 1]
+        self.total += float(torch.quantile(a, self.pct / 100.0)) if self.pct < 100 else float(a.max())
+        self.count += 1
+
+    def scale(self) -> float:
+        amax = self.total / max(self.count, 1)
+        return float(np.float32(amax / 127.0 if amax > 0 else 1.0))
+
+
+@torch.no_grad()
+def activation_scales(model: VisionTransformer, data: Iterable, *, pct: float = 99.99,
+                      max_batches: Optional[int] = None) -> Dict[str, float]:
+    """Per-tensor activation scales at every kernel boundary of the int8 graph, from calibration images.
+
+    Keys: ``layers.{i}.{qkv,proj,fc1,fc2}.{in,out}`` and, with an AE, ``layers.{i}.ae.{q,k}.enc``.
+    """
+    stats: Dict[str, _PercentileStat] = {}
+    hooks = []
+
+    def stat(key: str) -> _PercentileStat:
+        return stats.setdefault(key, _PercentileStat(pct))
+
+    for i, blk in enumerate(model.blocks):
+        for short, path in LINEARS:
+            mod = blk.get_submodule(path)
+
+            def hook(m, inp, out, key=f"layers.{i}.{short}"):
+                stat(key + ".in").update(inp[0])
+                stat(key + ".out").update(out)
+
+            hooks.append(mod.register_forward_hook(hook))
+        if blk.attn.ae is not None:
+            for w in ("q", "k"):
+                enc = getattr(blk.attn.ae, w).encoder
+                hooks.append(enc.register_forward_hook(
+                    lambda m, inp, out, key=f"layers.{i}.ae.{w}.enc": stat(key).update(out)))
+    was_training = model.training
+    model.eval()
+    try:
+        n = 0
+        for b, batch in enumerate(data):
+            if max_batches is not None and b >= max_batches:
+                break
+            model(_batch_images(batch).to(next(model.parameters()).device))
+            n += 1
+        if n == 0:
+            raise ValueError("activation_scales got no calibration batches")
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {k: s.scale() for k, s in stats.items()}
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _quant_linear(weight: np.ndarray, bias: Optional[np.ndarray], in_scale: float, out_scale: float) -> Dict[str, np.ndarray]:
+    w_scale = absmax_scale(weight, axis=0)
+    wq = quantize(weight, w_scale, axis=0)
+    b = bias if bias is not None else np.zeros(weight.shape[0])
+    bq = np.clip(np.rint(b.astype(np.float64) / (in_scale * w_scale.astype(np.float64))), -MAX_BIAS, MAX_BIAS)
+    mult, shift = requant_params(in_scale, w_scale, out_scale)
+    return {"weight": wq, "bias": bq.astype(np.int32), "w_scale": w_scale.astype(np.float32),
+            "in_scale": np.array(in_scale, np.float32), "out_scale": np.array(out_scale, np.float32),
+            "mult": mult.astype(np.int32), "shift": shift.astype(np.int32)}
+
+
+def _quant_mix(weight: np.ndarray, bias: np.ndarray, in_scale: float, out_scale: float, prefix: str) -> Dict[str, np.ndarray]:
+    """An AE encoder or decoder: one weight scale per tensor (the engine has one multiplier)."""
+    w_scale = float(absmax_scale(weight))
+    bq = np.clip(np.rint(bias.astype(np.float64) / (in_scale * w_scale)), -MAX_BIAS, MAX_BIAS)
+    m, s = nx.quantize_multiplier(in_scale * w_scale / out_scale)
+    return {f"{prefix}_weight": quantize(weight, w_scale), f"{prefix}_bias": bq.astype(np.int32),
+            f"{prefix}_mult": np.array(m, np.int32), f"{prefix}_shift": np.array(s, np.int32)}
+
+
+def build_bundle(model: VisionTransformer, scales: Dict[str, float], *, config: ConfigLike = "paper",
+                 split: Optional[SplitResult] = None, extra: Optional[dict] = None) -> Bundle:
+    """Quantise ``model`` with activation ``scales`` into a validated :class:`Bundle`.
+
+    ``split`` (masks, order, n_global per layer and head) makes a ``vitcod`` bundle; without it the
+    bundle is ``dense``. AE modules in the model are exported when present.
+    """
+    cfg = load_config(config)
+    c = model.config
+    depth, heads, dim = c["depth"], c["num_heads"], c["embed_dim"]
+    n = model.num_tokens
+    d = dim // heads
+    has_ae = any(blk.attn.ae is not None for blk in model.blocks)
+    if has_ae and not all(blk.attn.ae is not None for blk in model.blocks):
+        raise ValueError("either every block has an auto-encoder or none does")
+    mlp_dim = model.blocks[0].mlp.fc1.out_features
+    meta_model = {"arch": "deit", "img_size": c["img_size"], "patch_size": c["patch_size"], "in_chans": c["in_chans"],
+                  "num_classes": c["num_classes"], "embed_dim": dim, "depth": depth, "num_heads": heads,
+                  "mlp_dim": mlp_dim, "num_tokens": n}
+    if has_ae:
+        meta_model["ae_heads"] = model.blocks[0].attn.ae.compressed_heads
+    meta = {"format_version": FORMAT_VERSION, "model": meta_model,
+            "hw": {"config_name": cfg.name, "config_hash": cfg.hash},
+            "quant": {"weight_bits": 8, "act_bits": 8, "weight_granularity": "per_channel",
+                      "act_granularity": "per_tensor", "calibration": "percentile"},
+            "method": "vitcod" if split is not None else "dense",
+            "extra": dict(extra or {})}
+    t: Dict[str, np.ndarray] = {
+        "patch_embed.weight": _np(model.patch_embed.proj.weight).astype(np.float32),
+        "patch_embed.bias": _np(model.patch_embed.proj.bias).astype(np.float32),
+        "cls_token": _np(model.cls_token).astype(np.float32),
+        "pos_embed": _np(model.pos_embed).astype(np.float32),
+        "norm.weight": _np(model.norm.weight).astype(np.float32),
+        "norm.bias": _np(model.norm.bias).astype(np.float32),
+        "head.weight": _np(model.head.weight).astype(np.float32),
+        "head.bias": _np(model.head.bias).astype(np.float32),
+    }
+    if split is not None:
+        want = (depth, heads, n, n)
+        if split.mask.shape != want:
+            raise ValueError(f"split masks have shape {split.mask.shape}, the model needs {want}")
+    for i, blk in enumerate(model.blocks):
+        p = f"layers.{i}."
+        for nm in ("norm1", "norm2"):
+            ln = getattr(blk, nm)
+            t[p + nm + ".weight"] = _np(ln.weight).astype(np.float32)
+            t[p + nm + ".bias"] = _np(ln.bias).astype(np.float32)
+        s_in = {short: scales[f"layers.{i}.{short}.in"] for short, _ in LINEARS}
+        s_out = {short: scales[f"layers.{i}.{short}.out"] for short, _ in LINEARS}
+        # The attention kernel requantises straight to proj's input scale: no separate attention scale.
+        for short, path in LINEARS:
+            lin = blk.get_submodule(path)
+            bias = _np(lin.bias) if lin.bias is not None else None
+            for k, v in _quant_linear(_np(lin.weight), bias, s_in[short], s_out[short]).items():
+                t[f"{p}{short}.{k}"] = v
+        s_qkv = s_out["qkv"]
+        sm, ss = nx.softmax_params(s_qkv * s_qkv / math.sqrt(d))
+        om, os_ = nx.quantize_multiplier(s_qkv / 256.0 / s_in["proj"])
+        t[p + "attn.softmax_mult"] = np.array(sm, np.int32)
+        t[p + "attn.softmax_shift"] = np.array(ss, np.int32)
+        t[p + "attn.out_mult"] = np.array(om, np.int32)
+        t[p + "attn.out_shift"] = np.array(os_, np.int32)
+        if split is not None:
+            mask = np.asarray(split.mask[i], dtype=bool)
+            order = np.asarray(split.order[i]).astype(np.int32)
+            n_global = np.asarray(split.n_global[i]).astype(np.int32)
+            colptr, headptr, rowidx = mask_to_csc(mask, order, n_global)
+            t.update({p + "attn.mask": mask, p + "attn.order": order, p + "attn.n_global": n_global,
+                      p + "attn.csc_colptr": colptr, p + "attn.csc_headptr": headptr, p + "attn.csc_rowidx": rowidx})
+        if has_ae:
+            for w in ("q", "k"):
+                hae = getattr(blk.attn.ae, w)
+                s_enc = scales[f"layers.{i}.ae.{w}.enc"]
+                pre = f"{p}ae.{w}."
+                for k, v in _quant_mix(_np(hae.encoder.weight), _np(hae.encoder.bias), s_qkv, s_enc, "enc").items():
+                    t[pre + k] = v
+                for k, v in _quant_mix(_np(hae.decoder.weight), _np(hae.decoder.bias), s_enc, s_qkv, "dec").items():
+                    t[pre + k] = v
+    return Bundle(meta=meta, tensors=t).validate()
+
+
+def export_bundle(model: VisionTransformer, calib_data: Iterable, path, *, config: ConfigLike = "paper",
+                  split: Optional[SplitResult] = None, pct: float = 99.99, max_batches: Optional[int] = None,
+                  extra: Optional[dict] = None) -> Bundle:
+    """Calibrate activation scales, quantise, validate and write the bundle atomically to ``path``."""
+    scales = activation_scales(model, calib_data, pct=pct, max_batches=max_batches)
+    bundle = build_bundle(model, scales, config=config, split=split, extra=extra)
+    write_bundle(path, bundle)
+    return bundle
+
+
+@torch.no_grad()
+def agreement(model: VisionTransformer, bundle: Bundle, images: Union[np.ndarray, torch.Tensor],
+              labels: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """Float model vs the int8 bundle on the simulator over the same images.
+
+    Returns top-1 agreement, the largest |logit difference|, and top-1 accuracies when labels are given.
+    """
+    from vitaccel.sim.model import run_model
+
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        ref = model(x.to(next(model.parameters()).device)).cpu().numpy()
+    finally:
+        model.train(was_training)
+    got = run_model(bundle, x.numpy()).logits
+    out = {"images": int(len(x)), "top1_agreement": float(np.mean(ref.argmax(1) == got.argmax(1))),
+           "max_logit_error": float(np.max(np.abs(ref - got))) if len(x) else 0.0}
+    if labels is not None:
+        lab = np.asarray(labels)
+        out["top1_float"] = float(np.mean(ref.argmax(1) == lab))
+        out["top1_int8"] = float(np.mean(got.argmax(1) == lab))
+    return out
