@@ -45,6 +45,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from vitaccel.hls import HLS_DIR, INCLUDE_DIR
+from vitaccel.sim import numerics as nx
 
 __all__ = [
     "CsimError",
@@ -448,22 +449,7 @@ def csim_softmax(scores, keep, m_exp: int, s_exp: int, config="paper") -> np.nda
 
     Same arguments: softmax over the last axis (length 1..SOFTMAX_NMAX), ``keep`` a bool array of the
     same shape or None."""
-    s = _int_array(scores, "scores")
-    if s.ndim == 0:
-        raise ValueError("scores must have at least one axis")
-    if np.any(s < -(1 << 31)) or np.any(s >= (1 << 31)):
-        raise ValueError("scores must fit in int32")
-    if keep is None:
-        k = np.ones(s.shape, dtype=bool)
-    else:
-        k = np.asarray(keep)
-        if k.dtype != np.bool_:
-            raise TypeError(f"keep must be a bool array, got dtype {k.dtype}")
-        if k.shape != s.shape:
-            raise ValueError(f"keep has shape {k.shape}, scores {s.shape}")
-    m_exp, s_exp = int(m_exp), int(s_exp)
-    if not (0 <= m_exp < (1 << 31)) or not (0 <= s_exp <= 63):
-        raise ValueError("m_exp must be in [0, 2^31) and s_exp in [0, 63]")
+    s, k, m_exp, s_exp = nx.check_softmax_args(scores, keep, m_exp, s_exp)
     n = s.shape[-1]
     if not 1 <= n <= SOFTMAX_NMAX:
         raise ValueError(f"softmax rows must have 1..{SOFTMAX_NMAX} entries for the C-simulation, got {n}")

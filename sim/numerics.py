@@ -101,12 +101,9 @@ def softmax_params(score_scale: float) -> Tuple[int, int]:
     return quantize_multiplier(float(score_scale) * math.log2(math.e) * (1 << EXP_FRAC_BITS))
 
 
-def softmax(scores, keep: Optional[np.ndarray], m_exp: int, s_exp: int) -> np.ndarray:
-    """Integer softmax over the last axis: int32 scores -> uint8 probabilities (scale 2^-8).
-
-    ``keep`` (bool, same shape, or None for all kept) marks the entries that exist; pruned entries and
-    rows with nothing kept give 0. See NUMERICS.md for every step.
-    """
+def check_softmax_args(scores, keep, m_exp, s_exp):
+    """Validate :func:`softmax`'s arguments (shared with the C-simulation wrapper so both refuse the same
+    inputs): returns ``(scores as int64, keep as bool, m_exp, s_exp)``."""
     s = _as_int64(scores, "scores")
     if s.ndim == 0:
         raise ValueError("scores must have at least one axis")
@@ -123,6 +120,16 @@ def softmax(scores, keep: Optional[np.ndarray], m_exp: int, s_exp: int) -> np.nd
     m_exp, s_exp = int(m_exp), int(s_exp)
     if not (0 <= m_exp < (1 << 31)) or not (0 <= s_exp <= 63):
         raise ValueError("m_exp must be in [0, 2^31) and s_exp in [0, 63]")
+    return s, k, m_exp, s_exp
+
+
+def softmax(scores, keep: Optional[np.ndarray], m_exp: int, s_exp: int) -> np.ndarray:
+    """Integer softmax over the last axis: int32 scores -> uint8 probabilities (scale 2^-8).
+
+    ``keep`` (bool, same shape, or None for all kept) marks the entries that exist; pruned entries and
+    rows with nothing kept give 0. See NUMERICS.md for every step.
+    """
+    s, k, m_exp, s_exp = check_softmax_args(scores, keep, m_exp, s_exp)
     if s.shape[-1] >= (1 << 16):
         raise ValueError("rows longer than 65535 entries overflow the 32-bit exp sum")
 

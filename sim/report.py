@@ -78,25 +78,21 @@ class Report:
         t = self.total_cycles
         return self._sum("useful_macs") / (t * self.config.peak_macs_per_cycle) if t else 0.0
 
-    def by_layer(self) -> Dict[Optional[int], Dict[str, int]]:
-        out: Dict[Optional[int], Dict[str, int]] = {}
+    def _grouped(self, key) -> Dict:
+        out: Dict = {}
         for k in self.kernels:
-            row = out.setdefault(k.layer, {"compute": 0, "preprocess": 0, "data": 0, "total": 0})
+            row = out.setdefault(key(k), {"compute": 0, "preprocess": 0, "data": 0, "total": 0})
             row["compute"] += k.compute
             row["preprocess"] += k.preprocess
             row["data"] += k.data
             row["total"] += k.total_cycles
         return out
 
+    def by_layer(self) -> Dict[Optional[int], Dict[str, int]]:
+        return self._grouped(lambda k: k.layer)
+
     def by_kernel(self) -> Dict[str, Dict[str, int]]:
-        out: Dict[str, Dict[str, int]] = {}
-        for k in self.kernels:
-            row = out.setdefault(k.kernel, {"compute": 0, "preprocess": 0, "data": 0, "total": 0})
-            row["compute"] += k.compute
-            row["preprocess"] += k.preprocess
-            row["data"] += k.data
-            row["total"] += k.total_cycles
-        return out
+        return self._grouped(lambda k: k.kernel)
 
     def extend(self, other: "Report") -> "Report":
         if other.config.hash != self.config.hash:
