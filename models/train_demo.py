@@ -55,7 +55,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--dense-epochs", type=int, default=3, help="dense epochs at full resolution")
     p.add_argument("--dense-finetune-lr", type=float, default=3e-4, help="learning rate at full resolution")
     p.add_argument("--ae-epochs", type=int, default=6)
-    p.add_argument("--sparse-epochs", type=int, default=15)
+    p.add_argument("--sparse-epochs", type=int, default=25)
     p.add_argument("--finetune-lr", type=float, default=5e-4)
     p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the AE reconstruction loss")
     p.add_argument("--ae-ratio", type=float, default=0.5, help="compressed heads = ceil(H * ratio)")
