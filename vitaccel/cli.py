@@ -242,6 +242,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        sys.stderr.close()
+        return 0
     except ConfigError as e:
         print(f"vitaccel: config error: {e}", file=sys.stderr)
         return 2
