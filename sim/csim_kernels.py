@@ -10,10 +10,13 @@ with g++ by :mod:`vitaccel.sim.csim` into one library (``hls/capi/kernels_capi.c
   ``sim/kernels/attention.py: attention_int``) and return the C++'s bits;
 * :class:`CsimKernels` plugs them into :func:`vitaccel.sim.model.run_model` (``kernels=CsimKernels()``), so a
   whole bundle runs on the HLS engines, bit for bit what the board computes;
-* :class:`Dram` and the ``*_descriptor`` builders lay out an emulated DRAM window and the layer descriptors of
+* :class:`Dram` and the ``*_descriptor`` builders (:mod:`vitaccel.sim.descriptors`, re-exported here) lay out an emulated DRAM window and the layer descriptors of
   ``hls/kernels/DESCRIPTOR.md``; :func:`run_descriptors` runs them through ``vitcod_top``. The host runtime
   drives the bitstream with the same layout. :class:`CsimTopKernels` is the :class:`Kernels` backend that
-  goes through that path.
+  goes through that path;
+* :func:`perf_reset`, :func:`perf_totals`, :func:`perf_heads` read the C++'s C-simulation cycle counters
+  (``hls/kernels/perf.h``) and :func:`schedule_constants` its pipeline depths, for
+  ``tests/test_cycle_model_vs_hls.py``.
 
 Standard library and numpy only. Compiling takes about ten seconds once per config and C++ version (the
 library is cached, see :mod:`vitaccel.sim.csim`).
@@ -28,7 +31,10 @@ import numpy as np
 
 from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
-from vitaccel.sim.kernels.attention import AEParams, SparsePlan
+from vitaccel.sim.descriptors import (AE_WORDS, ATT_WORDS, DESC_LAYOUT, DESC_WORDS, GEMM_WORDS, OP_AE_MIX,  # noqa: F401
+                                     OP_ATTENTION, OP_GEMM, OP_NOP, Dram, ae_descriptor, attention_descriptor,
+                                     gemm_descriptor, pack_mask_bits, status_message)
+from vitaccel.sim.kernels.attention import AEParams, SparsePlan, line_split
 from vitaccel.sim.model import Kernels
 
 __all__ = [
@@ -54,68 +60,18 @@ __all__ = [
     "OP_AE_MIX",
     "OP_ATTENTION",
     "DESC_LAYOUT",
+    "perf_reset",
+    "perf_totals",
+    "perf_heads",
+    "schedule_constants",
+    "PERF_TOTALS",
+    "PERF_HEAD",
 ]
 
 #: Sources of the kernels library, relative to ``hls/``.
 KERNEL_SOURCES = ("capi/kernels_capi.cpp", "kernels/vitcod_top.cpp")
 #: On the include path, so the sources' ``"gemm/gemm.h"`` resolve and the kernel headers are in the cache key.
 KERNELS_INCLUDE_DIR = HLS_DIR / "kernels"
-
-# -- the descriptor layout (hls/kernels/DESCRIPTOR.md; checked against vitcod_top.cpp by the tests) ---------
-
-DESC_WORDS = 64
-OP_NOP, OP_GEMM, OP_AE_MIX, OP_ATTENTION = 0, 1, 2, 3
-_W_OP, _W_FLAGS = 0, 1
-GEMM_WORDS = {"M": 2, "K": 3, "O": 4, "x": 5, "w": 6, "bias": 7, "mult": 8, "shift": 9, "y": 10}
-AE_WORDS = {"Hin": 2, "C": 3, "N": 4, "d": 5, "x": 6, "x_hs": 7, "x_ns": 8, "w": 9, "b": 10, "mult": 11,
-            "shift": 12, "y": 13, "y_hs": 14, "y_ns": 15}
-ATT_WORDS = {"H": 2, "N": 3, "d": 4, "Hc": 5, "q": 6, "q_hs": 7, "q_ns": 8, "k": 9, "k_hs": 10, "k_ns": 11,
-             "v": 12, "v_hs": 13, "v_ns": 14, "o": 15, "o_hs": 16, "o_ns": 17, "mask": 18, "order": 19,
-             "colptr": 20, "headptr": 21, "rowidx": 22, "m_exp": 23, "s_exp": 24, "m_out": 25, "s_out": 26,
-             "dq_w": 27, "dq_b": 28, "dq_m": 29, "dq_s": 30, "dk_w": 31, "dk_b": 32, "dk_m": 33, "dk_s": 34,
-             "n_global": 48}
-
-#: Every constant of the layout, in the order ``vitcod_desc_layout`` (vitcod_top.cpp) reports them.
-DESC_LAYOUT: Tuple[Tuple[str, int], ...] = (
-    ("DESC_WORDS", DESC_WORDS), ("OP_NOP", OP_NOP), ("OP_GEMM", OP_GEMM), ("OP_AE_MIX", OP_AE_MIX),
-    ("OP_ATTENTION", OP_ATTENTION), ("W_OP", _W_OP), ("W_FLAGS", _W_FLAGS),
-    *((f"G_{k}", v) for k, v in GEMM_WORDS.items()),
-    *((f"E_{k}", v) for k, v in AE_WORDS.items()),
-    *((f"A_{k}", v) for k, v in ATT_WORDS.items()),
-)
-
-_STATUS = {
-    0x001: "unknown opcode or nonzero reserved word",
-    0x002: "an int32 array or the descriptor list is not 4-byte aligned",
-    0x003: "a range outside the DRAM window",
-    0x004: "a negative stride",
-    0x005: "too many descriptors (>= 65536)",
-    0x101: "GEMM: M, K or O < 1",
-    0x102: "GEMM: K too long for the activation buffer",
-    0x103: "GEMM: multiplier outside [0, 2^31)",
-    0x104: "GEMM: shift outside [0, 63]",
-    0x201: "AE: H_in, C, N or d out of range",
-    0x202: "AE: multiplier or shift out of range",
-    0x301: "attention: H, N, d or Hc out of range",
-    0x302: "attention: a multiplier or shift out of range",
-    0x303: "attention: n_global outside [0, N]",
-    0x304: "attention: order outside [0, N)",
-    0x305: "attention: colptr / headptr inconsistent or outside rowidx",
-    0x306: "attention: rowidx outside [0, N) or not increasing within a column",
-    -1: "C API: bad arguments (DRAM window too large or misaligned)",
-}
-
-
-def status_message(status: int) -> str:
-    """Human-readable form of an engine or ``vitcod_top`` status (``(index << 16) | code``)."""
-    status = int(status)
-    if status == 0:
-        return "ok"
-    if status < 0:
-        return _STATUS.get(status, f"C API error {status}")
-    index, code = status >> 16, status & 0xFFFF
-    what = _STATUS.get(code, f"unknown code 0x{code:03x}")
-    return f"descriptor {index}: {what} (0x{code:03x})" if index else f"{what} (0x{code:03x})"
 
 
 class CsimKernelError(CsimError, ValueError):
@@ -141,7 +97,8 @@ class _KernelsLib:
             ("y", Array(i8, out=True)), ("Hin", c_int), ("C", c_int), ("N", c_int), ("d", c_int)])
         self.attention = lib.bind("vitaccel_attention", [
             ("q", Array(i8)), ("k", Array(i8)), ("v", Array(i8)), ("mask", Array(u8)), ("order", Array(i32)),
-            ("n_global", Array(i32)), ("colptr", Array(i32)), ("headptr", Array(i32)), ("rowidx", Array(i32)),
+            ("n_global", Array(i32)), ("sparse_lines", Array(i32)), ("colptr", Array(i32)), ("headptr", Array(i32)),
+            ("rowidx", Array(i32)),
             ("nnz", c_int), ("m_exp", c_i32), ("s_exp", c_i32), ("m_out", c_i32), ("s_out", c_i32), ("Hc", c_int),
             ("ae_w", Array(i8)), ("ae_b", Array(i32)), ("ae_ms", Array(i32)), ("out", Array(i8, out=True)),
             ("H", c_int), ("N", c_int), ("d", c_int)])
@@ -151,6 +108,10 @@ class _KernelsLib:
         self.config_hash32 = lib.bind("vitaccel_kernels_config_hash32", [], restype=ctypes.c_uint32)
         self._limits = lib.bind("vitaccel_kernels_limits", [("out", Array(i32, out=True)), ("n", c_int)])
         self._layout = lib.bind("vitcod_desc_layout", [("out", Array(i32, out=True)), ("n", c_int)])
+        self.perf_reset = lib.bind("vitaccel_perf_reset", [], restype=None)
+        self._perf_totals = lib.bind("vitaccel_perf_totals", [("out", Array(np.int64, out=True)), ("n", c_int)])
+        self._perf_heads = lib.bind("vitaccel_perf_heads", [("out", Array(np.int64, out=True)), ("n", c_int)])
+        self._sched = lib.bind("vitaccel_schedule_constants", [("out", Array(i32, out=True)), ("n", c_int)])
 
     @functools.cached_property
     def limits(self) -> Dict[str, int]:
@@ -166,6 +127,41 @@ class _KernelsLib:
         out = np.zeros(256, np.int32)
         n = self._layout(out, out.size)
         return [int(v) for v in out[:n]]
+
+    def perf_totals(self) -> Dict[str, int]:
+        out = np.zeros(len(PERF_TOTALS), np.int64)
+        n = self._perf_totals(out, out.size)
+        if n != len(PERF_TOTALS):
+            raise CsimError(f"vitaccel_perf_totals reports {n} values, expected {len(PERF_TOTALS)}")
+        return {k: int(v) for k, v in zip(PERF_TOTALS, out)}
+
+    def perf_heads(self) -> np.ndarray:
+        rows = self.limits["max_heads"]
+        out = np.zeros(rows * len(PERF_HEAD), np.int64)
+        n = self._perf_heads(out, out.size)
+        if n != out.size:
+            raise CsimError(f"vitaccel_perf_heads reports {n} values, expected {out.size}")
+        return out.reshape(rows, len(PERF_HEAD))
+
+    @functools.cached_property
+    def schedule(self) -> Dict[str, int]:
+        out = np.zeros(len(SCHEDULE_CONSTANTS), np.int32)
+        n = self._sched(out, out.size)
+        if n != len(SCHEDULE_CONSTANTS):
+            raise CsimError(f"vitaccel_schedule_constants reports {n} values, expected {len(SCHEDULE_CONSTANTS)}")
+        return {k: int(v) for k, v in zip(SCHEDULE_CONSTANTS, out)}
+
+
+#: The C-simulation counters (hls/kernels/perf.h, enum Total), in the order vitaccel_perf_totals reports them.
+PERF_TOTALS = ("att_layers", "att_decode_prologue", "att_sddmm", "att_sddmm_dense", "att_sddmm_sparse",
+               "att_softmax", "att_decode", "att_softmax_phase", "att_spmm", "att_spmm_dense", "att_spmm_sparse",
+               "att_requant", "att_bytes_in", "att_bytes_out", "gemm_calls", "gemm_compute", "gemm_mac_iters",
+               "gemm_bytes_in", "gemm_bytes_out", "ae_calls", "ae_compute", "ae_bytes_in", "ae_bytes_out")
+#: Per head of the last attention layer (enum Head).
+PERF_HEAD = ("sddmm", "softmax", "decode_next", "spmm", "requant", "bytes_in")
+#: hls/kernels/schedule.h and tile sizes, in the order vitaccel_schedule_constants reports them.
+SCHEDULE_CONSTANTS = ("pipe_dot", "pipe_rq", "pipe_mix", "pipe_sm_max", "pipe_sm_exp", "pipe_div", "softmax_lanes",
+                      "gather_ports", "ae_tile_tokens", "mix_lines")
 
 
 @functools.lru_cache(maxsize=None)
@@ -277,13 +273,17 @@ def _ae_arrays(ae: Optional[Tuple[AEParams, AEParams]], h: int):
 
 def csim_attention(q, k, v, mask, m_exp: int, s_exp: int, m_out: int, s_out: int,
                    ae: Optional[Tuple[AEParams, AEParams]] = None, *, plan: Optional[SparsePlan] = None,
-                   config="paper") -> np.ndarray:
+                   config="paper", sparse_lines: Optional[Sequence[int]] = None) -> np.ndarray:
     """:func:`vitaccel.sim.kernels.attention.attention_int` on the HLS attention engines.
 
     ``plan`` fixes the split into denser and sparser columns (order, n_global, CSC); without it one is derived
     from ``mask`` with the config's default threshold (:meth:`SparsePlan.from_mask`). ``mask`` may be None
-    when ``plan`` is given. Returns int8 (H, N, d).
+    when ``plan`` is given. ``sparse_lines`` (H,): the sparser engine's MAC lines per head, by default the
+    host compiler's choice (:func:`~vitaccel.sim.kernels.attention.line_split`); the bits do not depend on
+    it. Returns int8 (H, N, d).
     """
+    from vitaccel.hwconfig import load_config
+
     q, k, v = (_i8(a, nm, 3) for a, nm in ((q, "q"), (k, "k"), (v, "v")))
     if not q.shape == k.shape == v.shape:
         raise ValueError(f"q, k, v must share a shape; got {q.shape}, {k.shape}, {v.shape}")
@@ -291,8 +291,6 @@ def csim_attention(q, k, v, mask, m_exp: int, s_exp: int, m_out: int, s_out: int
     if plan is None:
         if mask is None:
             raise ValueError("give a mask or a plan")
-        from vitaccel.hwconfig import load_config
-
         plan = SparsePlan.from_mask(np.asarray(mask), config=load_config(config))
     elif mask is not None and not np.array_equal(np.asarray(mask), plan.mask):
         raise ValueError("mask differs from plan.mask")
@@ -304,115 +302,19 @@ def csim_attention(q, k, v, mask, m_exp: int, s_exp: int, m_out: int, s_out: int
         raise ValueError(f"attention (H={h}, N={n}, d={d}) exceeds config {config!r}: H <= {lim['max_heads']}, "
                          f"N <= {lim['max_tokens']}, d <= {lim['max_head_dim']}")
     hc, ae_w, ae_b, ae_ms = _ae_arrays(ae, h)
+    if sparse_lines is None:
+        sparse_lines = line_split(load_config(config), plan, d)[1]
+    ls = np.asarray(sparse_lines, dtype=np.int64)
+    if ls.shape != (h,):
+        raise ValueError(f"sparse_lines must have H={h} entries, got shape {ls.shape}")
     rowidx = plan.rowidx if plan.rowidx.size else np.zeros(1, np.int32)
     out = np.empty((h, n, d), np.int8)
     i32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
     _check(lib.attention(q, k, v, np.ascontiguousarray(plan.mask).view(np.uint8), i32(plan.order),
-                         i32(plan.n_global), i32(plan.colptr), i32(plan.headptr), i32(rowidx), int(plan.rowidx.size),
+                         i32(plan.n_global), i32(ls), i32(plan.colptr), i32(plan.headptr), i32(rowidx), int(plan.rowidx.size),
                          _scalar32(m_exp, "m_exp"), _scalar32(s_exp, "s_exp"), _scalar32(m_out, "m_out"),
                          _scalar32(s_out, "s_out"), hc, ae_w, ae_b, ae_ms, out, h, n, d), "attention")
     return out
-
-
-def pack_mask_bits(plan: SparsePlan) -> np.ndarray:
-    """The mask as ``vitcod_top`` reads it: uint8 (H, N, ceil(N / 8)), row i of head h holding bit c % 8 of
-    byte c / 8 for reordered column c (key ``order[h, c]``)."""
-    mr = np.take_along_axis(plan.mask, plan.order[:, None, :].astype(np.intp), axis=2)
-    return np.packbits(mr, axis=2, bitorder="little")
-
-
-# -- the top-level function on an emulated DRAM window ------------------------------------------------------
-
-class Dram:
-    """An emulated DRAM window: a growable byte buffer with an aligned bump allocator. Offsets are what
-    descriptors carry."""
-
-    ALIGN = 64
-
-    def __init__(self, capacity: int = 1 << 20):
-        self._buf = np.zeros(max(int(capacity), 64), np.uint8)
-        self.used = 0
-
-    @property
-    def buffer(self) -> np.ndarray:
-        """The window, ``used`` bytes long (a view: writes go to DRAM)."""
-        return self._buf[:self.used]
-
-    def alloc(self, nbytes: int, align: int = ALIGN) -> int:
-        off = -(-self.used // align) * align
-        end = off + max(int(nbytes), 0)
-        if end > (1 << 32) - 1:
-            raise ValueError("the DRAM window would exceed 4 GiB (32-bit offsets)")
-        if end > self._buf.size:
-            grown = np.zeros(max(end, 2 * self._buf.size), np.uint8)
-            grown[:self.used] = self._buf[:self.used]
-            self._buf = grown
-        self.used = end
-        return off
-
-    def put(self, array, align: int = ALIGN) -> int:
-        """Copy ``array`` (its bytes, C order) into a fresh region; returns its offset."""
-        a = np.ascontiguousarray(array)
-        off = self.alloc(a.nbytes, align)
-        self._buf[off:off + a.nbytes] = a.reshape(-1).view(np.uint8)
-        return off
-
-    def write(self, offset: int, array) -> None:
-        """Overwrite the region at ``offset`` with ``array``'s bytes (what the host does between programs)."""
-        a = np.ascontiguousarray(array)
-        if offset < 0 or offset + a.nbytes > self.used:
-            raise ValueError("region outside the window")
-        self._buf[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8)
-
-    def get(self, offset: int, shape, dtype) -> np.ndarray:
-        """A copy of the region at ``offset`` as an array of ``shape`` and ``dtype``."""
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        raw = self._buf[offset:offset + count * dt.itemsize]
-        if raw.size != count * dt.itemsize:
-            raise ValueError("region outside the window")
-        return raw.copy().view(dt).reshape(shape)
-
-
-def _desc(op: int, layout: Dict[str, int], values: Dict[str, int]) -> np.ndarray:
-    d = np.zeros(DESC_WORDS, np.int64)
-    d[_W_OP] = op
-    for name, value in values.items():
-        d[layout[name]] = int(value)
-    if np.any(d < -(1 << 31)) or np.any(d >= (1 << 32)):
-        raise ValueError("a descriptor field does not fit 32 bits")
-    return (d & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
-
-
-def gemm_descriptor(*, M: int, K: int, O: int, x: int, w: int, bias: int, mult: int, shift: int, y: int) -> np.ndarray:
-    """OP_GEMM: offsets of x int8 (M, K), w int8 (O, K), bias / mult / shift int32 (O,), y int8 (M, O)."""
-    return _desc(OP_GEMM, GEMM_WORDS, dict(M=M, K=K, O=O, x=x, w=w, bias=bias, mult=mult, shift=shift, y=y))
-
-
-def ae_descriptor(*, Hin: int, C: int, N: int, d: int, x: int, x_hs: int, x_ns: int, w: int, b: int, mult: int,
-                  shift: int, y: int, y_hs: int, y_ns: int) -> np.ndarray:
-    """OP_AE_MIX: x (Hin, N, d) at x + h * x_hs + n * x_ns + f, w int8 (C, Hin), b int32 (C,), y likewise."""
-    return _desc(OP_AE_MIX, AE_WORDS, dict(Hin=Hin, C=C, N=N, d=d, x=x, x_hs=x_hs, x_ns=x_ns, w=w, b=b,
-                                               mult=mult, shift=shift, y=y, y_hs=y_hs, y_ns=y_ns))
-
-
-def attention_descriptor(*, H: int, N: int, d: int, n_global: Sequence[int], q: int, q_hs: int, q_ns: int, k: int,
-                         k_hs: int, k_ns: int, v: int, v_hs: int, v_ns: int, o: int, o_hs: int, o_ns: int,
-                         mask: int, order: int, colptr: int, headptr: int, rowidx: int, m_exp: int, s_exp: int,
-                         m_out: int, s_out: int, Hc: int = 0, dq_w: int = 0, dq_b: int = 0, dq_m: int = 0,
-                         dq_s: int = 0, dk_w: int = 0, dk_b: int = 0, dk_m: int = 0, dk_s: int = 0) -> np.ndarray:
-    """OP_ATTENTION: see DESCRIPTOR.md. With ``Hc > 0``, q and k are the compressed (Hc, N, d) tensors and
-    dq_* / dk_* the decoders (weights int8 (H, Hc), biases int32 (H,))."""
-    ng = [int(g) for g in n_global]
-    if len(ng) != H or H > DESC_WORDS - ATT_WORDS["n_global"]:
-        raise ValueError(f"n_global must have H={H} entries (at most {DESC_WORDS - ATT_WORDS['n_global']})")
-    d_ = _desc(OP_ATTENTION, ATT_WORDS, dict(
-        H=H, N=N, d=d, Hc=Hc, q=q, q_hs=q_hs, q_ns=q_ns, k=k, k_hs=k_hs, k_ns=k_ns, v=v, v_hs=v_hs, v_ns=v_ns,
-        o=o, o_hs=o_hs, o_ns=o_ns, mask=mask, order=order, colptr=colptr, headptr=headptr, rowidx=rowidx,
-        m_exp=m_exp, s_exp=s_exp, m_out=m_out, s_out=s_out, dq_w=dq_w, dq_b=dq_b, dq_m=dq_m, dq_s=dq_s,
-        dk_w=dk_w, dk_b=dk_b, dk_m=dk_m, dk_s=dk_s))
-    d_[ATT_WORDS["n_global"]:ATT_WORDS["n_global"] + H] = ng
-    return d_
 
 
 def run_descriptors(dram: Dram, descriptors: Iterable[np.ndarray], config="paper", *,
@@ -431,6 +333,28 @@ def run_descriptors(dram: Dram, descriptors: Iterable[np.ndarray], config="paper
     if check and status != 0:
         raise CsimKernelError("vitcod_top", status)
     return status, int(hw_id[0])
+
+
+# -- the C-simulation cycle counters -------------------------------------------------------------------------
+
+def perf_reset(config="paper") -> None:
+    """Zero the C++'s cycle counters (``hls/kernels/perf.h``) of ``config``'s library."""
+    kernels_library(config).perf_reset()
+
+
+def perf_totals(config="paper") -> Dict[str, int]:
+    """The counters' totals since the last :func:`perf_reset`, by name (:data:`PERF_TOTALS`)."""
+    return kernels_library(config).perf_totals()
+
+
+def perf_heads(config="paper") -> np.ndarray:
+    """(MAX_HEADS, len(PERF_HEAD)) per-head values of the last attention layer run."""
+    return kernels_library(config).perf_heads()
+
+
+def schedule_constants(config="paper") -> Dict[str, int]:
+    """The pipeline depths and tile sizes the C++ schedules with (``hls/kernels/schedule.h``)."""
+    return dict(kernels_library(config).schedule)
 
 
 # -- Kernels backends -----------------------------------------------------------------------------------------
@@ -499,9 +423,12 @@ class CsimTopKernels(Kernels):
         return dram.get(yo, (c, n, d), np.int8)
 
     def attention(self, q, k, v, plan, m_exp, s_exp, m_out, s_out):
+        from vitaccel.hwconfig import load_config
+
         out = np.empty_like(np.asarray(q))
         h, n = plan.shape
         d = np.shape(q)[2]
+        split = line_split(load_config(self.config), plan, d)[1]
         for sl, qi, ki, vi in _per_image(q, k, v, plan):
             dram = Dram()
             hs = n * d
@@ -510,7 +437,7 @@ class CsimTopKernels(Kernels):
                      colptr=dram.put(plan.colptr), headptr=dram.put(plan.headptr), rowidx=dram.put(plan.rowidx))
             desc = attention_descriptor(H=h, N=n, d=d, n_global=plan.n_global, q_hs=hs, q_ns=d, k_hs=hs, k_ns=d,
                                         v_hs=hs, v_ns=d, o_hs=hs, o_ns=d, m_exp=m_exp, s_exp=s_exp, m_out=m_out,
-                                        s_out=s_out, **t)
+                                        s_out=s_out, sparse_lines=split, config=self.config, **t)
             run_descriptors(dram, [desc], self.config)
             out[sl] = dram.get(t["o"], (h, n, d), np.int8)
         return out

@@ -15,6 +15,8 @@
 #include "attention/attention.h"
 #include "autoencoder/autoencoder.h"
 #include "gemm/gemm.h"
+#include "perf.h"
+#include "schedule.h"
 #include "vitaccel_config.h"
 
 // hls/kernels/vitcod_top.cpp (compiled alongside; a signature mismatch fails to link).
@@ -33,13 +35,44 @@ unsigned vitaccel_kernels_config_hash32(void) { return vitaccel::cfg::CONFIG_HAS
 
 // Compiled limits and engine shapes, in this order (returns how many there are):
 // MAX_TOKENS, MAX_HEADS, MAX_HEAD_DIM, MAC_LINES, MACS_PER_LINE, gemm MAX_K, gemm WLINE, gemm XWORDS,
-// attention DENSE_LINES, ae AE_L.
+// attention DENSE_LINES (lines without a Q gather port, denser-only), ae AE_L (the config's ae_lines).
 int vitaccel_kernels_limits(int32_t* out, int n) {
     using namespace vitaccel;
     const int32_t v[] = {cfg::MAX_TOKENS, cfg::MAX_HEADS, cfg::MAX_HEAD_DIM, cfg::MAC_LINES, cfg::MACS_PER_LINE,
                          gemm::MAX_K,     gemm::WLINE,    gemm::XWORDS,      attention::DENSE_LINES, ae::AE_L};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
+    return count;
+}
+
+// The schedule constants (schedule.h and the engines' tile sizes), in this order: PIPE_DOT, PIPE_RQ,
+// PIPE_MIX, PIPE_SM_MAX, PIPE_SM_EXP, PIPE_DIV, SOFTMAX_LANES, attention gather ports (PS), AE token tile
+// (TN), mix engine lines.
+int vitaccel_schedule_constants(int32_t* out, int n) {
+    using namespace vitaccel;
+    const int32_t v[] = {sched::PIPE_DOT,    sched::PIPE_RQ,      sched::PIPE_MIX, sched::PIPE_SM_MAX,
+                         sched::PIPE_SM_EXP, sched::PIPE_DIV,     cfg::SOFTMAX_LANES, attention::PS,
+                         ae::TN,             ae::LINES};
+    const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
+    for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
+    return count;
+}
+
+// The C-simulation cycle counters (perf.h): reset; the totals in perf::Total order; the per-head values of
+// the last attention layer, MAX_HEADS rows of perf::N_HEAD in perf::Head order. Each returns how many
+// values there are.
+void vitaccel_perf_reset(void) { vitaccel::perf::reset(); }
+
+int vitaccel_perf_totals(int64_t* out, int n) {
+    using namespace vitaccel::perf;
+    for (int i = 0; i < N_TOTALS && i < n; ++i) out[i] = counters().total[i];
+    return N_TOTALS;
+}
+
+int vitaccel_perf_heads(int64_t* out, int n) {
+    using namespace vitaccel::perf;
+    const int count = vitaccel::cfg::MAX_HEADS * N_HEAD;
+    for (int i = 0; i < count && i < n; ++i) out[i] = counters().head[i / N_HEAD][i % N_HEAD];
     return count;
 }
 
@@ -59,15 +92,17 @@ int vitaccel_ae_mix(const int8_t* x, const int8_t* w, const int32_t* b, int32_t 
 // One attention layer over flat arrays:
 //   q, k, v, out (H, N, d) int8; mask (H, N, N) uint8 (nonzero = kept), original key order;
 //   order (H, N), n_global (H,), colptr (H, N + 1), headptr (H + 1,), rowidx (nnz,) int32;
+//   sparse_lines (H,) int32: the sparser engine's lines per head (the host compiler's split);
 //   Hc = 0: no AE. Hc > 0: q and k go through encoder and decoder first, as attention_int(ae=...) does:
 //     ae_w int8   = [enc_q (Hc, H), dec_q (H, Hc), enc_k (Hc, H), dec_k (H, Hc)]
 //     ae_b int32  = [enc_q (Hc,), dec_q (H,), enc_k (Hc,), dec_k (H,)]
 //     ae_ms int32 = [enc_q m, s, dec_q m, s, enc_k m, s, dec_k m, s]
 // The mask is permuted into reordered columns and bit-packed here, as the host does for the accelerator.
 int vitaccel_attention(const int8_t* q, const int8_t* k, const int8_t* v, const uint8_t* mask, const int32_t* order,
-                       const int32_t* n_global, const int32_t* colptr, const int32_t* headptr, const int32_t* rowidx,
-                       int nnz, int32_t m_exp, int32_t s_exp, int32_t m_out, int32_t s_out, int Hc, const int8_t* ae_w,
-                       const int32_t* ae_b, const int32_t* ae_ms, int8_t* out, int H, int N, int d) {
+                       const int32_t* n_global, const int32_t* sparse_lines, const int32_t* colptr,
+                       const int32_t* headptr, const int32_t* rowidx, int nnz, int32_t m_exp, int32_t s_exp,
+                       int32_t m_out, int32_t s_out, int Hc, const int8_t* ae_w, const int32_t* ae_b,
+                       const int32_t* ae_ms, int8_t* out, int H, int N, int d) {
     using namespace vitaccel;
     if (H < 1 || H > cfg::MAX_HEADS || N < 1 || N > cfg::MAX_TOKENS || d < 1 || d > cfg::MAX_HEAD_DIM || Hc < 0 ||
         Hc > H || nnz < 0)
@@ -98,7 +133,10 @@ int vitaccel_attention(const int8_t* q, const int8_t* k, const int8_t* v, const 
     a.m_out = m_out;
     a.s_out = s_out;
     a.dq_m = a.dq_s = a.dk_m = a.dk_s = 0;
-    for (int h = 0; h < attention::MAX_H; ++h) a.n_global[h] = h < H ? n_global[h] : 0;
+    for (int h = 0; h < attention::MAX_H; ++h) {
+        a.n_global[h] = h < H ? n_global[h] : 0;
+        a.sparse_lines[h] = h < H ? sparse_lines[h] : 0;
+    }
 
     const int32_t dummy_b[1] = {0};
     const int8_t dummy_w[1] = {0};

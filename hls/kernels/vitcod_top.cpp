@@ -42,7 +42,7 @@ enum Word {
     A_MASK = 18, A_ORDER = 19, A_COLPTR = 20, A_HEADPTR = 21, A_ROWIDX = 22,
     A_M_EXP = 23, A_S_EXP = 24, A_M_OUT = 25, A_S_OUT = 26,
     A_DQ_W = 27, A_DQ_B = 28, A_DQ_M = 29, A_DQ_S = 30, A_DK_W = 31, A_DK_B = 32, A_DK_M = 33, A_DK_S = 34,
-    A_NGLOBAL = 48,  // n_global[h] at word 48 + h
+    A_NGLOBAL = 48,  // word 48 + h: n_global[h] in bits 0..15, the sparser engine's lines for head h in bits 16..31
 };
 static const int NGLOBAL_SLOTS = DESC_WORDS - A_NGLOBAL;
 static_assert(cfg::MAX_HEADS <= NGLOBAL_SLOTS, "n_global needs one descriptor word per head");
@@ -126,7 +126,9 @@ inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int
     a.dk_s = dw[A_DK_S];
     for (int h = 0; h < attention::MAX_H; ++h) {
 #pragma HLS UNROLL
-        a.n_global[h] = (h < H) ? dw[A_NGLOBAL + h] : 0;
+        const uint32_t word = (h < H) ? (uint32_t)dw[A_NGLOBAL + h] : 0u;
+        a.n_global[h] = (int32_t)(word & 0xFFFFu);
+        a.sparse_lines[h] = (int32_t)(word >> 16);
     }
 
     const uint32_t q = dw[A_Q], k = dw[A_K], v = dw[A_V], o = dw[A_O];

@@ -3,33 +3,44 @@
 Functional model: ``scores -> softmax -> S.V -> requantize`` on whole arrays (exact integer sums, so any
 order gives the hardware's bits).
 
-Cycle model, one layer, following the HLS loop nests (``hls/kernels/attention``):
+Cycle model, one layer: the loop nests of ``hls/kernels/attention/attention.h``, each counted as
+iterations x II (1) + its pipeline depth (``hls/kernels/schedule.h``; ``tests/test_cycle_model_vs_hls.py``
+checks every term against the C++'s own counters). ``L = mac_lines`` lines of ``M = macs_per_line``
+MACs, ``cpd = ceil(d / M)``. Heads run one after another; per head:
 
-* Heads run one after another; all MAC lines work on the current head. Within a head the lines are
-  split between the denser engine (the ``n_global`` reordered key columns) and the sparser engine (the
-  CSC columns) in proportion to their workloads, which the masks fix ahead of time.
-* A line multiplies ``macs_per_line`` features per cycle, so one dot product of length ``d`` takes
-  ``ceil(d / macs_per_line)`` cycles, and a loop nest of dot products adds ``PIPE_DOT`` cycles of depth.
-* SDDMM (K-stationary): a denser unit is one global key column against all ``N`` queries (queries are
-  broadcast to every denser line); a sparser unit is one CSC column against its kept queries, plus one
-  cycle to read the column pointer. Sparser lines gather their queries by index, so the sparser engine
-  moves at most ``sparse_q_ports`` query rows per cycle however many lines it has.
-* Softmax unit: two passes over each row's kept entries at ``softmax_lanes`` per cycle.
-* SpMM: denser units are query rows (output-stationary over the global columns); sparser units are CSC
-  columns again (each scatters ``p * v`` rows into the head's accumulators).
-* Units go to the lines of their engine round-robin in loop order; an engine's time is its busiest line.
-* Off-chip: without AE each head loads its Q, K, V; with AE the compressed Q and K of every head are
-  loaded once per layer and the decoder engine (``ae_lines`` lines) rebuilds each head's Q and K while
-  the previous head computes. Each head's CSC indexes (16-bit on chip) are loaded with it. Loads of head
-  ``h+1`` and the store of head ``h-1`` overlap head ``h``'s compute (double buffering).
+* **SDDMM**, both engines at once in one loop on disjoint lines. The host compiler splits the lines per
+  head (:func:`line_split`, passed in the descriptor): the sparser engine gets ``ls`` lines, at most
+  ``sparse_q_ports`` (each such line has a Q gather port delivering one M-byte chunk per cycle), the
+  denser engine the other ``ld = L - ls`` when the head has global columns.
+  Denser, K-stationary: a block of ``ld`` global columns puts one k vector on each line (one line per
+  cycle), then the ``N`` queries stream past one broadcast chunk per cycle: ``cols + N * cpd`` per block.
+  Sparser, K-stationary per engine: one CSC column at a time, its k broadcast, its kept queries dealt to
+  the ``ls`` lines in rounds, each gathering its query through its port: ``ceil(nnz / ls) * cpd`` per
+  column, 1 cycle for an empty column. Phase: ``max(denser, sparser) + pipe_dot``.
+* **Softmax unit**: max stage and exp/sum stage in a row pipeline, ``softmax_lanes`` wide, each visiting
+  only a row's live lane blocks (at least one), then a pipelined divider:
+  ``sum(b) + max(b) + depths`` (:func:`softmax_cycles`). With the AE the MAC lines decode the next
+  head's Q and K meanwhile (the current head's are no longer needed): the phase takes
+  ``max(softmax, decode)``; what the decoder adds beyond the softmax is ``preprocess``.
+* **S.V**, both engines again: denser output-stationary (rows dealt to the ``ld`` lines, ``g * cpd`` per
+  row, V broadcast); sparser per CSC column as in SDDMM (rows within a column are distinct, so its lines
+  never update one accumulator at once). ``max(denser, sparser) + pipe_dot``.
+* **Requantisation** of the two engines' accumulators: ``L`` outputs per cycle, ``ceil(N d / L) + PIPE_RQ``.
+* **Decode** (AE): the mix engine is every MAC line in dot-product mode over the ``Hc`` compressed heads:
+  ``2 ceil(N d / L) ceil(Hc / M) + pipe_mix``. Head 0's decode has nothing to hide under (``preprocess``).
 
-``preprocess`` is the critical-path cost of index handling (the run with and without the column-pointer
-cycles) plus AE decoding that the transfers do not hide; ``data`` is transfer time compute does not hide.
+Off-chip (:mod:`~vitaccel.sim.kernels.dram`), one transfer per array in the DRAM layout of DESCRIPTOR.md:
+per head order, colptr, two headptr words (int32), the mask rows (``N ceil(N/8)``), V, and Q and K unless
+the AE is on; rowidx (int32) streamed twice, in SDDMM and in S.V (no index buffer to overflow); the
+output. With the AE the compressed Q and K and the decoder weights come once per layer. Head ``h + 1``'s
+loads and head ``h - 1``'s store overlap head ``h`` (double buffering, which the HLS does not express yet:
+it issues them in sequence); ``data`` is the transfer time compute does not hide.
+
+The split is the only decision the host makes; everything else follows from the masks.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -48,19 +59,19 @@ __all__ = [
     "attention_cycles",
     "sanger_cycles",
     "default_theta_d",
-    "PIPE_SOFTMAX",
+    "line_split",
+    "default_sparse_lines",
+    "gather_ports",
+    "live_blocks",
+    "softmax_cycles",
+    "requant_cycles",
+    "decode_cycles",
     "pipe_dot",
+    "pipe_mix",
+    "pipe_softmax",
+    "PIPE_RQ",
+    "PIPE_DIV",
 ]
-
-#: Softmax unit depth: max, subtract/shift, table read, sum, divide issue, multiply, round, write.
-PIPE_SOFTMAX = 8
-#: On-chip index width (bytes) of the CSC arrays: N <= 4096 fits.
-INDEX_BYTES = 2
-
-
-def pipe_dot(cfg: HardwareConfig) -> int:
-    """Depth of a dot-product loop: operand read, multiply, adder tree over the line, accumulate, write."""
-    return 4 + int(math.log2(cfg.macs_per_line))
 
 
 # -- what the masks say --------------------------------------------------------------------------------
@@ -175,85 +186,176 @@ def attention_int(q, k, v, mask, m_exp: int, s_exp: int, m_out: int, s_out: int,
 
 # -- cycles ------------------------------------------------------------------------------------------------
 
-def _busiest_line(costs: np.ndarray, lines: int) -> int:
-    """Units dealt round-robin to ``lines`` lines in loop order: the busiest line's total."""
-    if costs.size == 0:
+#: Requantiser depth (one per MAC line): add, multiply, round and shift, clip and write.
+PIPE_RQ = 4
+#: Reciprocal divider of the softmax unit, one quotient bit per stage.
+PIPE_DIV = 41
+#: Off-chip width of an index (order, colptr, headptr, rowidx are int32 in DRAM, DESCRIPTOR.md).
+INDEX_BYTES = 4
+
+
+def _log2i(x: int) -> int:
+    return max(int(x), 1).bit_length() - 1
+
+
+def pipe_dot(cfg: HardwareConfig) -> int:
+    """Depth of a dot-product loop: operand read, multiply, adder tree over the line, accumulate, write."""
+    return 4 + _log2i(cfg.macs_per_line)
+
+
+def pipe_mix(cfg: HardwareConfig) -> int:
+    """Depth of the mix engine (AE encoder / decoder): a dot product over heads, then the requantiser."""
+    return pipe_dot(cfg) + PIPE_RQ
+
+
+def pipe_softmax(cfg: HardwareConfig) -> Tuple[int, int, int]:
+    """Depths of the softmax unit: (max stage hand-over, exp stage, divider)."""
+    lg = _log2i(cfg.softmax_lanes)
+    return 2 + lg, 6 + lg, PIPE_DIV
+
+
+def gather_ports(cfg: HardwareConfig) -> int:
+    """Lines with a Q gather port: the most the sparser engine can have (one M-byte chunk per port per cycle)."""
+    return min(cfg.sparse_q_ports, cfg.mac_lines)
+
+
+def _sparse_phase(col_nnz: np.ndarray, ls, cpd: int):
+    """Sparser-engine cycles of one phase: per column ``ceil(nnz / ls) * cpd``, 1 for an empty one.
+
+    ``ls`` may be an array of candidate line counts (the result then has its shape)."""
+    nz = np.asarray(col_nnz, dtype=np.int64)
+    ls_a = np.asarray(ls, dtype=np.int64)
+    if nz.size == 0:
+        return np.zeros(ls_a.shape, np.int64) if ls_a.ndim else 0
+    if ls_a.ndim == 0:
+        return int(np.where(nz == 0, 1, -(-nz // int(ls_a)) * cpd).sum())
+    per = np.where(nz[None, :] == 0, 1, -(-nz[None, :] // ls_a[:, None]) * cpd)
+    return per.sum(axis=1)
+
+
+def _dense_sddmm(g: int, ld, n: int, cpd: int):
+    """Denser SDDMM: blocks of ``ld`` global columns, each a K load (one line per cycle) then N query chunks."""
+    if g == 0:
         return 0
-    if lines <= 0:
-        raise ValueError("work but no line to run it on")
-    return int(np.bincount(np.arange(costs.size) % lines, weights=costs, minlength=lines).max())
+    return g + -(-g // np.asarray(ld)) * n * cpd
 
 
-def _split_lines(total: int, w_dense: float, w_sparse: float, sparse_cap: int) -> Tuple[int, int]:
-    """Lines for the denser and sparser engines, in proportion to their work (each >= 1 if it has work).
+def _dense_spmm(g: int, ld, n: int, cpd: int):
+    """Denser S.V: rows dealt to ``ld`` lines, ``g * cpd`` cycles per row."""
+    if g == 0:
+        return 0
+    return -(-n // np.asarray(ld)) * g * cpd
 
-    The sparser engine never gets more lines than its Q ports can feed (``sparse_cap``); the rest go to the
-    denser engine, unless it has no work at all.
-    """
-    if w_dense <= 0:
-        return 0, total
-    if w_sparse <= 0:
-        return total, 0
-    if total < 2:
+
+def _choose_split(cfg: HardwareConfig, n: int, cpd: int, g: int, sparse_nnz: np.ndarray) -> Tuple[int, int]:
+    """The host compiler's split for one head: ``(ld, ls)`` minimising SDDMM + S.V (softmax does not
+    depend on it). The sparser engine is capped by its gather ports; the denser engine takes the rest."""
+    lines = cfg.mac_lines
+    if g >= n:
+        return lines, 0
+    hi = min(gather_ports(cfg), lines if g == 0 else lines - 1)
+    if hi < 1:
         raise ValueError("both engines have work but fewer than two MAC lines are available")
-    ls = int(round(total * w_sparse / (w_dense + w_sparse)))
-    ls = min(max(ls, 1), total - 1, sparse_cap)
-    return total - ls, ls
+    if g == 0:
+        return 0, hi  # more sparser lines never cost anything
+    ls = np.arange(1, hi + 1)
+    ld = lines - ls
+    ts = _sparse_phase(sparse_nnz, ls, cpd)
+    cost = np.maximum(_dense_sddmm(g, ld, n, cpd), ts) + np.maximum(_dense_spmm(g, ld, n, cpd), ts)
+    best = int(np.argmin(cost))  # ties: the fewest sparser lines
+    return int(ld[best]), int(ls[best])
+
+
+def line_split(cfg: HardwareConfig, plan: SparsePlan, d: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per head ``(lines_denser, lines_sparser)``: what the host compiler puts in the attention descriptor
+    (the HLS engines take ``lines_sparser``; ``lines_denser = mac_lines - lines_sparser`` when the head has
+    global columns, else 0)."""
+    h_count, n = plan.shape
+    cpd = -(-d // cfg.macs_per_line)
+    col_nnz = plan.column_nnz()
+    out = [_choose_split(cfg, n, cpd, int(plan.n_global[h]), col_nnz[h, int(plan.n_global[h]):])
+           for h in range(h_count)]
+    return (np.array([o[0] for o in out], np.int32), np.array([o[1] for o in out], np.int32))
+
+
+def default_sparse_lines(cfg: HardwareConfig, g: int, n: int) -> int:
+    """The split a host without masks uses (attention.h ``default_sparse_lines``): every gather port to the
+    sparser engine, the rest to the denser one."""
+    if g >= n:
+        return 0
+    return min(gather_ports(cfg), cfg.mac_lines - 1 if g > 0 else cfg.mac_lines)
+
+
+def live_blocks(cfg: HardwareConfig, mask: np.ndarray, order: Optional[np.ndarray] = None) -> np.ndarray:
+    """(H, N) lane blocks (``softmax_lanes`` columns, in the column order the softmax unit sees) holding a
+    kept entry, per row."""
+    m = np.asarray(mask, dtype=bool)
+    if order is not None:
+        m = np.take_along_axis(m, np.asarray(order)[:, None, :].astype(np.intp), axis=2)
+    h, n, _ = m.shape
+    lanes = cfg.softmax_lanes
+    nb = -(-n // lanes)
+    m = np.pad(m, ((0, 0), (0, 0), (0, nb * lanes - n)))
+    return m.reshape(h, n, nb, lanes).any(axis=3).sum(axis=2)
+
+
+def softmax_cycles(cfg: HardwareConfig, live: np.ndarray) -> int:
+    """Softmax unit on one head: max stage and exp stage in a row pipeline, each visiting a row's live lane
+    blocks (at least one per row), then the divider. ``sum(b) + max(b)`` plus the depths: the exp stage
+    finishes row i at ``max(its previous row, max stage done with row i + depth) + b_i``."""
+    b = np.maximum(np.asarray(live, dtype=np.int64), 1)
+    if b.size == 0:
+        return 0
+    d_max, d_exp, d_div = pipe_softmax(cfg)
+    return int(b.sum() + b.max()) + d_max + d_exp + d_div
+
+
+def requant_cycles(cfg: HardwareConfig, n: int, d: int) -> int:
+    """Output requantisation of one head: ``L`` outputs per cycle (one requantiser per line)."""
+    return -(-n * d // cfg.mac_lines) + PIPE_RQ
+
+
+def decode_cycles(cfg: HardwareConfig, n: int, d: int, hc: int) -> int:
+    """Decoding one head's Q and K on the mix engine (every MAC line): one output per line per
+    ``ceil(Hc / M)`` cycles."""
+    return 2 * -(-n * d // cfg.mac_lines) * -(-hc // cfg.macs_per_line) + pipe_mix(cfg)
 
 
 @dataclasses.dataclass
 class _HeadWork:
-    compute: int          # SDDMM + softmax + SpMM, with index cycles
-    compute_no_idx: int   # the same without the column-pointer cycles
-    denser: int
-    sparser: int
+    sddmm: int            # SDDMM phase (both engines in one loop) + depth
     softmax: int
+    spmm: int
+    requant: int
+    dense: Tuple[int, int]   # denser engine's iterations in SDDMM, S.V
+    sparse: Tuple[int, int]  # sparser engine's
     lines: Tuple[int, int]
     macs: int
     useful_macs: int
 
+    @property
+    def compute(self) -> int:
+        return self.sddmm + self.softmax + self.spmm + self.requant
 
-def _head_work(cfg: HardwareConfig, lines: int, n: int, d: int, g: int, col_nnz: np.ndarray,
-               row_kept: np.ndarray) -> _HeadWork:
-    m = cfg.macs_per_line
-    cpd = -(-d // m)
+
+def _head_work(cfg: HardwareConfig, n: int, d: int, g: int, col_nnz: np.ndarray, row_kept: np.ndarray,
+               live: np.ndarray, split: Optional[Tuple[int, int]] = None) -> _HeadWork:
+    """One head's engine phases (``hls/kernels/attention/attention.h``: sddmm, softmax_unit, spmm,
+    requant_out), for the line split ``split`` (default: the host compiler's)."""
+    cpd = -(-d // cfg.macs_per_line)
+    sparse_nnz = col_nnz[g:]
+    ld, ls = split if split is not None else _choose_split(cfg, n, cpd, g, sparse_nnz)
+    if (g > 0 and ld < 1) or (g < n and ls < 1):
+        raise ValueError(f"line split ({ld}, {ls}) leaves an engine with work but no line")
+    ts = _sparse_phase(sparse_nnz, ls, cpd) if g < n else 0
+    td1 = int(_dense_sddmm(g, ld, n, cpd))
+    td3 = int(_dense_spmm(g, ld, n, cpd))
     pd = pipe_dot(cfg)
-    sparse_cols = col_nnz[g:]                       # every non-global column is visited (pointer read)
-    nnz = int(sparse_cols.sum())
-    # The sparser engine has one unit per CSC column in both phases (SDDMM: the column's K against its
-    # kept queries; SpMM: its V row scattered into those queries' accumulators).
-    sp_units = np.where(sparse_cols > 0, sparse_cols * cpd + pd, 0).astype(np.int64)
-    w_dense = float(2 * g * n * cpd)
-    w_sparse = float(2 * (sp_units.sum() + sparse_cols.size))
-    ld, ls = _split_lines(lines, w_dense, w_sparse, cfg.sparse_q_ports)
-
-    def denser_sddmm() -> int:
-        # The g x N dot products are split evenly over the denser lines (query ranges of each column);
-        # a line pays the pipeline depth once per column it holds.
-        if g == 0:
-            return 0
-        return -(-g * n // ld) * cpd + pd * -(-g // ld)
-
-    def denser_spmm() -> int:
-        # Output-stationary: one query row per line at a time, accumulating over the g global columns.
-        return _busiest_line(np.full(n if g else 0, g * cpd + pd, dtype=np.int64), ld)
-
-    def sparser(with_idx: bool) -> int:
-        if not sparse_cols.size:
-            return 0
-        units = sp_units + 1 if with_idx else sp_units
-        gather_floor = -(-nnz * cpd // cfg.sparse_q_ports)
-        return max(_busiest_line(units, ls), gather_floor)
-
-    d1, d2 = denser_sddmm(), denser_spmm()
-    s_idx, s_no = sparser(True), sparser(False)
-    lanes = cfg.softmax_lanes
-    t_sm = int(2 * np.sum(-(-row_kept // lanes))) + PIPE_SOFTMAX if row_kept.sum() else 0
-    compute = max(d1, s_idx) + t_sm + max(d2, s_idx)
-    compute_no_idx = max(d1, s_no) + t_sm + max(d2, s_no)
-    macs = 2 * (g * n + nnz) * d
-    useful = 2 * int(row_kept.sum()) * d
-    return _HeadWork(compute, compute_no_idx, d1 + d2, 2 * s_idx, t_sm, (ld, ls), macs, useful)
+    nnz = int(sparse_nnz.sum())
+    return _HeadWork(
+        sddmm=max(td1, ts) + pd, softmax=softmax_cycles(cfg, live), spmm=max(td3, ts) + pd,
+        requant=requant_cycles(cfg, n, d), dense=(td1, td3), sparse=(ts, ts), lines=(ld, ls),
+        macs=2 * (g * n + nnz) * d, useful_macs=2 * int(row_kept.sum()) * d)
 
 
 def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compressed_heads: Optional[int] = None,
@@ -276,74 +378,60 @@ def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compresse
     if resident > cfg.qkvs_buffer_kb * 1024:
         notes.append(f"working set {resident} B exceeds the Q/K/S/V buffer ({cfg.qkvs_buffer_kb} KiB): "
                      "timing assumes it streams without extra traffic")
-    lines = cfg.mac_lines
     col_nnz = plan.column_nnz()
     row_kept = plan.mask.sum(axis=2)  # (H, N)
+    live = live_blocks(cfg, plan.mask, plan.order)
+    works = [_head_work(cfg, n, d, int(plan.n_global[h]), col_nnz[h], row_kept[h], live[h]) for h in range(h_count)]
+    dec = decode_cycles(cfg, n, d, hc) if ae else 0
 
-    works = [_head_work(cfg, lines, n, d, int(plan.n_global[h]), col_nnz[h], row_kept[h]) for h in range(h_count)]
-
-    # Off-chip traffic per head, in issue order.
-    def load_in(h: int) -> Tuple[int, int]:
-        nnz_h = int(col_nnz[h].sum())
-        sizes = [head_bytes] * (1 if ae else 3) + [(n + 1) * INDEX_BYTES, nnz_h * INDEX_BYTES]
-        return sum(transfer_cycles(cfg, s) for s in sizes), sum(sizes)
-
-    ins = [load_in(h) for h in range(h_count)]
+    # Off-chip traffic, one transfer per array (DESCRIPTOR.md layouts).
+    mb = -(-n // 8)
+    idx_sizes = [n * INDEX_BYTES, (n + 1) * INDEX_BYTES, 2 * INDEX_BYTES, n * mb]  # order, colptr, headptr, mask
+    in_sizes = idx_sizes + [head_bytes] * (1 if ae else 3)
+    pre_sizes = [hc * head_bytes] * 2 + [h_count * hc] * 2 + [4 * h_count] * 2 if ae else []
+    in_c = sum(transfer_cycles(cfg, s) for s in in_sizes)
     out_c = transfer_cycles(cfg, head_bytes)
-    if ae:
-        # Decoding head h+1's Q and K runs beside head h on the encoder/decoder lines (ae_lines); those
-        # lines rejoin the pool when idle, so decoding costs the pool its MACs (dec_share) and can only
-        # be the long pole if the AE lines alone are too slow (dec).
-        dec_macs = 2 * n * d * hc
-        dec_lines = cfg.ae_lines or cfg.mac_lines
-        dec = [-(-dec_macs // (dec_lines * cfg.macs_per_line))] * h_count
-        dec_share = -(-dec_macs // (cfg.mac_lines * cfg.macs_per_line))
-        pre_c = 2 * transfer_cycles(cfg, hc * head_bytes)
-        pre_b = 2 * hc * head_bytes
-    else:
-        dec = [0] * h_count
-        dec_share = 0
-        pre_c = pre_b = 0
+    pre_c = sum(transfer_cycles(cfg, s) for s in pre_sizes)
+    nnz_h = [int(col_nnz[h].sum()) for h in range(h_count)]
+    ri_c = [2 * transfer_cycles(cfg, INDEX_BYTES * z) for z in nnz_h]  # rowidx streamed in SDDMM and in S.V
 
     compute = preprocess = data = 0
     heads: List[Dict] = []
-    # Prologue: compressed Q/K (AE), then head 0's inputs while its decode runs.
-    pro_pre = max(0, dec[0] - ins[0][0])
-    data += pre_c + ins[0][0]
-    preprocess += pro_pre
+    # Prologue: the compressed Q/K and decoder weights (AE), head 0's inputs; then head 0's decode.
+    data += pre_c + in_c
+    preprocess += dec
     for h, w in enumerate(works):
-        nxt_dma = (ins[h + 1][0] if h + 1 < h_count else 0) + (out_c if h > 0 else 0)
-        nxt_dec = dec[h + 1] if h + 1 < h_count else 0
-        share = dec_share if h + 1 < h_count else 0
-        busy = w.compute + share
-        step = max(busy, nxt_dma, nxt_dec)
-        dec_exposed = share + max(0, nxt_dec - max(busy, nxt_dma))
-        idx = w.compute - w.compute_no_idx
-        c = w.compute_no_idx
-        exposed = step - w.compute - share
-        compute += c
-        preprocess += idx + dec_exposed
-        data += exposed - (dec_exposed - share)
+        dec_next = dec if (ae and h + 1 < h_count) else 0
+        excess = max(0, dec_next - w.softmax)  # the decoder runs beside the softmax unit
+        busy = w.compute + excess
+        dma = (in_c if h + 1 < h_count else 0) + ri_c[h] + (out_c if h > 0 else 0)
+        exposed = max(busy, dma) - busy
+        compute += w.compute
+        preprocess += excess
+        data += exposed
+        in_b = sum(in_sizes) + 2 * INDEX_BYTES * nnz_h[h]
         heads.append({
-            "head": h, "n_global": int(plan.n_global[h]), "sparse_nnz": int(col_nnz[h].sum()),
+            "head": h, "n_global": int(plan.n_global[h]), "sparse_nnz": nnz_h[h],
             "lines_denser": w.lines[0], "lines_sparser": w.lines[1],
-            "denser": w.denser, "sparser": w.sparser, "softmax": w.softmax, "decode": dec[h],
-            "compute": c, "preprocess": idx + dec_exposed, "data": exposed - (dec_exposed - share),
-            "dram_bytes": ins[h][1] + head_bytes + (pre_b if h == 0 else 0),
+            "sddmm": w.sddmm, "softmax": w.softmax, "spmm": w.spmm, "requant": w.requant,
+            "denser": w.dense[0] + w.dense[1], "sparser": w.sparse[0] + w.sparse[1],
+            "decode": dec if (ae and h == 0) else 0, "decode_next": dec_next,
+            "compute": w.compute, "preprocess": excess, "data": exposed,
+            "dram_bytes": in_b + head_bytes + (sum(pre_sizes) if h == 0 else 0),
         })
-    data += out_c  # epilogue: last head's output
+    data += out_c  # epilogue: the last head's output
     heads[-1]["data"] += out_c
-    heads[0]["data"] += pre_c + ins[0][0]
-    heads[0]["preprocess"] += pro_pre
+    heads[0]["data"] += pre_c + in_c
+    heads[0]["preprocess"] += dec
 
-    dram = pre_b + sum(b for _, b in ins) + h_count * head_bytes
+    dram = sum(pre_sizes) + h_count * (sum(in_sizes) + head_bytes) + INDEX_BYTES * 2 * sum(nnz_h)
     macs = sum(w.macs for w in works) + (2 * n * d * hc * h_count if ae else 0)
     engines = {
-        "denser": sum(w.denser for w in works),
-        "sparser": sum(w.sparser for w in works),
+        "denser": sum(w.dense[0] + w.dense[1] for w in works),
+        "sparser": sum(w.sparse[0] + w.sparse[1] for w in works),
         "softmax": sum(w.softmax for w in works),
-        "decoder": sum(dec),
-        "dma": pre_c + sum(c for c, _ in ins) + h_count * out_c,
+        "decoder": dec * h_count,
+        "dma": pre_c + h_count * (in_c + out_c) + sum(ri_c),
     }
     return KernelReport("attention", name, layer, compute, preprocess, data, macs,
                         sum(w.useful_macs for w in works), dram, engines, heads, notes)
@@ -351,15 +439,16 @@ def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compresse
 
 def sanger_cycles(cfg: HardwareConfig, mask: np.ndarray, d: int, *, name: str = "attention-sanger",
                   layer: Optional[int] = None) -> KernelReport:
-    """S-stationary (Sanger-like) baseline on the same MAC array and memory system.
+    """S-stationary (Sanger-like) baseline on the same MAC array, softmax unit and memory system.
 
     The ``mac_lines x macs_per_line`` array is a grid of score PEs: MAC ``c`` of every line holds key ``c``
     of the current block of ``macs_per_line`` keys (K streams down the array regularly, no gathering), and
     each line holds one query. For every key block, the queries with at least one kept entry in it are
     packed onto the lines (Sanger's packing, without its row splitting), ``mac_lines`` per pass; a pass
     accumulates over the ``d`` features. S.V reuses the array output-stationary: a pass over a key block
-    takes ``macs_per_line`` keys x ``ceil(d / macs_per_line)`` feature chunks. Q, K and V are loaded once per
-    head (full reuse) plus the mask bitmap; no reordering, no AE.
+    takes ``macs_per_line`` keys x ``ceil(d / macs_per_line)`` feature chunks. Softmax on the same unit as
+    ViTCoD's (live lane blocks in the original column order) and the same output requantisation. Q, K and V
+    are loaded once per head (full reuse) plus the mask bitmap; no reordering, no AE.
     """
     mask = np.asarray(mask, dtype=bool)
     h_count, n, _ = mask.shape
@@ -367,6 +456,7 @@ def sanger_cycles(cfg: HardwareConfig, mask: np.ndarray, d: int, *, name: str = 
     cpd = -(-d // m)
     pd = pipe_dot(cfg)
     row_kept = mask.sum(axis=2)
+    live = live_blocks(cfg, mask)
     head_bytes = n * d
     mask_bytes = -(-n * n // 8)
     in_c = 3 * transfer_cycles(cfg, head_bytes) + transfer_cycles(cfg, mask_bytes)
@@ -381,16 +471,16 @@ def sanger_cycles(cfg: HardwareConfig, mask: np.ndarray, d: int, *, name: str = 
         p_h = int(passes[h].sum())
         sddmm = p_h * (d + pd)
         spmm = p_h * (m * cpd + pd)
-        rk = row_kept[h]
-        t_sm = int(2 * np.sum(-(-rk // cfg.softmax_lanes))) + PIPE_SOFTMAX if rk.sum() else 0
-        c = sddmm + t_sm + spmm
+        t_sm = softmax_cycles(cfg, live[h])
+        t_rq = requant_cycles(cfg, n, d)
+        c = sddmm + t_sm + spmm + t_rq
         nxt = (in_c if h + 1 < h_count else 0) + (out_c if h > 0 else 0)
         step = max(c, nxt)
         compute += c
         data += step - c
         performed += 2 * p_h * L * m * d
         heads.append({"head": h, "compute": c, "data": step - c, "sddmm": sddmm, "spmm": spmm, "softmax": t_sm,
-                      "passes": p_h})
+                      "requant": t_rq, "passes": p_h})
     data += in_c + out_c
     heads[0]["data"] += in_c
     heads[-1]["data"] += out_c

@@ -1,17 +1,28 @@
 """Encoder and decoder engines of the ViTCoD auto-encoder (KERNELS.md): bits and cycles.
 
-Both mix the head axis with a small int8 matrix at every token and feature. The encoder runs on
-``ae_lines`` MAC lines right after the qkv GEMM, in a pipeline with it; the decoder's cycles are part of the
-attention kernel's schedule (``attention.attention_cycles``) because it feeds the engines directly.
+Both mix the head axis with a small int8 matrix at every token and feature, on the mix engine: every MAC
+line in dot-product mode over the input heads (``macs_per_line`` heads per cycle), one output per line at
+a time, requantised by the line's requantiser (``hls/kernels/autoencoder/autoencoder.h``).
+
+* The encoder is its own operation (OP_AE_MIX, once for Q and once for K) after the qkv GEMM, reading Q
+  or K out of the GEMM's output: token tiles of :func:`ae_tile_tokens` tokens, each loaded, mixed
+  (``ceil(C tn d / L) * ceil(H_in / M)`` iterations + ``pipe_mix``) and stored. Nothing else runs
+  meanwhile, so it has all ``mac_lines`` lines; ``ae_lines`` is not used by the engines.
+  :func:`encode_cycles` counts the mix nests; the qkv layer's report (``gemm_cycles(encode=...)``) adds
+  the tiles' transfers.
+* The decoder's cycles are part of the attention kernel's schedule (``attention.decode_cycles``): it runs
+  beside the softmax unit, decoding the next head.
 """
 from __future__ import annotations
+
+from typing import List, Tuple
 
 import numpy as np
 
 from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
 
-__all__ = ["ae_encode", "ae_decode", "mix_heads", "encode_cycles"]
+__all__ = ["ae_encode", "ae_decode", "mix_heads", "encode_cycles", "mix_tiles", "ae_tile_tokens"]
 
 
 def mix_heads(x, weight, bias, mult, shift) -> np.ndarray:
@@ -40,8 +51,30 @@ def ae_decode(x, dec_weight, dec_bias, mult, shift) -> np.ndarray:
     return mix_heads(x, dec_weight, dec_bias, mult, shift)
 
 
+def ae_tile_tokens(cfg: HardwareConfig) -> int:
+    """Tokens per encoder tile: ``max_heads`` input heads (padded to whole ``macs_per_line`` words) of
+    ``max_head_dim`` features fill half the Q/K/S/V buffer (autoencoder.h ``TN``)."""
+    m = cfg.macs_per_line
+    cw = -(-cfg.max_heads // m) * m
+    return cfg.qkvs_buffer_kb * 1024 // 2 // (cfg.max_head_dim * cw)
+
+
+def mix_tiles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int) -> List[Tuple[int, int, int, int]]:
+    """One OP_AE_MIX (``hin`` -> ``c`` heads, ``n`` tokens) tile by tile: ``(load bytes, mix cycles, store
+    bytes, tokens)`` per tile."""
+    from vitaccel.sim.kernels.attention import pipe_mix
+
+    tn_max = ae_tile_tokens(cfg)
+    kh = -(-hin // cfg.macs_per_line)
+    out = []
+    for n0 in range(0, n, tn_max):
+        tn = min(tn_max, n - n0)
+        cyc = -(-c * tn * d // cfg.mac_lines) * kh + pipe_mix(cfg)
+        out.append((hin * tn * d, cyc, c * tn * d, tn))
+    return out
+
+
 def encode_cycles(cfg: HardwareConfig, heads: int, compressed_heads: int, n: int, d: int) -> int:
-    """Cycles for the encoder engine to compress Q and K of one layer on its ``ae_lines`` lines."""
-    macs = 2 * compressed_heads * heads * n * d
-    lines = cfg.ae_lines or cfg.mac_lines
-    return -(-macs // (lines * cfg.macs_per_line))
+    """Cycles of the encoder's mix nests for Q and K of one layer (two OP_AE_MIX, ``heads`` ->
+    ``compressed_heads``), every MAC line."""
+    return 2 * sum(t[1] for t in mix_tiles(cfg, heads, compressed_heads, n, d))

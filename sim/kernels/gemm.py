@@ -1,32 +1,40 @@
 """GEMM mode of the MAC lines (qkv, proj, fc1, fc2) with fused bias and requantisation: bits and cycles.
 
-Cycle model, following ``hls/kernels/gemm``:
+Cycle model: the loop nest of ``hls/kernels/gemm/gemm.h`` with its tile sizes (:func:`gemm_plan`), each
+nest counted as iterations x II (1) + its depth (``tests/test_cycle_model_vs_hls.py`` checks it against
+the C++'s counters):
 
-* Weights stream through the weight buffer in tiles of ``To`` output rows (half the buffer: double
-  buffered), each tile with its bias and requantisation constants (4 + 4 + 4 bytes per output).
-* Activations stay resident when they fit in half the Q/K/S/V buffer; otherwise they are tiled by rows
-  (``Tm``) and re-streamed for every weight tile.
-* Inside a tile every line computes one output at a time, ``ceil(K / macs_per_line)`` cycles per output
-  plus the dot-product pipeline depth once per tile.
-* Loads of the next tile and the store of the previous one overlap the current tile's compute.
-* With ``encode`` (the qkv layer of an AE model) the encoder engine takes ``ae_lines`` lines and
-  compresses Q and K in a pipeline with the GEMM: the store shrinks to ``(2 Hc + H) N d`` bytes and the
-  layer takes at least the encoder's time.
+* Weights go through the weight buffer in tiles: half the buffer (the other half is the double buffer)
+  split evenly over the ``L = mac_lines`` lines, ``WLINE`` words of ``M = macs_per_line`` bytes each.
+  A tile gives each line ``R = WLINE // ceil(K / M)`` whole rows (``To = R L`` outputs, at most O); a
+  row longer than a line's share is cut into K slices of ``WLINE`` chunks (``R = 1``) whose partial sums
+  wait in the output buffer, and the slices are reloaded for every activation tile. Bias, multiplier and
+  shift (12 bytes per output) travel with the tile into registers.
+* Activations stay resident when ``Tm = (A_half / M) // ceil(K / M)`` rows cover all of M; otherwise
+  they are tiled by ``Tm`` rows and re-streamed for every weight tile.
+* Per (weight tile, activation tile, K slice), a DATAFLOW of the MAC nest (every line one output at a
+  time, one K chunk per cycle: ``mh R cn`` iterations + ``pipe_dot``) and the store (one line group per
+  cycle through the lines' requantisers, last slice only: ``+ PIPE_RQ`` after the last group).
+* Off-chip: loads of the next step and the store of the previous one overlap the current step's compute
+  (double buffering, which the HLS does not write out yet: it loads in sequence).
+* With ``encode`` (the qkv layer of an AE model) the qkv output is stored whole and the encoder runs
+  after it as two OP_AE_MIX operations (Q and K) on every MAC line (:mod:`.autoencoder`): its mix nests
+  are ``preprocess``, its transfers not hidden by them ``data``.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import pipe_dot
-from vitaccel.sim.kernels.autoencoder import encode_cycles
+from vitaccel.sim.kernels.attention import PIPE_RQ, pipe_dot
+from vitaccel.sim.kernels.autoencoder import mix_tiles
 from vitaccel.sim.kernels.dram import transfer_cycles
 from vitaccel.sim.report import KernelReport
 
-__all__ = ["gemm", "gemm_cycles", "gemm_tiles"]
+__all__ = ["gemm", "gemm_cycles", "gemm_tiles", "gemm_plan"]
 
 #: Bytes per output channel of constants that travel with a weight tile: bias, multiplier, shift.
 CONST_BYTES = 12
@@ -47,68 +55,106 @@ def gemm(x, w, bias, mult, shift) -> np.ndarray:
     return nx.requantize(acc, mult, shift)
 
 
+def gemm_plan(cfg: HardwareConfig, m: int, k: int, o: int) -> Dict[str, int]:
+    """The HLS tile plan (gemm.h ``plan_tiles``): KC chunks per row, KS chunks per K slice, NKS slices, R rows
+    per line, To rows per weight tile, Tm rows per activation tile."""
+    lines, lanes = cfg.mac_lines, cfg.macs_per_line
+    wline = cfg.weight_buffer_kb * 1024 // 2 // (lines * lanes)
+    xwords = cfg.qkvs_buffer_kb * 1024 // 2 // lanes
+    if wline < 1:
+        raise ValueError(f"the weight buffer of '{cfg.name}' gives a MAC line no word")
+    if k > xwords * lanes:
+        raise ValueError(f"K={k} does not fit one activation row in half the Q/K/S/V buffer ({xwords * lanes} B)")
+    kc = -(-k // lanes)
+    ks = min(kc, wline)
+    nks = -(-kc // ks)
+    groups = -(-o // lines)
+    r = min(wline // kc if nks == 1 else 1, groups)
+    return {"KC": kc, "KS": ks, "NKS": nks, "R": r, "To": min(r * lines, o), "Tm": min(xwords // kc, m)}
+
+
 def gemm_tiles(cfg: HardwareConfig, m: int, k: int, o: int) -> Tuple[int, int, bool]:
     """``(To, Tm, x_resident)``: weight-tile rows, activation-tile rows, whether x stays on chip."""
-    w_half = cfg.weight_buffer_kb * 1024 // 2
-    a_half = cfg.qkvs_buffer_kb * 1024 // 2
-    if k + CONST_BYTES > w_half:
-        raise ValueError(f"K={k} does not fit one weight row in half the weight buffer ({w_half} B) of '{cfg.name}'")
-    if k > a_half:
-        raise ValueError(f"K={k} does not fit one activation row in half the Q/K/S/V buffer ({a_half} B)")
-    to = max(1, min(o, w_half // (k + CONST_BYTES)))
-    resident = m * k <= a_half
-    tm = m if resident else max(1, a_half // k)
-    return to, tm, resident
+    p = gemm_plan(cfg, m, k, o)
+    return p["To"], p["Tm"], p["Tm"] >= m
 
 
-def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gemm", layer: Optional[int] = None,
-                encode: Optional[Tuple[int, int, int]] = None) -> KernelReport:
-    """Cycles of ``(m x k) @ (k x o)`` in GEMM mode; ``encode=(H, Hc, d)`` fuses the AE encoder (qkv only)."""
-    if min(m, k, o) < 1:
-        raise ValueError(f"GEMM dims must be >= 1, got m={m}, k={k}, o={o}")
-    to, tm, resident = gemm_tiles(cfg, m, k, o)
-    lines = cfg.mac_lines - (cfg.ae_lines if encode else 0)
-    cpd = -(-k // cfg.macs_per_line)
-    pd = pipe_dot(cfg)
-    out_bytes = m * o
-    if encode:
-        h, hc, d = encode
-        if 3 * h * d != o:
-            raise ValueError(f"encode={encode} does not match a qkv output of width {o}")
-        out_bytes = m * (2 * hc + h) * d
-    o_tiles = [(i, min(to, o - i)) for i in range(0, o, to)]
-    m_tiles = [(j, min(tm, m - j)) for j in range(0, m, tm)]
-
-    # Issue order: for each weight tile, (weights + constants), then every activation tile.
-    steps: List[Tuple[int, int, int]] = []  # (load cycles before it, compute cycles, store cycles after)
-    loaded_bytes = 0
-    x_loaded = False
-    for oi, (_, ow) in enumerate(o_tiles):
-        w_load = transfer_cycles(cfg, ow * (k + CONST_BYTES))
-        loaded_bytes += ow * (k + CONST_BYTES)
-        for mi, (_, mh) in enumerate(m_tiles):
-            load = w_load if mi == 0 else 0
-            if not (resident and x_loaded):
-                load += transfer_cycles(cfg, mh * k)
-                loaded_bytes += mh * k
-            comp = -(-(mh * ow) // lines) * cpd + pd
-            store_b = mh * ow if not encode else -(-mh * ow * out_bytes // (m * o))
-            steps.append((load, comp, transfer_cycles(cfg, store_b)))
-        x_loaded = True
-    compute = data = 0
-    data += steps[0][0]
+def _overlap(steps: List[Tuple[int, int, int]]) -> Tuple[int, int]:
+    """``(compute, data)`` of steps ``(load before, compute, store after)`` with the next step's load and the
+    previous step's store under the current step's compute."""
+    if not steps:
+        return 0, 0
+    compute = 0
+    data = steps[0][0]
     for i, (_, comp, _) in enumerate(steps):
         nxt = (steps[i + 1][0] if i + 1 < len(steps) else 0) + (steps[i - 1][2] if i > 0 else 0)
         compute += comp
         data += max(comp, nxt) - comp
-    data += steps[-1][2]
-    engines = {"gemm": compute, "dma": sum(s[0] + s[2] for s in steps)}
+    return compute, data + steps[-1][2]
+
+
+def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gemm", layer: Optional[int] = None,
+                encode: Optional[Tuple[int, int, int]] = None) -> KernelReport:
+    """Cycles of ``(m x k) @ (k x o)`` in GEMM mode; ``encode=(H, Hc, d)`` adds the AE encoder after it (qkv)."""
+    if min(m, k, o) < 1:
+        raise ValueError(f"GEMM dims must be >= 1, got m={m}, k={k}, o={o}")
+    p = gemm_plan(cfg, m, k, o)
+    to, tm, r, kc, ks, nks = p["To"], p["Tm"], p["R"], p["KC"], p["KS"], p["NKS"]
+    resident = tm >= m
+    lanes = cfg.macs_per_line
+    pd = pipe_dot(cfg)
+    if encode:
+        h, hc, d = encode
+        if 3 * h * d != o:
+            raise ValueError(f"encode={encode} does not match a qkv output of width {o}")
+
+    # The HLS nest: weight tiles, activation tiles, K slices; one step per run_slice.
+    steps: List[Tuple[int, int, int]] = []  # (load cycles before it, compute cycles, store cycles after)
+    loaded = stored = 0
+    mac_iters = 0
+    x_loaded = False
+    for o0 in range(0, o, to):
+        ow = min(to, o - o0)
+        tile_load = [CONST_BYTES * ow] + ([ow * k] if nks == 1 else [])
+        for m0 in range(0, m, tm):
+            mh = min(tm, m - m0)
+            loads = tile_load if m0 == 0 else []
+            if not (resident and x_loaded):
+                loads = loads + [mh * k]
+                x_loaded = True
+            for s in range(nks):
+                c0 = s * ks
+                cn = min(kc - c0, ks)
+                sl = loads if s == 0 else []
+                if nks > 1:
+                    sl = sl + [ow * (min(k, (c0 + cn) * lanes) - c0 * lanes)]
+                last = s == nks - 1
+                iters = mh * r * cn
+                mac_iters += iters
+                comp = iters + pd + (PIPE_RQ if last else 0)
+                store = mh * ow if last else 0
+                loaded += sum(sl)
+                stored += store
+                steps.append((sum(transfer_cycles(cfg, b) for b in sl), comp, transfer_cycles(cfg, store)))
+    compute, data = _overlap(steps)
+    engines = {"gemm": compute, "mac_iterations": mac_iters, "dma": sum(st[0] + st[2] for st in steps)}
     macs = m * k * o
     preprocess = 0
+    dram = loaded + stored
+    notes = [] if resident else [f"activations re-streamed {-(-o // to)}x"]
     if encode:
-        enc = encode_cycles(cfg, encode[0], encode[1], m, encode[2])
-        engines["encoder"] = enc
-        preprocess = max(0, enc - (compute + data))  # the encoder trails the GEMM when it is slower
-        macs += 2 * encode[1] * encode[0] * m * encode[2]
-    return KernelReport("gemm", name, layer, compute, preprocess, data, macs, m * k * o, loaded_bytes + out_bytes,
-                        engines, [], [] if resident else [f"activations re-streamed {len(o_tiles)}x"])
+        h, hc, d = encode
+        enc_steps: List[Tuple[int, int, int]] = []
+        for _ in range(2):  # Q, then K
+            w_bytes = [hc * h, 4 * hc]
+            for i, (lb, cyc, sb, _) in enumerate(mix_tiles(cfg, h, hc, m, d)):
+                enc_steps.append((sum(transfer_cycles(cfg, b) for b in (w_bytes if i == 0 else []) + [lb]), cyc,
+                                  transfer_cycles(cfg, sb)))
+                dram += (sum(w_bytes) if i == 0 else 0) + lb + sb
+        enc_c, enc_d = _overlap(enc_steps)
+        engines["encoder"] = enc_c
+        engines["dma"] += sum(st[0] + st[2] for st in enc_steps)
+        preprocess = enc_c
+        data += enc_d
+        macs += 2 * hc * h * m * d
+    return KernelReport("gemm", name, layer, compute, preprocess, data, macs, m * k * o, dram, engines, [], notes)

@@ -1,74 +1,107 @@
-// ViTCoD two-pronged sparse attention for one layer: denser engine, sparser engine, softmax unit, S.V.
+// ViTCoD two-pronged sparse attention for one layer: denser and sparser engines on one MAC array, softmax
+// unit, decoder (AE), output requantisation.
 //
 // Bits: KERNELS.md "Attention"; the golden model is vitaccel.sim.kernels.attention.attention_int, which
 // computes the same exact integer sums in another order. For head h, with q', k' the (optionally
 // AE-decoded) queries and keys:
 //     s[i, j] = sum_f q'[i, f] k'[j, f]            kept (i, j) only
-//     p[i, :] = softmax_row(s[i, :], mask[i, :])   NUMERICS.md
+//     p[i, :] = softmax_row(s[i, :], mask[i, :])   NUMERICS.md (max, exp and sum, reciprocal, normalise)
 //     o[i, f] = requantize(sum_j p[i, j] v[j, f], m_out, s_out)
 //
 // Everything on chip lives in the *reordered* key space of sim/sparse_format.py: column c is key
-// order[h][c]; columns c < n_global[h] are the denser engine's, the rest the sparser engine's (CSC:
+// order[h][c]; columns c < g = n_global[h] are the denser engine's, the rest the sparser engine's (CSC:
 // colptr / headptr / rowidx, rowidx = query indices, strictly increasing within a column). Softmax is
-// invariant under a permutation of a row (max and sum are exact), so p in reordered space is the
-// model's p with its columns permuted, and S.V sums the same products. The mask comes in reordered too
-// (DESCRIPTOR.md: one bit per (query, reordered column)), so the keep row feeds softmax_row directly.
+// invariant under a permutation of a row (max and sum are exact), so p in reordered space is the model's
+// p with its columns permuted, and S.V sums the same products. The mask comes in reordered too
+// (DESCRIPTOR.md), so a keep row feeds the softmax unit directly.
 //
-// Per head (heads run one after another, all lines on the current head, as in the cycle model of
-// sim/kernels/attention.py):
-//   load     order, colptr, mask rows; Q and K either loaded (strided, straight from the qkv GEMM
-//            output) or decoded from the layer's compressed Hc heads held on chip; V loaded.
-//   SDDMM    denser engine: DENSE_LINES lines, K-stationary: each line holds one global key column's
-//            k vector in registers, queries stream past (broadcast), MACS_PER_LINE features per cycle:
-//            ceil(d / MACS_PER_LINE) cycles per score, DENSE_LINES scores in parallel. Pruned entries in
-//            global columns are computed and then dropped by the mask.
-//            sparser engine: per CSC column, its k vector held, its kept queries gathered by rowidx,
-//            one score per cycle (the whole feature vector in one cycle).
-//   softmax  softmax_row on each complete row of the score buffer with the row's keep bits.
-//   S.V      denser part output-stationary over the global columns (query row by row); sparser part
-//            per CSC column, scattering p * v into the query's int32 accumulators.
-//   store    requantise to int8, strided (can write the (N, D) concat-heads layout directly).
+// Schedule (the cycle model, vitaccel/sim/kernels/attention.py attention_cycles, counts exactly these
+// loop nests; tests/test_cycle_model_vs_hls.py compares it with the counters below, perf.h). L =
+// MAC_LINES lines of M = MACS_PER_LINE MACs, cpd = ceil(d / M) chunks per feature vector. Heads run one
+// after another; per head:
 //
-// Synthesis notes. The two SDDMM engines write disjoint columns of one score buffer; the paper gives
-// them separate output buffers so they run in parallel, which would double the largest memory (S):
-// here they run one after the other. Heads are not overlapped (no DATAFLOW across heads): rowidx is
-// streamed from DRAM twice per head (SDDMM and S.V) rather than held in the 20 KB index buffer, which
-// a dense-ish sparser part (n_global = 0) would overflow.
+//   SDDMM   one loop, one iteration per cycle, two engines on disjoint lines (runtime split):
+//           denser engine, lines [0, ld), K-stationary: a block of ld global columns holds one k vector
+//             per line (loaded one line per cycle, full-row K read), then the N queries stream past,
+//             one M-byte chunk per cycle broadcast to every line: per block cols + N * cpd cycles.
+//           sparser engine, ls lines with Q gather ports (ls <= SPARSE_Q_PORTS), K-stationary per
+//             engine: one CSC column at a time, its k chunk broadcast, its kept queries dealt to the
+//             lines in rounds of ls, each line gathering its query one M-byte chunk per cycle through
+//             its own port: ceil(nnz / ls) * cpd cycles per column, 1 cycle for an empty column
+//             (reading its pointers). rowidx is streamed from DRAM in CSC order (no index buffer to
+//             overflow).
+//           iterations = max(denser, sparser); + PIPE_DOT.
+//   softmax two stages in DATAFLOW, SOFTMAX_LANES wide: max stage, then exp / sum stage (e written in
+//           place of the score), then the pipelined reciprocal divider. A stage visits only a row's
+//           live lane blocks (blocks with a kept entry; at least one per row): b_i cycles per row, row i
+//           entering the exp stage once the max stage has finished it. sum(b) + max(b) + depths.
+//           With the AE the MAC lines meanwhile decode head h + 1's Q and K (the current head's are no
+//           longer needed): the phase takes max(softmax, decode).
+//   S.V     one loop, both engines again: denser engine output-stationary, rows dealt to the ld lines
+//           (M features per line per cycle, accumulating over the g global columns, V chunk broadcast):
+//           ceil(N / ld) * g * cpd; sparser engine per CSC column as in SDDMM (V chunk broadcast, its
+//           kept queries' accumulators updated, distinct rows within a column so no two lines collide),
+//           rowidx streamed a second time. p = e * recip is normalised on the fly. + PIPE_DOT.
+//   requant (Od + Os) requantised by the lines' requantisers, L outputs per cycle: ceil(N d / L) + PIPE_RQ.
+//   decode  (AE) mix engine = all L lines in dot-product mode over the Hc compressed heads, one output
+//           per line per ceil(Hc / M) cycles, requantised by the line's requantiser: 2 ceil(N d / L)
+//           ceil(Hc / M) + PIPE_MIX. Head 0's decode runs before head 0 (nothing to hide it under).
 //
-// Where this differs from the cycle model (attention_cycles), for whoever aligns the two: the line split
-// is fixed at compile time (DENSE_LINES = MAC_LINES - SPARSE_Q_PORTS) instead of proportional to each
-// head's work; the sparser SDDMM does one kept entry per cycle with MAX_HEAD_DIM MACs (the model:
-// ceil(d / MACS_PER_LINE) cycles per entry per line, at most SPARSE_Q_PORTS rows per cycle); the denser
-// S.V does one global column per cycle with MAX_HEAD_DIM MACs (N * n_global cycles; the model spreads
-// query rows over the denser lines); softmax_row is one lane, three passes (the model: two passes at
-// SOFTMAX_LANES per cycle); the engines run one after the other (the model: max of the two); rowidx is
-// read twice per head; the compressed Q/K of the whole layer sit on chip (2 * Hc * N * d bytes).
+// The host compiler chooses the split per head from the masks (sim/kernels/attention.py line_split) and
+// passes ls in the descriptor; the denser engine gets ld = L - ls lines when it has columns.
+//
+// Off-chip (counted in bytes by the perf counters, in cycles by the DRAM model): per head order, colptr,
+// two headptr words, the mask rows, V, and Q and K unless the AE is on; rowidx twice (SDDMM and S.V);
+// the output. With the AE the compressed Q and K (2 Hc N d bytes) and the decoder weights are loaded once
+// per layer. The cycle model overlaps head h + 1's loads and head h - 1's store with head h (double
+// buffering); this C++ issues them in sequence (no DATAFLOW across heads yet).
+//
+// Buffers and ports (not verified by synthesis). Q: one copy read by broadcast (denser engine) plus
+// ceil(SPARSE_Q_PORTS / 2) dual-port copies, one port per sparser line (qg). S: N x N int32, written by
+// up to ld denser lines (consecutive columns of one row) and ls sparser lines (distinct rows of one
+// column) every cpd cycles; after softmax it holds e (16 bits). Separate denser / sparser output
+// accumulators (Od, Os: the paper's separate output buffers). The compressed Q and K of the whole layer
+// stay on chip (2 Hc N d bytes, head-minor for the mix engine).
 #ifndef VITACCEL_KERNELS_ATTENTION_H
 #define VITACCEL_KERNELS_ATTENTION_H
 
 #include <stdint.h>
 
+#include <hls_stream.h>
+
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
+#include "../perf.h"
+#include "../schedule.h"
 
 namespace vitaccel {
 namespace attention {
 
+static const int L = cfg::MAC_LINES;
 static const int LANES = cfg::MACS_PER_LINE;
 static const int MAX_N = cfg::MAX_TOKENS;
 static const int MAX_H = cfg::MAX_HEADS;
 static const int MAX_D = cfg::MAX_HEAD_DIM;
-// Lines of the denser engine: the sparser engine can use at most SPARSE_Q_PORTS lines (the cycle
-// model's cap), the rest are the denser engine's.
-static const int DENSE_LINES =
-    cfg::MAC_LINES > cfg::SPARSE_Q_PORTS ? cfg::MAC_LINES - cfg::SPARSE_Q_PORTS : cfg::MAC_LINES;
+// Lines with a Q gather port: the most the sparser engine can have.
+static const int PS = cfg::SPARSE_Q_PORTS < cfg::MAC_LINES ? cfg::SPARSE_Q_PORTS : cfg::MAC_LINES;
+// Lines without a gather port: they can only ever be denser lines.
+static const int DENSE_LINES = L - PS;
+// Dual-port copies of the Q buffer that provide the PS gather ports.
+static const int NQC = (PS + 1) / 2;
+static const int SL = cfg::SOFTMAX_LANES;
+// Compressed heads are held head-minor, padded to whole M-wide words.
+static const int KHMAX = (MAX_H + LANES - 1) / LANES;
+static const int CW = KHMAX * LANES;
 
 static_assert(MAX_D % LANES == 0, "MAX_HEAD_DIM must be a multiple of MACS_PER_LINE");
 static_assert(MAX_N <= SOFTMAX_MAX_ROW, "rows longer than 65535 overflow the softmax sum");
 static_assert(MAX_N < 32768, "token indices are held in 16 bits");
+static_assert(MAX_H <= 256, "the descriptor packs n_global and the line split in 16 bits each");
 
-typedef ap_uint<16> idx_t;  // a token index (< MAX_TOKENS)
-typedef ap_int<9> sprob_t;  // a probability as a signed operand, for p * v
+typedef ap_uint<16> idx_t;    // a token index (< MAX_TOKENS)
+typedef ap_int<9> sprob_t;    // a probability as a signed operand, for p * v
+typedef ap_uint<16> expv_t;   // e of a kept entry, 2^15 * 2^-u
+typedef ap_uint<26> recip_t;  // 2^40 / sum of a row's e
 
 static const int OK = 0;
 static const int ERR_DIMS = 0x301;     // H, N, d or Hc out of range
@@ -77,6 +110,7 @@ static const int ERR_NGLOBAL = 0x303;  // n_global[h] outside [0, N]
 static const int ERR_ORDER = 0x304;    // order[h][c] outside [0, N)
 static const int ERR_PTR = 0x305;      // colptr / headptr inconsistent or outside rowidx
 static const int ERR_ROWIDX = 0x306;   // rowidx outside [0, N) or not strictly increasing in a column
+static const int ERR_SPLIT = 0x307;    // sparse_lines[h] not a valid line split for head h
 
 // Scalar arguments of one attention layer (the descriptor's fields, DESCRIPTOR.md).
 struct Args {
@@ -88,54 +122,47 @@ struct Args {
     int32_t m_exp, s_exp, m_out, s_out;
     int32_t dq_m, dq_s, dk_m, dk_s;  // decoder requantisation of Q and K (Hc > 0)
     int32_t n_global[MAX_H];
+    int32_t sparse_lines[MAX_H];  // lines of the sparser engine per head (0 when n_global == N)
 };
 
 inline bool bad_mult(int32_t m) { return m < 0; }
 inline bool bad_shift(int32_t s) { return s < 0 || s > 63; }
 
-// ---- loads ----------------------------------------------------------------------------------------
+// Denser lines of a head with g global columns and ls sparser lines.
+inline int dense_lines(int g, int ls) { return g > 0 ? L - ls : 0; }
 
-// The layer's compressed heads (AE): enc[c * MAX_N + n][f] = src[c * hs + n * ns + f].
-inline void load_enc(const int8_t* src, int64_t hs, int64_t ns, int Hc, int N, int d, data_t enc[MAX_H * MAX_N][MAX_D]) {
+// The split the host uses when it has no masks at hand (testbenches, descriptors built without one):
+// every gather port to the sparser engine, the rest to the denser engine.
+inline int default_sparse_lines(int g, int N) {
+    if (g >= N) return 0;
+    const int most = g > 0 ? L - 1 : L;
+    return PS < most ? PS : most;
+}
+
+inline bool valid_split(int g, int ls, int N) {
+    if (g >= N) return ls == 0;
+    if (ls < 1 || ls > PS) return false;
+    return g == 0 || ls <= L - 1;
+}
+
+// ---- loads (DMA) --------------------------------------------------------------------------------
+
+// The layer's compressed heads (AE), head-minor for the mix engine: enc[n * d + f][c] = src[c * hs +
+// n * ns + f], zero for c >= Hc.
+inline void load_enc(const int8_t* src, int64_t hs, int64_t ns, int Hc, int N, int d, data_t enc[MAX_N * MAX_D][CW]) {
+    const int kw = ((Hc + LANES - 1) / LANES) * LANES;
 ATT_LOAD_ENC:
-    for (int c = 0; c < Hc; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
+    for (int c = 0; c < kw; ++c) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16
         for (int t = 0; t < N * d; ++t) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 16384
 #pragma HLS PIPELINE II = 1
             const int n = t / d;
             const int f = t - n * d;
-            enc[c * MAX_N + n][f] = src[c * hs + n * ns + f];
+            enc[t][c] = (c < Hc) ? data_t(src[c * hs + n * ns + f]) : data_t(0);
         }
     }
-}
-
-// Decoder engine for one head: dst[n][f] = requantize(sum_c w[c] enc[c][n][f] + b, m, s), all MAX_D
-// features of a token per cycle (one compressed head per cycle), then one requantisation per cycle.
-inline void decode_head(const data_t enc[MAX_H * MAX_N][MAX_D], const data_t w[MAX_H], acc_t b, mult_t m, shift_t s,
-                        int Hc, int N, int d, data_t dst[MAX_N][MAX_D]) {
-    acc_t acc[MAX_D];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
-ATT_DECODE_TOKENS:
-    for (int n = 0; n < N; ++n) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-    ATT_DECODE_MAC:
-        for (int c = 0; c < Hc; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
-#pragma HLS PIPELINE II = 1
-            for (int f = 0; f < MAX_D; ++f) {
-#pragma HLS UNROLL
-                const acc_t base = (c == 0) ? b : acc[f];
-                acc[f] = base + w[c] * enc[c * MAX_N + n][f];
-            }
-        }
-    ATT_DECODE_REQ:
-        for (int f = 0; f < d; ++f) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 64
-#pragma HLS PIPELINE II = 1
-            dst[n][f] = requantize(acc[f], m, s);
-        }
-    }
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)Hc * N * d));
 }
 
 // One head of an uncompressed tensor: dst[n][f] = src[h * hs + n * ns + f].
@@ -148,9 +175,29 @@ ATT_LOAD_HEAD:
         const int f = t - n * d;
         dst[n][f] = src[h * hs + n * ns + f];
     }
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)N * d));
 }
 
-// order and colptr of head h, checked; *hp, *nnz: the head's segment of rowidx.
+// Q of one head: the broadcast copy and every gather copy are written together (one DMA stream).
+inline void load_q_head(const int8_t* src, int64_t hs, int64_t ns, int h, int N, int d, data_t dst[MAX_N][MAX_D],
+                        data_t copies[NQC][MAX_N][MAX_D]) {
+ATT_LOAD_Q:
+    for (int t = 0; t < N * d; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16384
+#pragma HLS PIPELINE II = 1
+        const int n = t / d;
+        const int f = t - n * d;
+        const data_t x = src[h * hs + n * ns + f];
+        dst[n][f] = x;
+        for (int c = 0; c < NQC; ++c) {
+#pragma HLS UNROLL
+            copies[c][n][f] = x;
+        }
+    }
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)N * d));
+}
+
+// order and colptr of head h, checked; *hp: the head's offset into rowidx.
 inline int load_indexes(const int32_t* order, const int32_t* colptr, const int32_t* headptr, int64_t rowidx_len,
                         int h, int N, idx_t ord[MAX_N], int cp[MAX_N + 1], int64_t* hp) {
     int status = OK;
@@ -176,6 +223,7 @@ ATT_LOAD_COLPTR:
     const int32_t h1 = headptr[h + 1];
     if (h0 < 0 || (int64_t)h1 - h0 != cp[N] || (int64_t)h1 > rowidx_len) status = ERR_PTR;
     *hp = h0;
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, 4 * (int64_t)N + 4 * (int64_t)(N + 1) + 8));
     return status;
 }
 
@@ -195,211 +243,520 @@ ATT_LOAD_MASK:
             if (c < N) keep[i][c] = (byte >> u) & 1;
         }
     }
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)N * mb));
 }
 
-// ---- SDDMM ----------------------------------------------------------------------------------------
+// ---- decoder (mix engine on all MAC lines) ------------------------------------------------------
 
-// Denser engine: columns [0, g) for every query. Line l holds column cb * DENSE_LINES + l.
-inline void sddmm_dense(const data_t qb[MAX_N][MAX_D], const data_t kb[MAX_N][MAX_D], const idx_t ord[MAX_N],
-                        int g, int N, int d, acc_t S[MAX_N][MAX_N]) {
-    data_t kreg[DENSE_LINES][MAX_D];
-#pragma HLS ARRAY_PARTITION variable = kreg complete dim = 0
-    acc_t acc[DENSE_LINES];
+// Head h's Q and K from the compressed heads: out[n][f] = requantize(b + sum_c w[c] enc[n * d + f][c]).
+// Line l takes output u = r * L + l of round r and spends ceil(Hc / M) cycles on its dot product over the
+// compressed heads (M per cycle), then its requantiser writes the byte. Returns the cycles.
+inline int64_t decode_head(const data_t encq[MAX_N * MAX_D][CW], const data_t enck[MAX_N * MAX_D][CW],
+                           const data_t wq[CW], acc_t bq, mult_t mq, shift_t sq, const data_t wk[CW], acc_t bk,
+                           mult_t mk, shift_t sk, int Hc, int N, int d, data_t qb[MAX_N][MAX_D],
+                           data_t qg[NQC][MAX_N][MAX_D], data_t kb[MAX_N][MAX_D]) {
+    const int kh = (Hc + LANES - 1) / LANES;
+    const int rounds = (N * d + L - 1) / L;
+    acc_t acc[L];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
-    const int cpd = (d + LANES - 1) / LANES;
-ATT_DENSE_COLUMN_BLOCKS:
-    for (int cb = 0; cb * DENSE_LINES < g; ++cb) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 6
-    ATT_DENSE_LOAD_K:
-        for (int l = 0; l < DENSE_LINES; ++l) {
+    int64_t iters = 0;
+    int t = 0, r = 0, j = 0;
+ATT_DECODE:
+    for (int it = 0; it < 2 * rounds * kh; ++it) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512
 #pragma HLS PIPELINE II = 1
-            const int c = cb * DENSE_LINES + l;
-            const idx_t j = (c < g) ? ord[c] : idx_t(0);
-            for (int f = 0; f < MAX_D; ++f) {
+        VITACCEL_PERF(++iters);
+        const data_t* w = (t == 0) ? wq : wk;
+        for (int l = 0; l < L; ++l) {
 #pragma HLS UNROLL
-                // Zero past d (and for lines without a column): the chunk loop may read past d.
-                kreg[l][f] = (c < g && f < d) ? kb[j][f] : data_t(0);
+            const int u = r * L + l;
+            if (u < N * d) {
+                ap_int<16 + 8> dot = 0;
+                for (int x = 0; x < LANES; ++x) {
+#pragma HLS UNROLL
+                    const data_t e = (t == 0) ? encq[u][j * LANES + x] : enck[u][j * LANES + x];
+                    dot += w[j * LANES + x] * e;
+                }
+                acc[l] = ((j == 0) ? ((t == 0) ? bq : bk) : acc[l]) + dot;
+                if (j == kh - 1) {
+                    const int n = u / d;
+                    const int f = u - n * d;
+                    if (t == 0) {
+                        const data_t y = requantize(acc[l], mq, sq);
+                        qb[n][f] = y;
+                        for (int q = 0; q < NQC; ++q) {
+#pragma HLS UNROLL
+                            qg[q][n][f] = y;
+                        }
+                    } else {
+                        kb[n][f] = requantize(acc[l], mk, sk);
+                    }
+                }
             }
         }
-        int i = 0, ch = 0;
-    ATT_DENSE_QUERIES:
-        for (int t = 0; t < N * cpd; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2048
-#pragma HLS PIPELINE II = 1
-            data_t qv[LANES];
-#pragma HLS ARRAY_PARTITION variable = qv complete dim = 1
-            for (int u = 0; u < LANES; ++u) {
-#pragma HLS UNROLL
-                qv[u] = qb[i][ch * LANES + u];  // broadcast to every line
+        if (++j == kh) {
+            j = 0;
+            if (++r == rounds) {
+                r = 0;
+                ++t;
             }
-            for (int l = 0; l < DENSE_LINES; ++l) {
+        }
+    }
+    return iters + sched::PIPE_MIX;
+}
+
+// ---- SDDMM --------------------------------------------------------------------------------------
+
+// One loop, one iteration per cycle, for the whole MAC array: denser lines [0, ld), sparser slots [0, ls)
+// (physically lines L - 1 - s, each with gather port s). Writes S[i][c] for every global column and every
+// kept sparse entry. iters[0], iters[1]: cycles each engine was busy; returns the status.
+inline int sddmm(const data_t qb[MAX_N][MAX_D], const data_t qg[NQC][MAX_N][MAX_D], const data_t kb[MAX_N][MAX_D],
+                 const idx_t ord[MAX_N], const int cp[MAX_N + 1], const int32_t* rowidx, int g, int ld, int ls,
+                 int N, int d, acc_t S[MAX_N][MAX_N], int64_t iters[2]) {
+    const int cpd = (d + LANES - 1) / LANES;
+    int status = OK;
+    // Denser engine: block dcb holds columns [dcb * ld, dcb * ld + nb); first a K-load step per line,
+    // then N * cpd query chunks.
+    data_t kreg[L][MAX_D];
+#pragma HLS ARRAY_PARTITION variable = kreg complete dim = 0
+    acc_t dacc[L];
+#pragma HLS ARRAY_PARTITION variable = dacc complete dim = 1
+    bool ddone = (g == 0);
+    bool dload = true;
+    int dcb = 0, dk = 0, di = 0, dch = 0;
+    // Sparser engine: column sc, round sr, chunk sch.
+    acc_t sacc[PS];
+    int srow[PS];
+    bool sok[PS];
+#pragma HLS ARRAY_PARTITION variable = sacc complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = srow complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = sok complete dim = 1
+    bool sdone = (g >= N);
+    bool snew = true;
+    int sc = g, se0 = 0, snnz = 0, sr = 0, sch = 0, sprev = -1;
+    int64_t dit = 0, sit = 0, streamed = 0;
+
+ATT_SDDMM:
+    while (!(ddone && sdone)) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8192
+#pragma HLS PIPELINE II = 1
+        if (!ddone) {
+            VITACCEL_PERF(++dit);
+            const int base = dcb * ld;
+            const int nb = (g - base < ld) ? g - base : ld;
+            if (dload) {
+                const idx_t j = ord[base + dk];
+                for (int f = 0; f < MAX_D; ++f) {
 #pragma HLS UNROLL
-                ap_int<16 + 8> dot = 0;
+                    kreg[dk][f] = (f < d) ? kb[j][f] : data_t(0);
+                }
+                if (++dk == nb) {
+                    dload = false;
+                    di = 0;
+                    dch = 0;
+                }
+            } else {
+                data_t qv[LANES];
+#pragma HLS ARRAY_PARTITION variable = qv complete dim = 1
                 for (int u = 0; u < LANES; ++u) {
 #pragma HLS UNROLL
-                    dot += qv[u] * kreg[l][ch * LANES + u];
+                    const int f = dch * LANES + u;
+                    qv[u] = (f < d) ? qb[di][f] : data_t(0);  // broadcast to every denser line
                 }
-                acc[l] = ((ch == 0) ? acc_t(0) : acc[l]) + dot;
-                const int c = cb * DENSE_LINES + l;
-                if (ch == cpd - 1 && c < g) S[i][c] = acc[l];
-            }
-            if (ch == cpd - 1) {
-                ch = 0;
-                ++i;
-            } else {
-                ++ch;
+                for (int l = 0; l < L; ++l) {
+#pragma HLS UNROLL
+                    if (l < nb) {
+                        ap_int<16 + 8> dot = 0;
+                        for (int u = 0; u < LANES; ++u) {
+#pragma HLS UNROLL
+                            dot += qv[u] * kreg[l][dch * LANES + u];
+                        }
+                        dacc[l] = ((dch == 0) ? acc_t(0) : dacc[l]) + dot;
+                        if (dch == cpd - 1) S[di][base + l] = dacc[l];
+                    }
+                }
+                if (++dch == cpd) {
+                    dch = 0;
+                    if (++di == N) {
+                        ++dcb;
+                        dk = 0;
+                        dload = true;
+                        if (dcb * ld >= g) ddone = true;
+                    }
+                }
             }
         }
-    }
-}
-
-// Sparser engine: the kept entries of columns [g, N), column by column (K-stationary).
-inline int sddmm_sparse(const data_t qb[MAX_N][MAX_D], const data_t kb[MAX_N][MAX_D], const idx_t ord[MAX_N],
-                        const int cp[MAX_N + 1], const int32_t* rowidx, int g, int N, int d, acc_t S[MAX_N][MAX_N]) {
-    int status = OK;
-    data_t kv[MAX_D];
+        if (!sdone) {
+            VITACCEL_PERF(++sit);
+            if (snew) {  // first cycle of a column: its pointers
+                se0 = cp[sc];
+                snnz = cp[sc + 1] - se0;
+                sr = 0;
+                sch = 0;
+                sprev = -1;
+            }
+            if (snnz == 0) {
+                snew = true;
+                if (++sc == N) sdone = true;
+            } else {
+                snew = false;
+                const idx_t j = ord[sc];
+                if (sch == 0) {  // the round's queries, from the rowidx stream
+                    for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                        const int k = sr * ls + s;
+                        sok[s] = false;
+                        if (s < ls && k < snnz) {
+                            const int32_t i = rowidx[se0 + k];
+                            VITACCEL_PERF(++streamed);
+                            if (i <= sprev || i >= N) {
+                                status = ERR_ROWIDX;
+                            } else {
+                                srow[s] = i;
+                                sok[s] = true;
+                                sprev = i;
+                            }
+                        }
+                    }
+                }
+                data_t kv[LANES];
 #pragma HLS ARRAY_PARTITION variable = kv complete dim = 1
-ATT_SPARSE_COLUMNS:
-    for (int c = g; c < N; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 256
-        const idx_t j = ord[c];
-        for (int f = 0; f < MAX_D; ++f) {
+                for (int u = 0; u < LANES; ++u) {
 #pragma HLS UNROLL
-            kv[f] = (f < d) ? kb[j][f] : data_t(0);
-        }
-        int prev = -1;
-    ATT_SPARSE_ENTRIES:
-        for (int e = cp[c]; e < cp[c + 1]; ++e) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 256 avg = 8
-#pragma HLS PIPELINE II = 1
-            const int32_t i = rowidx[e];
-            if (i <= prev || i >= N) {
-                status = ERR_ROWIDX;
-            } else {
-                ap_int<16 + 8> dot = 0;
-                for (int f = 0; f < MAX_D; ++f) {
-#pragma HLS UNROLL
-                    dot += qb[i][f] * kv[f];
+                    const int f = sch * LANES + u;
+                    kv[u] = (f < d) ? kb[j][f] : data_t(0);  // the column's k chunk, broadcast
                 }
-                S[i][c] = dot;
-                prev = i;
+                for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                    if (sok[s]) {
+                        ap_int<16 + 8> dot = 0;
+                        for (int u = 0; u < LANES; ++u) {
+#pragma HLS UNROLL
+                            const int f = sch * LANES + u;
+                            const data_t qx = (f < d) ? qg[s >> 1][srow[s]][f] : data_t(0);  // gather port s
+                            dot += qx * kv[u];
+                        }
+                        sacc[s] = ((sch == 0) ? acc_t(0) : sacc[s]) + dot;
+                        if (sch == cpd - 1) S[srow[s]][sc] = sacc[s];
+                    }
+                }
+                if (++sch == cpd) {
+                    sch = 0;
+                    if (++sr * ls >= snnz) {
+                        snew = true;
+                        if (++sc == N) sdone = true;
+                    }
+                }
             }
         }
     }
+    iters[0] = dit;
+    iters[1] = sit;
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, 4 * streamed));
     return status;
 }
 
-// ---- softmax unit ---------------------------------------------------------------------------------
+// ---- softmax unit -------------------------------------------------------------------------------
 
-inline void softmax_rows(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], int N, mult_t m_exp,
-                         shift_t s_exp, prob_t P[MAX_N][MAX_N]) {
-    acc_t srow[MAX_N];
-    bool krow[MAX_N];
-    prob_t prow[MAX_N];
-ATT_SOFTMAX_ROWS:
-    for (int i = 0; i < N; ++i) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-    ATT_SOFTMAX_IN:
-        for (int c = 0; c < N; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-#pragma HLS PIPELINE II = 1
-            srow[c] = S[i][c];
-            krow[c] = keep[i][c];
-        }
-        softmax_row<MAX_N>(srow, krow, N, m_exp, s_exp, prow);
-    ATT_SOFTMAX_OUT:
-        for (int c = 0; c < N; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-#pragma HLS PIPELINE II = 1
-            P[i][c] = prow[c];
-        }
-    }
+// p of a kept entry from its e and its row's reciprocal: NUMERICS.md step 5, as in softmax_row.
+inline prob_t normalise(expv_t e, recip_t recip) {
+#pragma HLS INLINE
+    const ap_uint<41> scaled = ap_uint<41>(e * recip) + (ap_uint<41>(1) << 31);
+    const ap_uint<9> p = scaled >> 32;
+    return (p > 255) ? prob_t(255) : prob_t(p);
 }
 
-// ---- S.V ------------------------------------------------------------------------------------------
+static const int NB_MAX = (MAX_N + SL - 1) / SL;  // lane blocks per row
 
-// Denser part, output-stationary: o[i] = sum_{c < g} p[i][c] v[order[c]]. Initialises every row of oacc
-// (to 0 when g == 0), so the sparser part only adds.
-inline void spmm_dense(const prob_t P[MAX_N][MAX_N], const data_t vb[MAX_N][MAX_D], const idx_t ord[MAX_N], int g,
-                       int N, acc_t oacc[MAX_N][MAX_D]) {
-    acc_t acc[MAX_D];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
-ATT_SPMM_DENSE_ROWS:
-    for (int i = 0; i < N; ++i) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-        for (int f = 0; f < MAX_D; ++f) {
+// The live lane blocks of row i (blocks of SL columns holding a kept entry), in order: what a priority
+// encoder over the row's NB_MAX block flags hands the stage, one block per cycle. Returns how many.
+inline int live_blocks(const bool keep[MAX_N][MAX_N], int i, int N, int blk[NB_MAX]) {
+#pragma HLS INLINE
+    int nl = 0;
+    for (int b = 0; b < NB_MAX; ++b) {
 #pragma HLS UNROLL
-            acc[f] = 0;
+        bool any = false;
+        for (int u = 0; u < SL; ++u) {
+#pragma HLS UNROLL
+            const int c = b * SL + u;
+            if (c < N && keep[i][c]) any = true;
         }
-    ATT_SPMM_DENSE_COLS:
-        for (int c = 0; c < g; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 256
+        if (any) blk[nl++] = b;
+    }
+    return nl;
+}
+
+// What the max stage hands the exp stage per row. c1 (C-simulation only): the cycle at which the max stage
+// finished the row, so that the exp stage can time itself against it.
+struct RowMax {
+    acc_t mx;
+    bool any;
+    int64_t c1;
+};
+
+// Max stage: one flattened pipelined loop over (row, live block), SL lanes per cycle; a row without any
+// live block still takes one (empty) iteration.
+inline void softmax_max_stage(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], int N,
+                              hls::stream<RowMax>& out) {
+    int blk[NB_MAX];
+#pragma HLS ARRAY_PARTITION variable = blk complete dim = 1
+    int i = 0, t = 0, nl = live_blocks(keep, 0, N, blk);
+    acc_t mx = 0;
+    bool any = false;
+    int64_t cyc = 0;
+ATT_SOFTMAX_MAX:
+    while (i < N) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096
 #pragma HLS PIPELINE II = 1
-            const sprob_t p = P[i][c];
-            const idx_t j = ord[c];
-            for (int f = 0; f < MAX_D; ++f) {
+        VITACCEL_PERF(++cyc);
+        if (t < nl) {
+            for (int u = 0; u < SL; ++u) {
 #pragma HLS UNROLL
-                acc[f] += p * vb[j][f];
+                const int c = blk[t] * SL + u;
+                if (c < N && keep[i][c] && (!any || S[i][c] > mx)) {
+                    mx = S[i][c];
+                    any = true;
+                }
             }
         }
-        for (int f = 0; f < MAX_D; ++f) {
-#pragma HLS UNROLL
-            oacc[i][f] = acc[f];
+        if (++t >= nl) {  // the row's last live block (or its one empty iteration)
+            RowMax r;
+            r.mx = mx;
+            r.any = any;
+            r.c1 = cyc;
+            out.write(r);
+            mx = 0;
+            any = false;
+            t = 0;
+            if (++i < N) nl = live_blocks(keep, i, N, blk);
         }
     }
 }
 
-// Sparser part: for each CSC column, p[i][c] * v[order[c]] into the accumulators of its kept queries.
-inline int spmm_sparse(const prob_t P[MAX_N][MAX_N], const data_t vb[MAX_N][MAX_D], const idx_t ord[MAX_N],
-                       const int cp[MAX_N + 1], const int32_t* rowidx, int g, int N, acc_t oacc[MAX_N][MAX_D]) {
+// Exp stage: the same walk; e = softmax_exp of every kept entry written over its score, summed per row;
+// the row's reciprocal 2^40 / sum from the pipelined divider (0 for a row with nothing kept). Returns the
+// cycles of the whole unit (C-simulation; 0 in synthesis).
+inline int64_t softmax_exp_stage(acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], int N, mult_t m_exp,
+                                 shift_t s_exp, hls::stream<RowMax>& in, recip_t recip[MAX_N]) {
+    int blk[NB_MAX];
+#pragma HLS ARRAY_PARTITION variable = blk complete dim = 1
+    int i = 0, t = 0, nl = 0;
+    RowMax r = {0, false, 0};
+    ap_uint<32> sum = 0;
+    int64_t c2 = 0;  // cycle at which this stage finished its latest row
+ATT_SOFTMAX_EXP:
+    while (i < N) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096
+#pragma HLS PIPELINE II = 1
+        if (t == 0) {  // a new row: wait for its maximum
+            r = in.read();
+            nl = live_blocks(keep, i, N, blk);
+            sum = 0;
+            // The row starts once the max stage has handed it over and this stage is done with the last.
+            VITACCEL_PERF(c2 = (c2 > r.c1 + sched::PIPE_SM_MAX) ? c2 : r.c1 + sched::PIPE_SM_MAX);
+        }
+        VITACCEL_PERF(++c2);
+        if (t < nl) {
+            for (int u = 0; u < SL; ++u) {
+#pragma HLS UNROLL
+                const int c = blk[t] * SL + u;
+                if (c < N && keep[i][c]) {
+                    const expv_t e = softmax_exp(S[i][c], r.mx, m_exp, s_exp);
+                    S[i][c] = acc_t(e);
+                    sum += e;
+                }
+            }
+        }
+        if (++t >= nl) {
+            const ap_uint<41> one = ap_uint<41>(1) << RECIP_BITS;
+            recip[i] = r.any ? recip_t(one / sum) : recip_t(0);
+            t = 0;
+            ++i;
+        }
+    }
+    return c2 + sched::PIPE_SM_EXP + sched::PIPE_DIV;
+}
+
+// The softmax unit: max stage and exp stage in DATAFLOW (a FIFO of row maxima between them), SL lanes
+// each, visiting a row's live blocks only. Replaces S[i][c] by e for kept entries and fills recip[i].
+// Bits: softmax_row's (max and sum are exact, so the order of the blocks does not matter). Returns the
+// cycles (C-simulation): sum over rows of b_i plus the exp stage's waits for the max stage, plus depths.
+inline int64_t softmax_unit(acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], int N, mult_t m_exp,
+                            shift_t s_exp, recip_t recip[MAX_N]) {
+#pragma HLS DATAFLOW
+    hls::stream<RowMax> maxima("att_row_max");
+#pragma HLS STREAM variable = maxima depth = 4
+    softmax_max_stage(S, keep, N, maxima);
+    return softmax_exp_stage(S, keep, N, m_exp, s_exp, maxima, recip);
+}
+
+// ---- S.V ----------------------------------------------------------------------------------------
+
+// One loop, one iteration per cycle, both engines. Denser lines: rows rb * ld + l, output-stationary over
+// the g global columns (chunk-major: for each chunk, every column), results into Od. Sparser slots: per
+// CSC column, rounds of ls kept queries, p * v added into Os (osv[i]: row i of Os holds a value).
+inline int spmm(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], const recip_t recip[MAX_N],
+                const data_t vb[MAX_N][MAX_D], const idx_t ord[MAX_N], const int cp[MAX_N + 1], const int32_t* rowidx,
+                int g, int ld, int ls, int N, int d, acc_t Od[MAX_N][MAX_D], acc_t Os[MAX_N][MAX_D], bool osv[MAX_N],
+                int64_t iters[2]) {
+    const int cpd = (d + LANES - 1) / LANES;
     int status = OK;
-    data_t vv[MAX_D];
-#pragma HLS ARRAY_PARTITION variable = vv complete dim = 1
-ATT_SPMM_SPARSE_COLUMNS:
-    for (int c = g; c < N; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 256
-        const idx_t j = ord[c];
-        for (int f = 0; f < MAX_D; ++f) {
-#pragma HLS UNROLL
-            vv[f] = vb[j][f];
-        }
-        int prev = -1;
-    ATT_SPMM_SPARSE_ENTRIES:
-        for (int e = cp[c]; e < cp[c + 1]; ++e) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 256 avg = 8
+    acc_t dacc[L][LANES];
+#pragma HLS ARRAY_PARTITION variable = dacc complete dim = 0
+    bool ddone = (g == 0);
+    int drb = 0, dch = 0, dc = 0;
+    sprob_t sp[PS];
+    int srow[PS];
+    bool sok[PS];
+#pragma HLS ARRAY_PARTITION variable = sp complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = srow complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = sok complete dim = 1
+    bool sdone = (g >= N);
+    bool snew = true;
+    int sc = g, se0 = 0, snnz = 0, sr = 0, sch = 0, sprev = -1;
+    int64_t dit = 0, sit = 0, streamed = 0;
+
+ATT_SPMM:
+    while (!(ddone && sdone)) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8192
 #pragma HLS PIPELINE II = 1
-// Queries are strictly increasing within a column (checked below), so no two iterations of this loop
-// update the same accumulator row.
-#pragma HLS DEPENDENCE variable = oacc inter false
-            const int32_t i = rowidx[e];
-            if (i <= prev || i >= N) {
-                status = ERR_ROWIDX;
-            } else {
-                const sprob_t p = P[i][c];
-                for (int f = 0; f < MAX_D; ++f) {
+        if (!ddone) {
+            VITACCEL_PERF(++dit);
+            const idx_t j = ord[dc];
+            data_t vv[LANES];
+#pragma HLS ARRAY_PARTITION variable = vv complete dim = 1
+            for (int u = 0; u < LANES; ++u) {
 #pragma HLS UNROLL
-                    oacc[i][f] += p * vv[f];
+                const int f = dch * LANES + u;
+                vv[u] = (f < d) ? vb[j][f] : data_t(0);  // broadcast
+            }
+            for (int l = 0; l < L; ++l) {
+#pragma HLS UNROLL
+                const int i = drb * ld + l;
+                if (l < ld && i < N) {
+                    const sprob_t p = keep[i][dc] ? sprob_t(normalise(expv_t(S[i][dc]), recip[i])) : sprob_t(0);
+                    for (int u = 0; u < LANES; ++u) {
+#pragma HLS UNROLL
+                        dacc[l][u] = ((dc == 0) ? acc_t(0) : dacc[l][u]) + p * vv[u];
+                        const int f = dch * LANES + u;
+                        if (dc == g - 1 && f < d) Od[i][f] = dacc[l][u];
+                    }
                 }
-                prev = i;
+            }
+            if (++dc == g) {
+                dc = 0;
+                if (++dch == cpd) {
+                    dch = 0;
+                    if (++drb * ld >= N) ddone = true;
+                }
+            }
+        }
+        if (!sdone) {
+            VITACCEL_PERF(++sit);
+            if (snew) {
+                se0 = cp[sc];
+                snnz = cp[sc + 1] - se0;
+                sr = 0;
+                sch = 0;
+                sprev = -1;
+            }
+            if (snnz == 0) {
+                snew = true;
+                if (++sc == N) sdone = true;
+            } else {
+                snew = false;
+                const idx_t j = ord[sc];
+                if (sch == 0) {  // the round's queries (rowidx stream) and their p
+                    for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                        const int k = sr * ls + s;
+                        sok[s] = false;
+                        if (s < ls && k < snnz) {
+                            const int32_t i = rowidx[se0 + k];
+                            VITACCEL_PERF(++streamed);
+                            if (i <= sprev || i >= N) {
+                                status = ERR_ROWIDX;
+                            } else {
+                                srow[s] = i;
+                                sok[s] = true;
+                                sprev = i;
+                                sp[s] = keep[i][sc] ? sprob_t(normalise(expv_t(S[i][sc]), recip[i])) : sprob_t(0);
+                            }
+                        }
+                    }
+                }
+                for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                    if (sok[s]) {
+                        const int i = srow[s];
+                        for (int u = 0; u < LANES; ++u) {
+#pragma HLS UNROLL
+                            const int f = sch * LANES + u;
+                            if (f < d) Os[i][f] = (osv[i] ? Os[i][f] : acc_t(0)) + sp[s] * vb[j][f];
+                        }
+                    }
+                }
+                if (sch == cpd - 1) {
+                    for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                        if (sok[s]) osv[srow[s]] = true;
+                    }
+                }
+                if (++sch == cpd) {
+                    sch = 0;
+                    if (++sr * ls >= snnz) {
+                        snew = true;
+                        if (++sc == N) sdone = true;
+                    }
+                }
             }
         }
     }
+    iters[0] = dit;
+    iters[1] = sit;
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, 4 * streamed));
     return status;
 }
 
-inline void store_head(const acc_t oacc[MAX_N][MAX_D], mult_t m, shift_t s, int8_t* out, int64_t hs, int64_t ns,
-                       int h, int N, int d) {
+// ---- output -------------------------------------------------------------------------------------
+
+// ob[n][f] = requantize(Od + Os): L outputs per cycle (one requantiser per line). Returns the cycles.
+inline int64_t requant_out(const acc_t Od[MAX_N][MAX_D], const acc_t Os[MAX_N][MAX_D], const bool osv[MAX_N], int g,
+                           int N, int d, mult_t m, shift_t s, data_t ob[MAX_N][MAX_D]) {
+    const int rounds = (N * d + L - 1) / L;
+    int64_t iters = 0;
+ATT_REQUANT:
+    for (int r = 0; r < rounds; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
+#pragma HLS PIPELINE II = 1
+        VITACCEL_PERF(++iters);
+        for (int l = 0; l < L; ++l) {
+#pragma HLS UNROLL
+            const int u = r * L + l;
+            if (u < N * d) {
+                const int n = u / d;
+                const int f = u - n * d;
+                const acc_t a = ((g > 0) ? Od[n][f] : acc_t(0)) + (osv[n] ? Os[n][f] : acc_t(0));
+                ob[n][f] = requantize(a, m, s);
+            }
+        }
+    }
+    return iters + sched::PIPE_RQ;
+}
+
+inline void store_head(const data_t ob[MAX_N][MAX_D], int8_t* out, int64_t hs, int64_t ns, int h, int N, int d) {
 ATT_STORE:
     for (int t = 0; t < N * d; ++t) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 16384
 #pragma HLS PIPELINE II = 1
         const int n = t / d;
         const int f = t - n * d;
-        out[h * hs + n * ns + f] = int8_t(requantize(oacc[n][f], m, s).to_int());
+        out[h * hs + n * ns + f] = int8_t(ob[n][f].to_int());
     }
+    VITACCEL_PERF(perf::add(perf::ATT_BYTES_OUT, (int64_t)N * d));
 }
 
-// ---- one layer ------------------------------------------------------------------------------------
+// ---- one layer ----------------------------------------------------------------------------------
 
 // Runs heads 0..H-1. maskbits: (H, N, ceil(N/8)) bytes, reordered (see the top of this file); order
 // (H, N), colptr (H, N + 1), headptr (H + 1), rowidx (rowidx_len entries) int32 as written by
@@ -410,26 +767,35 @@ inline int attention_layer(const Args& a, const int8_t* q, const int8_t* k, cons
                            const uint8_t* maskbits, const int32_t* order, const int32_t* colptr,
                            const int32_t* headptr, const int32_t* rowidx, int64_t rowidx_len, const int8_t* dq_w,
                            const int32_t* dq_b, const int8_t* dk_w, const int32_t* dk_b) {
-    static data_t encq[MAX_H * MAX_N][MAX_D];
-    static data_t enck[MAX_H * MAX_N][MAX_D];
+    static data_t encq[MAX_N * MAX_D][CW];
+    static data_t enck[MAX_N * MAX_D][CW];
+#pragma HLS ARRAY_PARTITION variable = encq cyclic factor = L dim = 1
 #pragma HLS ARRAY_PARTITION variable = encq complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = enck cyclic factor = L dim = 1
 #pragma HLS ARRAY_PARTITION variable = enck complete dim = 2
     static data_t qb[MAX_N][MAX_D];
+    static data_t qg[NQC][MAX_N][MAX_D];
     static data_t kb[MAX_N][MAX_D];
     static data_t vb[MAX_N][MAX_D];
 #pragma HLS ARRAY_PARTITION variable = qb complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = qg complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = qg cyclic factor = LANES dim = 3
 #pragma HLS ARRAY_PARTITION variable = kb complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = vb complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = vb cyclic factor = LANES dim = 2
     static idx_t ord[MAX_N];
     static int cp[MAX_N + 1];
     static bool keep[MAX_N][MAX_N];
-#pragma HLS ARRAY_PARTITION variable = keep cyclic factor = 8 dim = 2
+#pragma HLS ARRAY_PARTITION variable = keep cyclic factor = SL dim = 2
     static acc_t S[MAX_N][MAX_N];
-#pragma HLS ARRAY_PARTITION variable = S cyclic factor = DENSE_LINES dim = 2
-    static prob_t P[MAX_N][MAX_N];
-    static acc_t oacc[MAX_N][MAX_D];
-#pragma HLS ARRAY_PARTITION variable = oacc complete dim = 2
-    data_t wq[MAX_H][MAX_H], wk[MAX_H][MAX_H];
+#pragma HLS ARRAY_PARTITION variable = S cyclic factor = L dim = 2
+    static recip_t recip[MAX_N];
+    static acc_t Od[MAX_N][MAX_D];
+    static acc_t Os[MAX_N][MAX_D];
+#pragma HLS ARRAY_PARTITION variable = Od cyclic factor = LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = Os cyclic factor = LANES dim = 2
+    static bool osv[MAX_N];
+    static data_t ob[MAX_N][MAX_D];
+    data_t wq[MAX_H][CW], wk[MAX_H][CW];
 #pragma HLS ARRAY_PARTITION variable = wq complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = wk complete dim = 2
     acc_t bq[MAX_H], bk[MAX_H];
@@ -442,18 +808,22 @@ ATT_CHECK_NGLOBAL:
     for (int h = 0; h < H; ++h) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
         if (a.n_global[h] < 0 || a.n_global[h] > N) return ERR_NGLOBAL;
+        if (!valid_split(a.n_global[h], a.sparse_lines[h], N)) return ERR_SPLIT;
     }
+    VITACCEL_PERF(perf::add(perf::ATT_LAYERS, 1); for (int h = 0; h < MAX_H; ++h) for (int x = 0; x < perf::N_HEAD; ++x)
+                      perf::counters().head[h][x] = 0);
 
     if (Hc > 0) {
         load_enc(q, a.q_hs, a.q_ns, Hc, N, d, encq);
         load_enc(k, a.k_hs, a.k_ns, Hc, N, d, enck);
     ATT_LOAD_DEC_W:
-        for (int t = 0; t < H * Hc; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 144
+        for (int t = 0; t < H * CW; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 192
 #pragma HLS PIPELINE II = 1
-            const int h = t / Hc;
-            wq[h][t - h * Hc] = dq_w[t];
-            wk[h][t - h * Hc] = dk_w[t];
+            const int h = t / CW;
+            const int c = t - h * CW;
+            wq[h][c] = (c < Hc) ? data_t(dq_w[h * Hc + c]) : data_t(0);
+            wk[h][c] = (c < Hc) ? data_t(dk_w[h * Hc + c]) : data_t(0);
         }
     ATT_LOAD_DEC_B:
         for (int h = 0; h < H; ++h) {
@@ -462,33 +832,80 @@ ATT_CHECK_NGLOBAL:
             bq[h] = dq_b[h];
             bk[h] = dk_b[h];
         }
+        VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, 2 * (int64_t)H * Hc + 8 * (int64_t)H));
+        const int64_t dec0 = decode_head(encq, enck, wq[0], bq[0], mult_t(a.dq_m), shift_t(a.dq_s), wk[0], bk[0],
+                                         mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, qb, qg, kb);
+        VITACCEL_PERF(perf::add(perf::ATT_DECODE_PRO, dec0));
+        (void)dec0;
     }
 
 ATT_HEADS:
     for (int h = 0; h < H; ++h) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
         const int g = a.n_global[h];
+        const int ls = a.sparse_lines[h];
+        const int ld = dense_lines(g, ls);
+        VITACCEL_PERF(const int64_t in0 = perf::counters().total[perf::ATT_BYTES_IN];
+                      perf::counters().head[h][perf::H_BYTES_IN] = -in0);
         int64_t hp = 0;
         int st = load_indexes(order, colptr, headptr, rowidx_len, h, N, ord, cp, &hp);
         if (st != OK) return st;
         load_mask(maskbits, h, N, keep);
-        if (Hc > 0) {
-            decode_head(encq, wq[h], bq[h], mult_t(a.dq_m), shift_t(a.dq_s), Hc, N, d, qb);
-            decode_head(enck, wk[h], bk[h], mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, kb);
-        } else {
-            load_head(q, a.q_hs, a.q_ns, h, N, d, qb);
+        if (Hc == 0) {
+            load_q_head(q, a.q_hs, a.q_ns, h, N, d, qb, qg);
             load_head(k, a.k_hs, a.k_ns, h, N, d, kb);
         }
         load_head(v, a.v_hs, a.v_ns, h, N, d, vb);
+        for (int i = 0; i < MAX_N; ++i) {
+#pragma HLS UNROLL
+            osv[i] = false;  // a register vector: cleared in one cycle
+        }
 
-        sddmm_dense(qb, kb, ord, g, N, d, S);
-        st = sddmm_sparse(qb, kb, ord, cp, rowidx + hp, g, N, d, S);
+        int64_t it1[2] = {0, 0};
+        st = sddmm(qb, qg, kb, ord, cp, rowidx + hp, g, ld, ls, N, d, S, it1);
         if (st != OK) return st;
-        softmax_rows(S, keep, N, mult_t(a.m_exp), shift_t(a.s_exp), P);
-        spmm_dense(P, vb, ord, g, N, oacc);
-        st = spmm_sparse(P, vb, ord, cp, rowidx + hp, g, N, oacc);
+        const int64_t t_sddmm = (it1[0] > it1[1] ? it1[0] : it1[1]) + sched::PIPE_DOT;
+
+        const int64_t t_soft = softmax_unit(S, keep, N, mult_t(a.m_exp), shift_t(a.s_exp), recip);
+        int64_t t_dec = 0;
+        if (Hc > 0 && h + 1 < H) {
+            t_dec = decode_head(encq, enck, wq[h + 1], bq[h + 1], mult_t(a.dq_m), shift_t(a.dq_s), wk[h + 1],
+                                bk[h + 1], mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, qb, qg, kb);
+        }
+
+        int64_t it3[2] = {0, 0};
+        st = spmm(S, keep, recip, vb, ord, cp, rowidx + hp, g, ld, ls, N, d, Od, Os, osv, it3);
         if (st != OK) return st;
-        store_head(oacc, mult_t(a.m_out), shift_t(a.s_out), out, a.o_hs, a.o_ns, h, N, d);
+        const int64_t t_spmm = (it3[0] > it3[1] ? it3[0] : it3[1]) + sched::PIPE_DOT;
+
+        const int64_t t_req = requant_out(Od, Os, osv, g, N, d, mult_t(a.m_out), shift_t(a.s_out), ob);
+        store_head(ob, out, a.o_hs, a.o_ns, h, N, d);
+
+        VITACCEL_PERF({
+            perf::Counters& pc = perf::counters();
+            pc.total[perf::ATT_SDDMM] += t_sddmm;
+            pc.total[perf::ATT_SDDMM_DENSE] += it1[0];
+            pc.total[perf::ATT_SDDMM_SPARSE] += it1[1];
+            pc.total[perf::ATT_SOFTMAX] += t_soft;
+            pc.total[perf::ATT_DECODE] += t_dec;
+            pc.total[perf::ATT_SM_PHASE] += (t_soft > t_dec ? t_soft : t_dec);
+            pc.total[perf::ATT_SPMM] += t_spmm;
+            pc.total[perf::ATT_SPMM_DENSE] += it3[0];
+            pc.total[perf::ATT_SPMM_SPARSE] += it3[1];
+            pc.total[perf::ATT_REQUANT] += t_req;
+            int64_t* hr = pc.head[h];
+            hr[perf::H_SDDMM] = t_sddmm;
+            hr[perf::H_SOFTMAX] = t_soft;
+            hr[perf::H_DECODE_NEXT] = t_dec;
+            hr[perf::H_SPMM] = t_spmm;
+            hr[perf::H_REQUANT] = t_req;
+            hr[perf::H_BYTES_IN] += pc.total[perf::ATT_BYTES_IN];
+        });
+        (void)t_sddmm;
+        (void)t_soft;
+        (void)t_dec;
+        (void)t_spmm;
+        (void)t_req;
     }
     return OK;
 }

@@ -1,13 +1,15 @@
 // Synthesizable top of the attention engines alone (one layer, heads in turn): q, k, v, out contiguous
 // (H, N, d) (with the AE, q and k are the compressed (Hc, N, d) tensors and dq_* / dk_* the decoders),
 // mask bits reordered and packed as in DESCRIPTOR.md, CSC arrays as sim/sparse_format.py writes them,
-// nnz = headptr[H]. Returns the engine's status (attention.h: 0 ok, 0x301.. errors).
+// nnz = headptr[H]; sparse_lines[h]: the sparser engine's lines for head h (the host compiler's split,
+// attention.h). Returns the engine's status (attention.h: 0 ok, 0x301.. errors).
 #include "attention.h"
 
 int attention_top(const int8_t* q, const int8_t* k, const int8_t* v, int8_t* out, const uint8_t* maskbits,
                   const int32_t* order, const int32_t* colptr, const int32_t* headptr, const int32_t* rowidx,
                   const int8_t* dq_w, const int32_t* dq_b, const int8_t* dk_w, const int32_t* dk_b,
-                  const int32_t n_global[vitaccel::cfg::MAX_HEADS], int H, int N, int d, int Hc, int nnz,
+                  const int32_t n_global[vitaccel::cfg::MAX_HEADS],
+                  const int32_t sparse_lines[vitaccel::cfg::MAX_HEADS], int H, int N, int d, int Hc, int nnz,
                   int32_t m_exp, int32_t s_exp, int32_t m_out, int32_t s_out, int32_t dq_m, int32_t dq_s,
                   int32_t dk_m, int32_t dk_s) {
 #pragma HLS INTERFACE m_axi port = q offset = slave bundle = gmem_act max_read_burst_length = 64
@@ -24,6 +26,7 @@ int attention_top(const int8_t* q, const int8_t* k, const int8_t* v, int8_t* out
 #pragma HLS INTERFACE m_axi port = dk_w offset = slave bundle = gmem_wgt
 #pragma HLS INTERFACE m_axi port = dk_b offset = slave bundle = gmem_wgt
 #pragma HLS INTERFACE s_axilite port = n_global bundle = control
+#pragma HLS INTERFACE s_axilite port = sparse_lines bundle = control
 #pragma HLS INTERFACE s_axilite port = H bundle = control
 #pragma HLS INTERFACE s_axilite port = N bundle = control
 #pragma HLS INTERFACE s_axilite port = d bundle = control
@@ -57,6 +60,7 @@ int attention_top(const int8_t* q, const int8_t* k, const int8_t* v, int8_t* out
     for (int h = 0; h < MAX_H; ++h) {
 #pragma HLS PIPELINE II = 1
         a.n_global[h] = (h < H) ? n_global[h] : 0;
+        a.sparse_lines[h] = (h < H) ? sparse_lines[h] : 0;
     }
     return attention_layer(a, q, k, v, out, maskbits, order, colptr, headptr, rowidx, nnz, dq_w, dq_b, dk_w, dk_b);
 }

@@ -1,17 +1,23 @@
-// Encoder / decoder engines of the ViTCoD auto-encoder: mix the head axis with a small int8 matrix.
+// Encoder / decoder arithmetic of the ViTCoD auto-encoder: mix the head axis with a small int8 matrix.
 //
 // Bits: KERNELS.md "Auto-encoder": at every token n and feature f,
 //     y[c, n, f] = requantize( sum_h W[c, h] * x[h, n, f] + b[c],  mult, shift )      c < C
 // with one (mult, shift) per tensor. The encoder is this with (C, H_in) = (Hc, H), the decoder with
 // (H, Hc); the golden model is vitaccel.sim.kernels.autoencoder.mix_heads.
 //
-// Structure (cycle model: sim/kernels/autoencoder.py encode_cycles): token by token, DATAFLOW over
-//   load   the token's H_in rows of d features (strided: reads the qkv GEMM output in place),
-//   mix    AE_LINES lines, one output head per line, MACS_PER_LINE features per cycle, one input head
-//          per cycle: C * H_in * d / (AE_LINES * MACS_PER_LINE) cycles per token,
-//   store  bias + requantise, one byte per cycle.
-// The decoder used by the attention kernel is the same arithmetic specialised to one output head
-// (attention.h, decode_head); this engine is the stand-alone encoder that runs after the qkv GEMM.
+// Schedule: the mix engine is the MAC array in dot-product mode over the input heads. This file is the
+// encoder op (OP_AE_MIX, run after the qkv GEMM while nothing else runs, so it has every MAC line); the
+// decoder inside the attention kernel is the same engine on one output head at a time
+// (attention.h decode_head). Token tile by token tile (TN tokens: the tile's H_in heads fit half the
+// Q/K/S/V buffer):
+//   load   the tile's H_in x tn x d bytes, head-minor (one M-byte word = M input heads of one (n, f));
+//   mix    one output y[c, n, f] per MAC line at a time: ceil(H_in / M) cycles of M MACs, then the line's
+//          requantiser. Outputs u = c * tn * d + n * d + f, dealt to the L lines in rounds:
+//          ceil(C tn d / L) * ceil(H_in / M) iterations + PIPE_MIX;
+//   store  the tile's C x tn x d bytes.
+// The cycle model (vitaccel/sim/kernels/autoencoder.py encode_cycles) counts exactly the mix nests;
+// loads and stores are DMA (bytes, sim/kernels/dram.py). The tiles run one after another here; the model
+// of the qkv layer (gemm_cycles with encode) overlaps a tile's transfers with the neighbouring tiles' mix.
 #ifndef VITACCEL_KERNELS_AUTOENCODER_H
 #define VITACCEL_KERNELS_AUTOENCODER_H
 
@@ -19,6 +25,8 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
+#include "../perf.h"
+#include "../schedule.h"
 
 namespace vitaccel {
 namespace ae {
@@ -26,96 +34,94 @@ namespace ae {
 static const int LANES = cfg::MACS_PER_LINE;
 static const int MAX_H = cfg::MAX_HEADS;
 static const int MAX_D = cfg::MAX_HEAD_DIM;
-// ae_lines == 0 in a config means "the encoder borrows all the lines" (sim: `cfg.ae_lines or
-// cfg.mac_lines`); more lines than output heads would idle.
-static const int AE_L0 = cfg::AE_LINES > 0 ? cfg::AE_LINES : cfg::MAC_LINES;
-static const int AE_L = AE_L0 < MAX_H ? AE_L0 : MAX_H;
-static const int CPD_MAX = (MAX_D + LANES - 1) / LANES;
+// The mix engine's lines: the whole MAC array.
+static const int LINES = cfg::MAC_LINES;
+// The config's ae_lines (0: all lines), reported by the C API. The engines do not use it: the encoder op
+// runs alone and the decoder runs while the engines' lines are idle, so both take every line.
+static const int AE_L = cfg::AE_LINES > 0 ? cfg::AE_LINES : cfg::MAC_LINES;
+// Input heads padded to whole words.
+static const int KHMAX = (MAX_H + LANES - 1) / LANES;
+static const int CW = KHMAX * LANES;
+// Tokens per tile: H_in heads (padded) of d features for TN tokens fill half the Q/K/S/V buffer.
+static const int TN = cfg::QKVS_BUFFER_BYTES / 2 / (MAX_D * CW);
 
 static_assert(MAX_D % LANES == 0, "MAX_HEAD_DIM must be a multiple of MACS_PER_LINE");
+static_assert(TN >= 1, "the Q/K/S/V buffer is too small for one token of the encoder");
 
 static const int OK = 0;
 static const int ERR_DIMS = 0x201;   // H_in, C, N or d out of [1, MAX_*]
 static const int ERR_QUANT = 0x202;  // multiplier or shift out of range
 
-// One token: x[h, n, 0..d) for h < H_in.
-inline void load_token(const int8_t* x, int64_t x_hs, int64_t x_ns, int64_t n, int Hin, int d,
-                       data_t xrow[MAX_H][MAX_D]) {
+// Tokens [n0, n0 + tn), head-minor: xt[n * d + f][h] = x[h, n0 + n, f], zero for h >= Hin.
+inline void load_tile(const int8_t* x, int64_t x_hs, int64_t x_ns, int64_t n0, int tn, int Hin, int d,
+                      data_t xt[TN * MAX_D][CW]) {
+    const int kw = ((Hin + LANES - 1) / LANES) * LANES;
 AE_LOAD:
-    for (int t = 0; t < Hin * d; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 768
+    for (int h = 0; h < kw; ++h) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16
+        for (int t = 0; t < tn * d; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096
 #pragma HLS PIPELINE II = 1
-        const int h = t / d;
-        const int f = t - h * d;
-        xrow[h][f] = x[h * x_hs + n * x_ns + f];
+            const int n = t / d;
+            const int f = t - n * d;
+            xt[t][h] = (h < Hin) ? data_t(x[h * x_hs + (n0 + n) * x_ns + f]) : data_t(0);
+        }
     }
+    VITACCEL_PERF(perf::add(perf::AE_BYTES_IN, (int64_t)Hin * tn * d));
 }
 
-// acc[c, f] = b[c] + sum_h W[c, h] * x[h, f]: AE_L output heads x LANES features per cycle.
-inline void mix_token(const data_t xrow[MAX_H][MAX_D], const data_t wb[MAX_H][MAX_H], const acc_t bb[MAX_H],
-                      int Hin, int C, int d, acc_t orow[MAX_H][MAX_D]) {
-    const int cpd = (d + LANES - 1) / LANES;
-    const int cgroups = (C + AE_L - 1) / AE_L;
-    acc_t acc[AE_L][LANES];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
-    const int steps = cgroups * cpd * Hin;
-    int cg = 0, ch = 0, h = 0;
+// yt[c][n * d + f] = requantize(b[c] + sum_h W[c][h] xt[n * d + f][h]). Returns the cycles.
+inline int64_t mix_tile(const data_t xt[TN * MAX_D][CW], const data_t wb[MAX_H][CW], const acc_t bb[MAX_H], mult_t m,
+                        shift_t s, int Hin, int C, int tn, int d, data_t yt[MAX_H][TN * MAX_D]) {
+    const int kh = (Hin + LANES - 1) / LANES;
+    const int per_c = tn * d;
+    const int rounds = (C * per_c + LINES - 1) / LINES;
+    acc_t acc[LINES];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
+    int64_t iters = 0;
+    int r = 0, j = 0;
 AE_MIX:
-    for (int t = 0; t < steps; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 96
-#pragma HLS PIPELINE II = 1
-        for (int l = 0; l < AE_L; ++l) {
-#pragma HLS UNROLL
-            const int c = cg * AE_L + l;
-            const data_t wv = (c < C) ? wb[c][h] : data_t(0);
-            for (int j = 0; j < LANES; ++j) {
-#pragma HLS UNROLL
-                const int f = ch * LANES + j;
-                const data_t xv = (f < d) ? xrow[h][f] : data_t(0);
-                const acc_t base = (h == 0) ? ((c < C) ? bb[c] : acc_t(0)) : acc[l][j];
-                acc[l][j] = base + xv * wv;
-                // |b| < 2^30 and at most MAX_HEADS products of 2^14: exact in int32.
-                if (h == Hin - 1 && c < C && f < d) orow[c][f] = acc[l][j];
-            }
-        }
-        if (h == Hin - 1) {
-            h = 0;
-            if (ch == cpd - 1) {
-                ch = 0;
-                ++cg;
-            } else {
-                ++ch;
-            }
-        } else {
-            ++h;
-        }
-    }
-}
-
-inline void store_token(const acc_t orow[MAX_H][MAX_D], mult_t m, shift_t s, int8_t* y, int64_t y_hs,
-                        int64_t y_ns, int64_t n, int C, int d) {
-AE_STORE:
-    for (int t = 0; t < C * d; ++t) {
+    for (int it = 0; it < rounds * kh; ++it) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 768
 #pragma HLS PIPELINE II = 1
-        const int c = t / d;
-        const int f = t - c * d;
-        y[c * y_hs + n * y_ns + f] = int8_t(requantize(orow[c][f], m, s).to_int());
+        VITACCEL_PERF(++iters);
+        for (int l = 0; l < LINES; ++l) {
+#pragma HLS UNROLL
+            const int u = r * LINES + l;
+            if (u < C * per_c) {
+                const int c = u / per_c;
+                const int w = u - c * per_c;
+                ap_int<16 + 8> dot = 0;
+                for (int x = 0; x < LANES; ++x) {
+#pragma HLS UNROLL
+                    dot += wb[c][j * LANES + x] * xt[w][j * LANES + x];
+                }
+                // |b| < 2^30 and at most MAX_HEADS products of 2^14: exact in int32.
+                acc[l] = ((j == 0) ? bb[c] : acc[l]) + dot;
+                if (j == kh - 1) yt[c][w] = requantize(acc[l], m, s);
+            }
+        }
+        if (++j == kh) {
+            j = 0;
+            ++r;
+        }
     }
+    return iters + sched::PIPE_MIX;
 }
 
-inline void token_step(const int8_t* x, int64_t x_hs, int64_t x_ns, const data_t wb[MAX_H][MAX_H],
-                       const acc_t bb[MAX_H], mult_t m, shift_t s, int8_t* y, int64_t y_hs, int64_t y_ns,
-                       int64_t n, int Hin, int C, int d) {
-#pragma HLS DATAFLOW
-    data_t xrow[MAX_H][MAX_D];
-#pragma HLS ARRAY_PARTITION variable = xrow cyclic factor = LANES dim = 2
-    acc_t orow[MAX_H][MAX_D];
-#pragma HLS ARRAY_PARTITION variable = orow cyclic factor = AE_L dim = 1
-#pragma HLS ARRAY_PARTITION variable = orow cyclic factor = LANES dim = 2
-    load_token(x, x_hs, x_ns, n, Hin, d, xrow);
-    mix_token(xrow, wb, bb, Hin, C, d, orow);
-    store_token(orow, m, s, y, y_hs, y_ns, n, C, d);
+inline void store_tile(const data_t yt[MAX_H][TN * MAX_D], int8_t* y, int64_t y_hs, int64_t y_ns, int64_t n0, int tn,
+                       int C, int d) {
+AE_STORE:
+    for (int t = 0; t < C * tn * d; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 49152
+#pragma HLS PIPELINE II = 1
+        const int c = t / (tn * d);
+        const int w = t - c * tn * d;
+        const int n = w / d;
+        const int f = w - n * d;
+        y[c * y_hs + (n0 + n) * y_ns + f] = int8_t(yt[c][w].to_int());
+    }
+    VITACCEL_PERF(perf::add(perf::AE_BYTES_OUT, (int64_t)C * tn * d));
 }
 
 // y (C heads) = mix of x (H_in heads). Element (h, n, f) of x is at x[h * x_hs + n * x_ns + f], element
@@ -126,17 +132,23 @@ inline int ae_mix(const int8_t* x, int64_t x_hs, int64_t x_ns, const int8_t* w, 
     if (Hin < 1 || Hin > MAX_H || C < 1 || C > MAX_H || N < 1 || N > cfg::MAX_TOKENS || d < 1 || d > MAX_D)
         return ERR_DIMS;
     if (mult < 0 || shift < 0 || shift > 63) return ERR_QUANT;
-    // The weights are tiny (H x Hc bytes): registers.
-    data_t wb[MAX_H][MAX_H];
+    static data_t xt[TN * MAX_D][CW];
+#pragma HLS ARRAY_PARTITION variable = xt cyclic factor = LINES dim = 1
+#pragma HLS ARRAY_PARTITION variable = xt complete dim = 2
+    static data_t yt[MAX_H][TN * MAX_D];
+#pragma HLS ARRAY_PARTITION variable = yt cyclic factor = LINES dim = 2
+    // The weights are tiny (C x H_in bytes): registers.
+    data_t wb[MAX_H][CW];
 #pragma HLS ARRAY_PARTITION variable = wb complete dim = 0
     acc_t bb[MAX_H];
 #pragma HLS ARRAY_PARTITION variable = bb complete dim = 1
 AE_LOAD_W:
-    for (int t = 0; t < C * Hin; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 144
+    for (int t = 0; t < C * CW; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 192
 #pragma HLS PIPELINE II = 1
-        const int c = t / Hin;
-        wb[c][t - c * Hin] = w[t];
+        const int c = t / CW;
+        const int h = t - c * CW;
+        wb[c][h] = (h < Hin) ? data_t(w[c * Hin + h]) : data_t(0);
     }
 AE_LOAD_B:
     for (int c = 0; c < C; ++c) {
@@ -144,10 +156,16 @@ AE_LOAD_B:
 #pragma HLS PIPELINE II = 1
         bb[c] = b[c];
     }
-AE_TOKENS:
-    for (int n = 0; n < N; ++n) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-        token_step(x, x_hs, x_ns, wb, bb, mult_t(mult), shift_t(shift), y, y_hs, y_ns, n, Hin, C, d);
+    VITACCEL_PERF(perf::add(perf::AE_CALLS, 1); perf::add(perf::AE_BYTES_IN, (int64_t)C * Hin + 4 * (int64_t)C));
+AE_TILES:
+    for (int n0 = 0; n0 < N; n0 += TN) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4
+        const int tn = (N - n0 < TN) ? N - n0 : TN;
+        load_tile(x, x_hs, x_ns, n0, tn, Hin, d, xt);
+        const int64_t t_mix = mix_tile(xt, wb, bb, mult_t(mult), shift_t(shift), Hin, C, tn, d, yt);
+        VITACCEL_PERF(perf::add(perf::AE_COMPUTE, t_mix));
+        (void)t_mix;
+        store_tile(yt, y, y_hs, y_ns, n0, tn, C, d);
     }
     return OK;
 }

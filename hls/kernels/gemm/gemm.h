@@ -3,14 +3,17 @@
 // Bits: KERNELS.md "GEMM mode" with the arithmetic of NUMERICS.md; the golden model is
 // vitaccel.sim.kernels.gemm.gemm. Every sum is exact in int32, so the tiling below never changes a bit.
 //
-// Structure (the cycle model in sim/kernels/gemm.py follows the same nest; see "Tiles" for where the
-// tile sizes differ from its gemm_tiles):
+// Structure (the cycle model, vitaccel/sim/kernels/gemm.py gemm_tiles / gemm_cycles, follows the same
+// nest with the same tile sizes; tests/test_cycle_model_vs_hls.py compares it with the counters):
 //
 //   for each weight tile (To output rows, with their bias / multiplier / shift)
 //     for each activation tile (Tm rows; one tile, loaded once, when x fits half the Q/K/S/V buffer)
 //       for each K slice (only when one weight row does not fit a line's share of the weight buffer)
-//         DATAFLOW { compute: MAC_LINES lines x MACS_PER_LINE MACs, one chunk of K per cycle
-//                    store:   bias + requantize + write y, one output per cycle }
+//         DATAFLOW { compute: MAC_LINES lines x MACS_PER_LINE MACs, one chunk of K per cycle:
+//                             mh * R * cn iterations (II 1) + PIPE_DOT
+//                    store:   bias + requantise + write y, one line group (MAC_LINES outputs, one
+//                             requantiser per line) per cycle, last slice only: + PIPE_RQ after the
+//                             last group, since a group takes cn >= 1 cycles to compute }
 //
 // MAC line l owns the tile's output rows l, l + MAC_LINES, ... and holds their weights in its own bank
 // (wbuf[l]); the activation chunk is broadcast to every line. A line computes one output at a time:
@@ -21,19 +24,16 @@
 // rows (To = R * MAC_LINES, at most O). When a row is longer than a line's share (K > WLINE *
 // MACS_PER_LINE: 512 bytes on the paper config, so every DeiT-Base GEMM) K is cut into slices of WLINE
 // chunks, R = 1, and the partial sums of the activation tile wait in `psum` (int32, in the output
-// buffer) between slices. The activation tile holds as many whole rows as fit half the Q/K/S/V buffer.
+// buffer) between slices; the weight slices are then reloaded for every activation tile. The activation
+// tile holds as many whole rows as fit half the Q/K/S/V buffer. The constants (12 bytes per output) sit
+// in their own registers, not in the weight buffer.
 //
-// Where this differs from the cycle model (gemm_tiles / gemm_cycles): tiles are LINES * R output rows
-// (R whole rows per line, or one sliced row) instead of WEIGHT_BUFFER_BYTES / 2 / (K + 12) rows, because
-// lines cannot share a bank; the constants (12 bytes per output) sit in their own registers, not in the
-// weight buffer; a sliced K reloads the weight slices for every activation tile when x is not resident;
-// compute is mh * R * ceil(K / MACS_PER_LINE) cycles per tile (the model: ceil(mh * ow / MAC_LINES) *
-// ceil(K / MACS_PER_LINE)), the same when the tile fills the lines.
-//
+// Off-chip traffic is counted in bytes by the perf counters (perf.h); its cycles are the DRAM model's.
 // Synthesis notes: x, w, y, bias, mult, shift are m_axi pointers in the tops that call gemm_layer; the
 // loads are sequential byte loops, which Vitis can widen to AXI_BITS-wide bursts when the build sets
 // the m_axi max_widen_bitwidth (not set in the pragmas: it must be a literal). Weight-tile double
-// buffering (load of the next tile under the current one's compute) is not written out here.
+// buffering (load of the next tile under the current one's compute), which the cycle model assumes for
+// its data part, is not written out here.
 #ifndef VITACCEL_KERNELS_GEMM_H
 #define VITACCEL_KERNELS_GEMM_H
 
@@ -43,6 +43,8 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
+#include "../perf.h"
+#include "../schedule.h"
 
 namespace vitaccel {
 namespace gemm {
@@ -116,6 +118,7 @@ GEMM_LOAD_X_ROWS:
             xbuf[m * KC + k / LANES][k % LANES] = v;
         }
     }
+    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, (int64_t)mh * K));
 }
 
 // Weight rows [o0, o0 + ow), chunks [c0, c0 + cn) of the slice: row r to line r % LINES, word
@@ -134,6 +137,9 @@ GEMM_LOAD_W_ROWS:
             wbuf[r % LINES][(r / LINES) * KS + k / LANES][k % LANES] = v;
         }
     }
+    const int k_end = (c0 + cn) * LANES < K ? (c0 + cn) * LANES : K;
+    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, (int64_t)ow * (k_end - c0 * LANES)));
+    (void)k_end;
 }
 
 // Bias, multiplier and shift of the tile's outputs, laid out like the weight rows. Checks the ranges
@@ -154,6 +160,7 @@ GEMM_LOAD_CONSTS:
         cm[r % LINES][r / LINES] = mult_t(m < 0 ? 0 : m);
         cs[r % LINES][r / LINES] = shift_t((s < 0 || s > 63) ? 0 : s);
     }
+    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, 12 * (int64_t)ow));
     return status;
 }
 
@@ -162,7 +169,7 @@ GEMM_LOAD_CONSTS:
 // stage (else park them in psum).
 inline void compute_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
                           acc_t psum[PS_ROWS][LINES], int mh, int R, int KC, int KS, int c0, int cn, bool first,
-                          bool last, hls::stream<OutGroup>& out) {
+                          bool last, hls::stream<OutGroup>& out, int64_t* iters) {
     acc_t acc[LINES];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
     const int steps = mh * R * cn;
@@ -173,6 +180,7 @@ GEMM_MAC:
 #pragma HLS PIPELINE II = 1
 // psum[m] is read at the first chunk of row m and written at its last: distinct rows never overlap.
 #pragma HLS DEPENDENCE variable = psum inter false
+        VITACCEL_PERF(++*iters);
         data_t xv[LANES];
 #pragma HLS ARRAY_PARTITION variable = xv complete dim = 1
         for (int j = 0; j < LANES; ++j) {
@@ -217,49 +225,59 @@ GEMM_MAC:
     }
 }
 
-// Bias, requantisation and the write to y for every group compute_slice emitted (none unless last).
-inline void store_tile(hls::stream<OutGroup>& in, const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
-                       const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
-                       int O, bool last) {
-    const int steps = last ? mh * R * LINES : 0;
-    OutGroup g;
-    int m = 0, rr = 0, l = 0;
+// Bias, requantisation and the write to y for every group compute_slice emitted (none unless last): one
+// group per cycle, MAC_LINES requantisers (one per line). Returns the iterations.
+inline int64_t store_tile(hls::stream<OutGroup>& in, const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
+                          const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
+                          int O, bool last) {
+    const int steps = last ? mh * R : 0;
+    int64_t iters = 0;
+    int m = 0, rr = 0;
 GEMM_STORE:
     for (int t = 0; t < steps; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 65536
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 4096
 #pragma HLS PIPELINE II = 1
-        if (l == 0) g = in.read();
-        const int o = rr * LINES + l;
-        if (o < ow) {
-            const acc_t a = g.v[l] + cb[l][rr];  // |sum| <= 2^30 and |bias| < 2^30 (NUMERICS.md)
-            y[(m0 + m) * O + o0 + o] = int8_t(requantize(a, cm[l][rr], cs[l][rr]).to_int());
-        }
-        if (l == LINES - 1) {
-            l = 0;
-            if (rr == R - 1) {
-                rr = 0;
-                ++m;
-            } else {
-                ++rr;
+        VITACCEL_PERF(++iters);
+        const OutGroup g = in.read();
+        for (int l = 0; l < LINES; ++l) {
+#pragma HLS UNROLL
+            const int o = rr * LINES + l;
+            if (o < ow) {
+                const acc_t a = g.v[l] + cb[l][rr];  // |sum| <= 2^30 and |bias| < 2^30 (NUMERICS.md)
+                y[(m0 + m) * O + o0 + o] = int8_t(requantize(a, cm[l][rr], cs[l][rr]).to_int());
             }
+        }
+        if (rr == R - 1) {
+            rr = 0;
+            ++m;
         } else {
-            ++l;
+            ++rr;
         }
     }
+    const int64_t written = last ? (int64_t)mh * ow : 0;
+    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_OUT, written));
+    (void)written;
+    return iters;
 }
 
-// Compute and store overlap: the store drains a group while the lines work on the next one.
-inline void run_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
-                      acc_t psum[PS_ROWS][LINES], const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
-                      const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
-                      int KC, int KS, int c0, int cn, bool first, bool last, int O) {
+// Compute and store overlap: the store drains a group while the lines work on the next one. Returns the
+// cycles of the DATAFLOW region: the MAC nest, its depth, and the store's depth after the last group
+// (a group takes cn >= 1 cycles to compute and one to store, so the store never falls behind).
+inline int64_t run_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
+                         acc_t psum[PS_ROWS][LINES], const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
+                         const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
+                         int KC, int KS, int c0, int cn, bool first, bool last, int O) {
 #pragma HLS DATAFLOW
     // (hls::stream<T, N> would be the Vitis spelling; the g++ model in hls/include/csim does not convert
     // it to hls::stream<T>&, so the depth is given by pragma.)
     hls::stream<OutGroup> groups("gemm_groups");
 #pragma HLS STREAM variable = groups depth = 4
-    compute_slice(xbuf, wbuf, psum, mh, R, KC, KS, c0, cn, first, last, groups);
-    store_tile(groups, cb, cm, cs, y, m0, mh, o0, ow, R, O, last);
+    int64_t mac = 0;
+    compute_slice(xbuf, wbuf, psum, mh, R, KC, KS, c0, cn, first, last, groups, &mac);
+    const int64_t st = store_tile(groups, cb, cm, cs, y, m0, mh, o0, ow, R, O, last);
+    VITACCEL_PERF(perf::add(perf::GEMM_MAC_ITERS, mac));
+    (void)st;
+    return mac + sched::PIPE_DOT + (last ? sched::PIPE_RQ : 0);
 }
 
 // y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), all row-major. Returns a status code;
@@ -286,6 +304,7 @@ inline int gemm_layer(const int8_t* x, const int8_t* w, const int32_t* bias, con
     const Plan p = plan_tiles(M, K, O);
     const bool resident = p.Tm >= M;
     bool x_loaded = false;
+    VITACCEL_PERF(perf::add(perf::GEMM_CALLS, 1));
 
 GEMM_O_TILES:
     for (int o0 = 0; o0 < O; o0 += p.To) {
@@ -308,8 +327,10 @@ GEMM_O_TILES:
                 const int c0 = s * p.KS;
                 const int cn = (p.KC - c0 < p.KS) ? p.KC - c0 : p.KS;
                 if (p.NKS > 1) load_w_slice(w, o0, ow, K, c0, cn, p.KS, wbuf);
-                run_slice(xbuf, wbuf, psum, cb, cm, cs, y, m0, mh, o0, ow, p.R, p.KC, p.KS, c0, cn, s == 0,
-                          s == p.NKS - 1, O);
+                const int64_t t = run_slice(xbuf, wbuf, psum, cb, cm, cs, y, m0, mh, o0, ow, p.R, p.KC, p.KS, c0,
+                                            cn, s == 0, s == p.NKS - 1, O);
+                VITACCEL_PERF(perf::add(perf::GEMM_COMPUTE, t));
+                (void)t;
             }
         }
     }

@@ -1,0 +1,34 @@
+// The engines' schedule constants: pipeline depths of their loop nests and the sizes of tiles that the
+// cycle model needs. A loop nest's latency is (iterations x II) + depth; the iterations and II follow
+// from the loop structure in the kernel headers, the depths are the only figures that synthesis could
+// change. vitaccel/sim/kernels/{attention,gemm,autoencoder}.py use the same values and
+// tests/test_cycle_model_vs_hls.py checks them against this file (vitaccel_schedule_constants in
+// hls/capi/kernels_capi.cpp).
+#ifndef VITACCEL_KERNELS_SCHEDULE_H
+#define VITACCEL_KERNELS_SCHEDULE_H
+
+#include "vitaccel_config.h"
+
+namespace vitaccel {
+namespace sched {
+
+constexpr int log2i(int x) { return x <= 1 ? 0 : 1 + log2i(x / 2); }
+
+// Dot-product nest on a MAC line (inter-PE mode) or an accumulate-over-tokens nest (intra-PE mode):
+// operand read, multiply, adder tree over the line's MACS_PER_LINE products, accumulate, write.
+static const int PIPE_DOT = 4 + log2i(cfg::MACS_PER_LINE);
+// Requantiser (one per MAC line): add, multiply by the multiplier, round and shift, clip and write.
+static const int PIPE_RQ = 4;
+// Mix engine (AE encoder / decoder): a dot product over input heads, then the line's requantiser.
+static const int PIPE_MIX = PIPE_DOT + PIPE_RQ;
+// Softmax unit, max stage: read SOFTMAX_LANES scores, compare tree, hand the row maximum to the exp stage.
+static const int PIPE_SM_MAX = 2 + log2i(cfg::SOFTMAX_LANES);
+// Softmax unit, exp stage: read, subtract / multiply / shift, table read and shift, adder tree, sum.
+static const int PIPE_SM_EXP = 6 + log2i(cfg::SOFTMAX_LANES);
+// Reciprocal 2^40 / sum: a restoring divider with one quotient bit per stage, fully pipelined.
+static const int PIPE_DIV = 41;
+
+}  // namespace sched
+}  // namespace vitaccel
+
+#endif  // VITACCEL_KERNELS_SCHEDULE_H

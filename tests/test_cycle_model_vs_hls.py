@@ -1,0 +1,406 @@
+"""The simulator's cycle models against the HLS C++'s own cycle counters (FINN-style), so that they cannot drift.
+
+The C++ engines (hls/kernels/) count, under ``#ifndef __SYNTHESIS__`` (hls/kernels/perf.h), every pipelined
+loop nest they run as the iterations they executed x II (1) plus the nest's pipeline depth, and combine
+concurrent nests the way the schedule runs them (the two attention engines share one loop; the softmax
+unit's two stages form a row pipeline; the decoder runs beside the softmax unit; GEMM compute and store
+are a DATAFLOW). The cycle models in vitaccel/sim/kernels/ compute the same from the masks and shapes in
+closed form. This file runs the C-simulation on random and edge-case inputs and requires
+
+* **equality** of the compute cycles of every engine phase (per head for attention: SDDMM, softmax,
+  next-head decode, S.V, requantisation; the AE prologue decode; GEMM and encoder totals; the MAC-loop
+  iterations alone), of the reports' ``compute`` and ``preprocess``, and of the off-chip bytes
+  (``dram_bytes``);
+* equality of the pipeline depths both sides use (hls/kernels/schedule.h).
+
+Tolerance: none. Both sides count loop trip counts, which the C++ knows exactly at run time, and add the
+same depth constants; what only synthesis can tell (whether Vitis reaches II = 1 and these depths) is a
+shared assumption, not a difference between the two. Transfer *cycles* are the DRAM model's
+(sim/kernels/dram.py) and not compared; the bytes behind them are.
+
+Never skipped: CI has g++ and hls4ml (like tests/test_csim_kernels.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vitaccel.hwconfig import load_config
+from vitaccel.sim import csim_kernels as ck
+from vitaccel.sim import numerics as nx
+from vitaccel.sim.kernels.attention import (PIPE_RQ, AEParams, SparsePlan, _head_work, attention_cycles, gather_ports,
+                                            line_split, live_blocks, pipe_dot, pipe_mix, pipe_softmax)
+from vitaccel.sim.kernels.autoencoder import ae_tile_tokens, mix_tiles
+from vitaccel.sim.kernels.gemm import gemm_cycles
+from vitaccel.sim.sparse_format import order_from_globals
+
+pytestmark = pytest.mark.csim
+
+CONFIG = "paper"
+
+
+def rand_i8(rng, shape) -> np.ndarray:
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def vitcod_mask(rng, h: int, n: int, density: float = 0.1, n_glob: int = 3) -> np.ndarray:
+    m = rng.random((h, n, n)) < density
+    idx = np.arange(n)
+    m[:, idx, idx] = True
+    m[:, idx[1:], idx[:-1]] = True
+    m[:, :, 0] = True
+    for hh in range(h):
+        cols = rng.choice(n, size=min(n_glob, n), replace=False)
+        m[hh][:, cols] |= rng.random((n, cols.size)) < 0.9
+    return m
+
+
+def make_plan(mask: np.ndarray, mode: str, rng, cfg) -> SparsePlan:
+    """'none': n_global = 0; 'all': n_global = N; 'auto': the config's threshold; 'shuffled': random global
+    columns in random order, head 0 without any; 'mixed': head h gets h * N // H global columns."""
+    h, n, _ = mask.shape
+    ident = np.tile(np.arange(n, dtype=np.int32), (h, 1))
+    if mode == "none":
+        return SparsePlan.from_mask(mask, ident, np.zeros(h, np.int32))
+    if mode == "all":
+        return SparsePlan.from_mask(mask, ident, np.full(h, n, np.int32))
+    if mode == "auto":
+        return SparsePlan.from_mask(mask, config=cfg)
+    if mode == "mixed":
+        is_global = np.zeros((h, n), bool)
+        for hh in range(h):
+            is_global[hh, rng.permutation(n)[:hh * n // max(h - 1, 1)]] = True
+        return SparsePlan.from_mask(mask, *order_from_globals(is_global))
+    assert mode == "shuffled"
+    is_global = rng.random((h, n)) < 0.3
+    is_global[0] = False
+    order, n_global = order_from_globals(is_global)
+    for hh in range(h):
+        g = int(n_global[hh])
+        order[hh, :g] = rng.permutation(order[hh, :g])
+    return SparsePlan.from_mask(mask, order, n_global)
+
+
+def random_ae(rng, h: int, hc: int) -> AEParams:
+    em, es = nx.quantize_multiplier(1.0 / (12 * h))
+    dm, ds = nx.quantize_multiplier(1.0 / (12 * hc))
+    return AEParams(rng.integers(-32, 33, (hc, h), dtype=np.int8), rng.integers(-500, 500, hc).astype(np.int32),
+                    em, es, rng.integers(-32, 33, (h, hc), dtype=np.int8), rng.integers(-500, 500, h).astype(np.int32),
+                    dm, ds)
+
+
+def attention_params(d: int):
+    m_exp, s_exp = nx.softmax_params(2.0 / (74.0 ** 2 * math.sqrt(d)))
+    m_out, s_out = nx.quantize_multiplier(2.0 ** -8 * 3.0)
+    return m_exp, s_exp, m_out, s_out
+
+
+# -- the shared constants -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", ["paper", "pynq-z2"])
+def test_schedule_constants_agree(config):
+    cfg = load_config(config)
+    sm_max, sm_exp, sm_div = pipe_softmax(cfg)
+    want = {"pipe_dot": pipe_dot(cfg), "pipe_rq": PIPE_RQ, "pipe_mix": pipe_mix(cfg), "pipe_sm_max": sm_max,
+            "pipe_sm_exp": sm_exp, "pipe_div": sm_div, "softmax_lanes": cfg.softmax_lanes,
+            "gather_ports": gather_ports(cfg), "ae_tile_tokens": ae_tile_tokens(cfg), "mix_lines": cfg.mac_lines}
+    assert ck.schedule_constants(config) == want
+
+
+# -- attention ------------------------------------------------------------------------------------------
+
+# (H, N, d, plan mode, AE compressed heads or 0, split: 'host' = line_split, 'random' = any valid split)
+ATTENTION_CASES = [
+    (3, 5, 32, "auto", 0, "host"),
+    (3, 17, 64, "all", 2, "host"),         # n_global = N: sparser engine idle, AE
+    (4, 17, 20, "none", 0, "host"),        # n_global = 0, d % M != 0
+    (6, 33, 32, "shuffled", 3, "random"),  # some heads without globals, random splits, AE
+    (5, 65, 64, "mixed", 0, "random"),     # n_global from 0 to N across heads
+    (6, 65, 64, "auto", 1, "host"),        # Hc = 1
+    (6, 197, 64, "auto", 3, "host"),       # DeiT-Small-like, AE
+    (3, 197, 64, "none", 0, "host"),
+    (2, 97, 24, "mixed", 2, "random"),
+]
+
+
+def _random_split(rng, cfg, plan: SparsePlan) -> np.ndarray:
+    h, n = plan.shape
+    out = np.zeros(h, np.int32)
+    for hh in range(h):
+        g = int(plan.n_global[hh])
+        if g < n:
+            hi = min(gather_ports(cfg), cfg.mac_lines - 1 if g > 0 else cfg.mac_lines)
+            out[hh] = rng.integers(1, hi + 1)
+    return out
+
+
+@pytest.mark.parametrize("h,n,d,mode,hc,split", ATTENTION_CASES)
+def test_attention_cycles_match_the_hls_counters(h, n, d, mode, hc, split):
+    cfg = load_config(CONFIG)
+    rng = np.random.default_rng(h * 7_919 + n * 104_729 + d * 13 + hc)
+    q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
+    mask = vitcod_mask(rng, h, n)
+    mask[0, n // 2, :] = False  # a row with nothing kept
+    if n > 4:
+        mask[-1, :, n - 2] = False  # a key nobody attends to
+    plan = make_plan(mask, mode, rng, cfg)
+    ae = (random_ae(rng, h, hc), random_ae(rng, h, hc)) if hc else None
+    ld_host, ls_host = line_split(cfg, plan, d)
+    ls = ls_host if split == "host" else _random_split(rng, cfg, plan)
+
+    ck.perf_reset(CONFIG)
+    ck.csim_attention(q, k, v, None, *attention_params(d), ae=ae, plan=plan, sparse_lines=ls, config=CONFIG)
+    tot = ck.perf_totals(CONFIG)
+    per = ck.perf_heads(CONFIG)[:h]
+    assert tot["att_layers"] == 1
+
+    col_nnz = plan.column_nnz()
+    row_kept = plan.mask.sum(axis=2)
+    live = live_blocks(cfg, plan.mask, plan.order)
+    for hh in range(h):
+        g = int(plan.n_global[hh])
+        ld = cfg.mac_lines - int(ls[hh]) if g > 0 else 0
+        w = _head_work(cfg, n, d, g, col_nnz[hh], row_kept[hh], live[hh], split=(ld, int(ls[hh])))
+        got = dict(zip(ck.PERF_HEAD, (int(x) for x in per[hh])))
+        want = {"sddmm": w.sddmm, "softmax": w.softmax, "spmm": w.spmm, "requant": w.requant}
+        assert {key: got[key] for key in want} == want, f"head {hh} (g={g}, split {ld}/{int(ls[hh])})"
+    if split != "host":
+        return
+    # The whole report (with the host compiler's split, which the model chooses itself).
+    rep = attention_cycles(cfg, plan, d, compressed_heads=hc or None)
+    assert [x["lines_sparser"] for x in rep.heads] == list(ls_host)
+    assert [x["lines_denser"] for x in rep.heads] == list(ld_host)
+    for hh, x in enumerate(rep.heads):
+        got = dict(zip(ck.PERF_HEAD, (int(v) for v in per[hh])))
+        assert (got["sddmm"], got["softmax"], got["decode_next"], got["spmm"], got["requant"]) == \
+            (x["sddmm"], x["softmax"], x["decode_next"], x["spmm"], x["requant"]), f"head {hh}"
+    assert tot["att_sddmm"] + tot["att_softmax"] + tot["att_spmm"] + tot["att_requant"] == rep.compute
+    excess = sum(max(0, x["decode_next"] - x["softmax"]) for x in rep.heads)
+    assert tot["att_decode_prologue"] + excess == rep.preprocess
+    assert tot["att_softmax_phase"] == sum(max(x["softmax"], x["decode_next"]) for x in rep.heads)
+    assert tot["att_sddmm_dense"] + tot["att_spmm_dense"] == rep.engines["denser"]
+    assert tot["att_sddmm_sparse"] + tot["att_spmm_sparse"] == rep.engines["sparser"]
+    assert tot["att_decode_prologue"] + tot["att_decode"] == rep.engines["decoder"]
+    assert tot["att_bytes_in"] + tot["att_bytes_out"] == rep.dram_bytes
+    mb = -(-n // 8)
+    want_in = [4 * n + 4 * (n + 1) + 8 + n * mb + n * d * (1 if hc else 3) + 2 * 4 * int(col_nnz[hh].sum())
+               for hh in range(h)]
+    assert [int(b) for b in per[:, ck.PERF_HEAD.index("bytes_in")]] == want_in
+    if mode == "all":
+        return SparsePlan.from_mask(mask, ident, np.full(h, n, np.int32))
+    if mode == "auto":
+        return SparsePlan.from_mask(mask, config=cfg)
+    if mode == "mixed":
+        is_global = np.zeros((h, n), bool)
+        for hh in range(h):
+            is_global[hh, rng.permutation(n)[:hh * n // max(h - 1, 1)]] = True
+        return SparsePlan.from_mask(mask, *order_from_globals(is_global))
+    assert mode == "shuffled"
+    is_global = rng.random((h, n)) < 0.3
+    is_global[0] = False
+    order, n_global = order_from_globals(is_global)
+    for hh in range(h):
+        g = int(n_global[hh])
+        order[hh, :g] = rng.permutation(order[hh, :g])
+    return SparsePlan.from_mask(mask, order, n_global)
+
+
+def random_ae(rng, h: int, hc: int) -> AEParams:
+    em, es = nx.quantize_multiplier(1.0 / (12 * h))
+    dm, ds = nx.quantize_multiplier(1.0 / (12 * hc))
+    return AEParams(rng.integers(-32, 33, (hc, h), dtype=np.int8), rng.integers(-500, 500, hc).astype(np.int32),
+                    em, es, rng.integers(-32, 33, (h, hc), dtype=np.int8), rng.integers(-500, 500, h).astype(np.int32),
+                    dm, ds)
+
+
+def attention_params(d: int):
+    m_exp, s_exp = nx.softmax_params(2.0 / (74.0 ** 2 * math.sqrt(d)))
+    m_out, s_out = nx.quantize_multiplier(2.0 ** -8 * 3.0)
+    return m_exp, s_exp, m_out, s_out
+
+
+# -- the shared constants -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", ["paper", "pynq-z2"])
+def test_schedule_constants_agree(config):
+    cfg = load_config(config)
+    sm_max, sm_exp, sm_div = pipe_softmax(cfg)
+    want = {"pipe_dot": pipe_dot(cfg), "pipe_rq": PIPE_RQ, "pipe_mix": pipe_mix(cfg), "pipe_sm_max": sm_max,
+            "pipe_sm_exp": sm_exp, "pipe_div": sm_div, "softmax_lanes": cfg.softmax_lanes,
+            "gather_ports": gather_ports(cfg), "ae_tile_tokens": ae_tile_tokens(cfg), "mix_lines": cfg.mac_lines}
+    assert ck.schedule_constants(config) == want
+
+
+# -- attention ------------------------------------------------------------------------------------------
+
+# (H, N, d, plan mode, AE compressed heads or 0, split: 'host' = line_split, 'random' = any valid split)
+ATTENTION_CASES = [
+    (3, 5, 32, "auto", 0, "host"),
+    (3, 17, 64, "all", 2, "host"),         # n_global = N: sparser engine idle, AE
+    (4, 17, 20, "none", 0, "host"),        # n_global = 0, d % M != 0
+    (6, 33, 32, "shuffled", 3, "random"),  # some heads without globals, random splits, AE
+    (5, 65, 64, "mixed", 0, "random"),     # n_global from 0 to N across heads
+    (6, 65, 64, "auto", 1, "host"),        # Hc = 1
+    (6, 197, 64, "auto", 3, "host"),       # DeiT-Small-like, AE
+    (3, 197, 64, "none", 0, "host"),
+    (2, 97, 24, "mixed", 2, "random"),
+]
+
+
+def _random_split(rng, cfg, plan: SparsePlan) -> np.ndarray:
+    h, n = plan.shape
+    out = np.zeros(h, np.int32)
+    for hh in range(h):
+        g = int(plan.n_global[hh])
+        if g < n:
+            hi = min(gather_ports(cfg), cfg.mac_lines - 1 if g > 0 else cfg.mac_lines)
+            out[hh] = rng.integers(1, hi + 1)
+    return out
+
+
+@pytest.mark.parametrize("h,n,d,mode,hc,split", ATTENTION_CASES)
+def test_attention_cycles_match_the_hls_counters(h, n, d, mode, hc, split):
+    cfg = load_config(CONFIG)
+    rng = np.random.default_rng(h * 7_919 + n * 104_729 + d * 13 + hc)
+    q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
+    mask = vitcod_mask(rng, h, n)
+    mask[0, n // 2, :] = False  # a row with nothing kept
+    if n > 4:
+        mask[-1, :, n - 2] = False  # a key nobody attends to
+    plan = make_plan(mask, mode, rng, cfg)
+    ae = (random_ae(rng, h, hc), random_ae(rng, h, hc)) if hc else None
+    ld_host, ls_host = line_split(cfg, plan, d)
+    ls = ls_host if split == "host" else _random_split(rng, cfg, plan)
+
+    ck.perf_reset(CONFIG)
+    ck.csim_attention(q, k, v, None, *attention_params(d), ae=ae, plan=plan, sparse_lines=ls, config=CONFIG)
+    tot = ck.perf_totals(CONFIG)
+    per = ck.perf_heads(CONFIG)[:h]
+    assert tot["att_layers"] == 1
+
+    col_nnz = plan.column_nnz()
+    row_kept = plan.mask.sum(axis=2)
+    live = live_blocks(cfg, plan.mask, plan.order)
+    for hh in range(h):
+        g = int(plan.n_global[hh])
+        ld = cfg.mac_lines - int(ls[hh]) if g > 0 else 0
+        w = _head_work(cfg, n, d, g, col_nnz[hh], row_kept[hh], live[hh], split=(ld, int(ls[hh])))
+        got = dict(zip(ck.PERF_HEAD, (int(x) for x in per[hh])))
+        want = {"sddmm": w.sddmm, "softmax": w.softmax, "spmm": w.spmm, "requant": w.requant}
+        assert {key: got[key] for key in want} == want, f"head {hh} (g={g}, split {ld}/{int(ls[hh])})"
+    if split != "host":
+        return
+    # The whole report (with the host compiler's split, which the model chooses itself).
+    rep = attention_cycles(cfg, plan, d, compressed_heads=hc or None)
+    assert [x["lines_sparser"] for x in rep.heads] == list(ls_host)
+    assert [x["lines_denser"] for x in rep.heads] == list(ld_host)
+    for hh, x in enumerate(rep.heads):
+        got = dict(zip(ck.PERF_HEAD, (int(v) for v in per[hh])))
+        assert (got["sddmm"], got["softmax"], got["decode_next"], got["spmm"], got["requant"]) == \
+            (x["sddmm"], x["softmax"], x["decode_next"], x["spmm"], x["requant"]), f"head {hh}"
+    assert tot["att_sddmm"] + tot["att_softmax"] + tot["att_spmm"] + tot["att_requant"] == rep.compute
+    excess = sum(max(0, x["decode_next"] - x["softmax"]) for x in rep.heads)
+    assert tot["att_decode_prologue"] + excess == rep.preprocess
+    assert tot["att_softmax_phase"] == sum(max(x["softmax"], x["decode_next"]) for x in rep.heads)
+    assert tot["att_sddmm_dense"] + tot["att_spmm_dense"] == rep.engines["denser"]
+    assert tot["att_sddmm_sparse"] + tot["att_spmm_sparse"] == rep.engines["sparser"]
+    assert tot["att_decode_prologue"] + tot["att_decode"] == rep.engines["decoder"]
+    assert tot["att_bytes_in"] + tot["att_bytes_out"] == rep.dram_bytes
+    assert [int(b) for b in per[:, ck.PERF_HEAD.index("bytes_in")]] == \
+        [x["dram_bytes"] - n * d - (0 if i else x["dram_bytes"] - rep.heads[0]["dram_bytes"])
+         - (tot["att_bytes_in"] - int(per[:, ck.PERF_HEAD.index("bytes_in")].sum()) if i == 0 else 0)
+         for i, x in enumerate(rep.heads)]
+    if mode == "all":
+        assert tot["att_sddmm_sparse"] == tot["att_spmm_sparse"] == 0
+    if mode == "none":
+        assert tot["att_sddmm_dense"] == tot["att_spmm_dense"] == 0
+    if hc:
+        assert tot["att_decode_prologue"] > 0 and tot["att_decode"] > 0
+
+
+def test_attention_through_the_top_uses_the_descriptors_split():
+    """vitcod_top unpacks the split from the descriptor (word 48 + h, bits 16..31): same counters."""
+    cfg = load_config(CONFIG)
+    rng = np.random.default_rng(5)
+    h, n, d = 4, 49, 32
+    q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
+    plan = make_plan(vitcod_mask(rng, h, n), "mixed", rng, cfg)
+    params = attention_params(d)
+    ck.perf_reset(CONFIG)
+    ck.CsimTopKernels(CONFIG).attention(q, k, v, plan, *params)
+    via_top = ck.perf_heads(CONFIG)[:h].copy()
+    rep = attention_cycles(cfg, plan, d)
+    assert [int(x) for x in via_top[:, 0]] == [x["sddmm"] for x in rep.heads]
+    assert [int(x) for x in via_top[:, 3]] == [x["spmm"] for x in rep.heads]
+    ck.perf_reset(CONFIG)
+    ck.csim_attention(q, k, v, None, *params, plan=plan, config=CONFIG)
+    assert np.array_equal(ck.perf_heads(CONFIG)[:h], via_top)
+
+
+def test_invalid_split_is_refused():
+    rng = np.random.default_rng(6)
+    h, n, d = 2, 9, 16
+    q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
+    plan = make_plan(vitcod_mask(rng, h, n), "none", rng, load_config(CONFIG))
+    for bad in ([0, 1], [1, gather_ports(load_config(CONFIG)) + 1]):
+        with pytest.raises(ck.CsimKernelError) as ei:
+            ck.csim_attention(q, k, v, None, *attention_params(d), plan=plan, sparse_lines=bad, config=CONFIG)
+        assert ei.value.status == 0x307
+
+
+# -- GEMM -------------------------------------------------------------------------------------------------
+
+GEMM_CASES = [
+    ("paper", 1, 1, 1),
+    ("paper", 5, 17, 3),
+    ("paper", 17, 100, 65),
+    ("paper", 65, 192, 130),    # two weight tiles
+    ("paper", 9, 5, 4100),      # many rows per line
+    ("paper", 20, 773, 70),     # K sliced
+    ("paper", 30, 3000, 65),    # K sliced, activations not resident
+    ("paper", 197, 64, 197),
+    ("pynq-z2", 17, 1536, 40),  # small config: K sliced
+    ("pynq-z2", 70, 600, 33),   # activations not resident
+    ("pynq-z2", 3, 7, 2100),
+]
+
+
+@pytest.mark.parametrize("config,m,k,o", GEMM_CASES)
+def test_gemm_cycles_match_the_hls_counters(config, m, k, o):
+    cfg = load_config(config)
+    rng = np.random.default_rng(m * 31 + k * 7 + o)
+    x, w = rand_i8(rng, (m, k)), rand_i8(rng, (o, k))
+    bias = rng.integers(-999, 999, o).astype(np.int32)
+    ck.perf_reset(config)
+    ck.csim_gemm(x, w, bias, 1 << 20, 30, config=config)
+    tot = ck.perf_totals(config)
+    rep = gemm_cycles(cfg, m, k, o)
+    assert tot["gemm_calls"] == 1
+    assert tot["gemm_mac_iters"] == rep.engines["mac_iterations"]
+    assert tot["gemm_compute"] == rep.compute
+    assert tot["gemm_bytes_in"] + tot["gemm_bytes_out"] == rep.dram_bytes
+
+
+# -- the AE encoder ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config,hin,c,n,d", [("paper", 6, 3, 197, 64), ("paper", 12, 6, 65, 32),
+                                              ("paper", 3, 1, 17, 20), ("paper", 2, 3, 5, 8),
+                                              ("pynq-z2", 6, 3, 130, 64)])
+def test_encoder_cycles_match_the_hls_counters(config, hin, c, n, d):
+    cfg = load_config(config)
+    rng = np.random.default_rng(hin * 1000 + c * 100 + n + d)
+    x, w = rand_i8(rng, (hin, n, d)), rand_i8(rng, (c, hin))
+    b = rng.integers(-99, 99, c).astype(np.int32)
+    ck.perf_reset(config)
+    ck.csim_mix_heads(x, w, b, 1 << 30, 40, config=config)
+    tot = ck.perf_totals(config)
+    tiles = mix_tiles(cfg, hin, c, n, d)
+    assert tot["ae_calls"] == 1
+    assert tot["ae_compute"] == sum(t[1] for t in tiles)
+    assert tot["ae_bytes_in"] == c * hin + 4 * c + sum(t[0] for t in tiles)
+    assert tot["ae_bytes_out"] == sum(t[2] for t in tiles)
+    if c <= hin:  # the qkv layer's report with the encoder: Q and K, one AE_MIX each
+        rep = gemm_cycles(cfg, n, 8, 3 * hin * d, encode=(hin, c, d))
+        assert rep.engines["encoder"] == rep.preprocess == 2 * tot["ae_compute"]
