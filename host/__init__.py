@@ -1,5 +1,25 @@
 """Host runtime: loads a deployment bundle and runs it on a PYNQ board or on the simulator.
 
 Imports numpy, tqdm and the standard library only; ``pynq`` is imported lazily, on a board.
+
+* :class:`Accelerator` (``host/accelerator.py``): open a bundle on a backend, ``run`` images, get a report;
+* ``host/program.py``: the compiler from a bundle to a DRAM window and descriptor lists;
+* ``host/driver.py``: the register protocol of ``vitcod_top`` over any device;
+* ``host/emulated.py`` and ``host/pynq_backend.py``: the devices (emulated, board);
+* ``host/bundle.py``: the bundle format and its validating loader.
 """
 from vitaccel.host.backend import detect_backend  # noqa: F401
+
+__all__ = ["Accelerator", "detect_backend", "load_bundle"]
+
+
+def __getattr__(name):  # the runtime pulls in the simulator: import it on first use only
+    if name == "Accelerator":
+        from vitaccel.host.accelerator import Accelerator
+
+        return Accelerator
+    if name == "load_bundle":
+        from vitaccel.host.bundle import load_bundle
+
+        return load_bundle
+    raise AttributeError(name)

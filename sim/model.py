@@ -22,12 +22,12 @@ from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import glue
 from vitaccel.sim import numerics as nx
 from vitaccel.sim.kernels.attention import AEParams, SparsePlan, attention_cycles
-from vitaccel.sim.kernels.autoencoder import mix_heads
+from vitaccel.sim.kernels.autoencoder import ae_mix_cycles, mix_heads
 from vitaccel.sim.kernels.gemm import gemm, gemm_cycles
 from vitaccel.sim.quant import dequantize, quantize
 from vitaccel.sim.report import Report
 
-__all__ = ["Kernels", "SimKernels", "LayerProgram", "Program", "ModelResult", "compile_program", "run_model"]
+__all__ = ["Kernels", "SimKernels", "Segments", "KernelSegments", "LayerProgram", "Program", "ModelResult", "compile_program", "run_model"]
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 
@@ -132,21 +132,35 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     return Program(dims, bundle.globals(), layers, cfg)
 
 
-def program_cycles(prog: Program) -> Report:
-    """Cycles of one image through every kernel, layer by layer."""
+def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: bool = True) -> List:
+    """One layer's kernel reports in the order the accelerator runs them for one image (the host's
+    descriptor program, ``vitaccel.host.program``): qkv, the AE encoder on Q and on K, attention, proj,
+    fc1, fc2. ``attention`` replaces the attention report (baselines); ``with_ae=False`` drops the encoder."""
     cfg, dims = prog.config, prog.dims
     n, d_model, h, d = dims.num_tokens, dims.embed_dim, dims.num_heads, prog.head_dim
-    rep = Report(cfg)
+    i = lp.index
+    hc = lp.ae[0].compressed_heads if lp.ae else None
+    out = [gemm_cycles(cfg, n, d_model, 3 * d_model, name=f"layers.{i}.qkv", layer=i)]
+    if hc and with_ae:
+        out += [ae_mix_cycles(cfg, h, hc, n, d, name=f"layers.{i}.ae_{w}", layer=i) for w in "qk"]
+    out.append(attention if attention is not None else
+               attention_cycles(cfg, lp.plan, d, compressed_heads=hc, name=f"layers.{i}.attn", layer=i))
+    out += [gemm_cycles(cfg, n, d_model, d_model, name=f"layers.{i}.proj", layer=i),
+            gemm_cycles(cfg, n, d_model, dims.mlp_dim, name=f"layers.{i}.fc1", layer=i),
+            gemm_cycles(cfg, n, dims.mlp_dim, d_model, name=f"layers.{i}.fc2", layer=i)]
+    return out
+
+
+def program_cycles(prog: Program) -> Report:
+    """Cycles of one image through every kernel, layer by layer, in the accelerator's order."""
+    rep = Report(prog.config)
     for lp in prog.layers:
-        i = lp.index
-        hc = lp.ae[0].compressed_heads if lp.ae else None
-        rep.kernels.append(gemm_cycles(cfg, n, d_model, 3 * d_model, name=f"layers.{i}.qkv", layer=i,
-                                       encode=(h, hc, d) if hc else None))
-        rep.kernels.append(attention_cycles(cfg, lp.plan, d, compressed_heads=hc, name=f"layers.{i}.attn", layer=i))
-        rep.kernels.append(gemm_cycles(cfg, n, d_model, d_model, name=f"layers.{i}.proj", layer=i))
-        rep.kernels.append(gemm_cycles(cfg, n, d_model, dims.mlp_dim, name=f"layers.{i}.fc1", layer=i))
-        rep.kernels.append(gemm_cycles(cfg, n, dims.mlp_dim, d_model, name=f"layers.{i}.fc2", layer=i))
+        rep.kernels.extend(_layer_kernels(prog, lp))
     return rep
+
+
+#: Baselines that have no auto-encoder (their Q and K go to DRAM uncompressed).
+_NO_AE = ("vitcod_no_ae", "dense", "sanger", "pruning_only", "reordering_only")
 
 
 def model_baselines(prog: Program) -> Dict[str, Report]:
@@ -156,22 +170,13 @@ def model_baselines(prog: Program) -> Dict[str, Report]:
     """
     from vitaccel.sim.api import attention_baselines
 
-    base = program_cycles(prog)
     out: Dict[str, Report] = {}
-    for idx, lp in enumerate(prog.layers):
+    for lp in prog.layers:
         hc = lp.ae[0].compressed_heads if lp.ae else None
         alts = attention_baselines(lp.plan, prog.head_dim, config=prog.config, compressed_heads=hc, layer=lp.index)
         for name, rep in alts.items():
             r = out.setdefault(name, Report(prog.config))
-            for kr in base.kernels[5 * idx:5 * idx + 5]:
-                if kr.kernel != "attention":
-                    if name in ("vitcod_no_ae", "dense", "sanger", "pruning_only", "reordering_only") \
-                            and kr.name.endswith(".qkv") and hc:
-                        kr = gemm_cycles(prog.config, prog.dims.num_tokens, prog.dims.embed_dim,
-                                         3 * prog.dims.embed_dim, name=kr.name, layer=kr.layer)
-                    r.kernels.append(kr)
-                else:
-                    r.kernels.append(rep)
+            r.kernels.extend(_layer_kernels(prog, lp, attention=rep, with_ae=name not in _NO_AE))
     return out
 
 
@@ -181,42 +186,89 @@ def _linear(kern: Kernels, x8: np.ndarray, lin: Dict[str, np.ndarray]) -> np.nda
     return y.reshape(b, n, -1)
 
 
-def _block(kern: Kernels, prog: Program, lp: LayerProgram, x: np.ndarray,
-           trace: Optional[Dict[str, np.ndarray]]) -> np.ndarray:
-    b, n, dm = x.shape
-    h, d = prog.heads, prog.head_dim
+class Segments:
+    """What runs on the accelerator between two host glue steps of a block (KERNELS.md, "int8 model graph").
+
+    A backend implements these three; :func:`forward` does everything else, so the glue is one
+    implementation whichever backend runs the kernels. Inputs and outputs are int8 ``(B, N, features)``.
+    """
+
+    def attention_block(self, lp: LayerProgram, h8: np.ndarray) -> np.ndarray:
+        """qkv GEMM, AE (if any), attention, output projection: quantize(LN1(x)) in, proj out."""
+        raise NotImplementedError
+
+    def fc1(self, lp: LayerProgram, m8: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fc2(self, lp: LayerProgram, g8: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class KernelSegments(Segments):
+    """The segments from :class:`Kernels` calls (the simulator's functional models, or C-simulation)."""
+
+    def __init__(self, kern: Kernels, prog: "Program", trace: Optional[Dict[str, np.ndarray]] = None):
+        self.kern, self.prog, self.trace = kern, prog, trace
+
+    def attention_block(self, lp: LayerProgram, h8: np.ndarray) -> np.ndarray:
+        kern = self.kern
+        b, n, dm = h8.shape
+        h, d = self.prog.heads, self.prog.head_dim
+        L = lp.linears
+        qkv8 = _linear(kern, h8, L["qkv"])                                    # (B, N, 3D)
+        heads = qkv8.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)            # (3, B, H, N, d)
+        q, k, v = (np.ascontiguousarray(a.reshape(b * h, n, d)) for a in heads)
+        if lp.ae is not None:
+            def roundtrip(x8: np.ndarray, ae: AEParams) -> np.ndarray:
+                # The AE mixes heads of one image: (B*H, N, d) -> per image (H, N*d) through the kernels.
+                per = x8.reshape(b, h, n, d)
+                out = np.empty_like(per)
+                for j in range(b):
+                    enc = kern.mix_heads(per[j], ae.enc_weight, ae.enc_bias, ae.enc_mult, ae.enc_shift)
+                    out[j] = kern.mix_heads(enc, ae.dec_weight, ae.dec_bias, ae.dec_mult, ae.dec_shift)
+                return out.reshape(b * h, n, d)
+            q, k = roundtrip(q, lp.ae[0]), roundtrip(k, lp.ae[1])
+        a8 = kern.attention(q, k, v, lp.plan, *lp.softmax, *lp.attn_out)       # (B*H, N, d)
+        a8 = np.ascontiguousarray(a8.reshape(b, h, n, d).transpose(0, 2, 1, 3).reshape(b, n, dm))
+        p8 = _linear(kern, a8, L["proj"])
+        if self.trace is not None:
+            for key, val in (("qkv", qkv8), ("attn", a8), ("proj", p8)):
+                self.trace[f"layers.{lp.index}.{key}"] = val
+        return p8
+
+    def fc1(self, lp: LayerProgram, m8: np.ndarray) -> np.ndarray:
+        f8 = _linear(self.kern, m8, lp.linears["fc1"])
+        if self.trace is not None:
+            self.trace[f"layers.{lp.index}.fc1"] = f8
+        return f8
+
+    def fc2(self, lp: LayerProgram, g8: np.ndarray) -> np.ndarray:
+        o8 = _linear(self.kern, g8, lp.linears["fc2"])
+        if self.trace is not None:
+            self.trace[f"layers.{lp.index}.fc2"] = o8
+        return o8
+
+
+def _block(seg: Segments, lp: LayerProgram, x: np.ndarray) -> np.ndarray:
     L = lp.linears
-    h8 = quantize(glue.layer_norm(x, *lp.norm1), float(L["qkv"]["in_scale"]))
-    qkv8 = _linear(kern, h8, L["qkv"])                                    # (B, N, 3D)
-    heads = qkv8.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)            # (3, B, H, N, d)
-    q, k, v = (np.ascontiguousarray(a.reshape(b * h, n, d)) for a in heads)
-    if lp.ae is not None:
-        def roundtrip(x8: np.ndarray, ae: AEParams) -> np.ndarray:
-            # The AE mixes heads of one image: (B*H, N, d) -> per image (H, N*d) through the kernels.
-            per = x8.reshape(b, h, n, d)
-            out = np.empty_like(per)
-            for j in range(b):
-                enc = kern.mix_heads(per[j], ae.enc_weight, ae.enc_bias, ae.enc_mult, ae.enc_shift)
-                out[j] = kern.mix_heads(enc, ae.dec_weight, ae.dec_bias, ae.dec_mult, ae.dec_shift)
-            return out.reshape(b * h, n, d)
-        q, k = roundtrip(q, lp.ae[0]), roundtrip(k, lp.ae[1])
-    a8 = kern.attention(q, k, v, lp.plan, *lp.softmax, *lp.attn_out)       # (B*H, N, d)
-    a8 = np.ascontiguousarray(a8.reshape(b, h, n, d).transpose(0, 2, 1, 3).reshape(b, n, dm))
-    p8 = _linear(kern, a8, L["proj"])
+    p8 = seg.attention_block(lp, quantize(glue.layer_norm(x, *lp.norm1), float(L["qkv"]["in_scale"])))
     x = x + dequantize(p8, float(L["proj"]["out_scale"]))
-    f8 = _linear(kern, quantize(glue.layer_norm(x, *lp.norm2), float(L["fc1"]["in_scale"])), L["fc1"])
+    f8 = seg.fc1(lp, quantize(glue.layer_norm(x, *lp.norm2), float(L["fc1"]["in_scale"])))
     g8 = quantize(glue.gelu(dequantize(f8, float(L["fc1"]["out_scale"]))), float(L["fc2"]["in_scale"]))
-    o8 = _linear(kern, g8, L["fc2"])
-    if trace is not None:
-        for key, val in (("qkv", qkv8), ("attn", a8), ("proj", p8), ("fc1", f8), ("fc2", o8)):
-            trace[f"layers.{lp.index}.{key}"] = val
+    o8 = seg.fc2(lp, g8)
     return x + dequantize(o8, float(L["fc2"]["out_scale"]))
 
 
 def forward(prog: Program, images: np.ndarray, kernels: Optional[Kernels] = None,
-            trace: Optional[Dict[str, np.ndarray]] = None) -> np.ndarray:
-    """Logits (B, num_classes) for float32 images (B, C, H, W)."""
-    kern = kernels or SimKernels()
+            trace: Optional[Dict[str, np.ndarray]] = None, *, segments: Optional[Segments] = None) -> np.ndarray:
+    """Logits (B, num_classes) for float32 images (B, C, H, W).
+
+    The int8 work runs through ``segments`` (the host runtime passes its device's), else through
+    ``kernels`` (default: the simulator's functional models); ``trace`` then collects every kernel output.
+    """
+    if segments is not None and (kernels is not None or trace is not None):
+        raise ValueError("give segments, or kernels / trace, not both")
+    seg = segments or KernelSegments(kernels or SimKernels(), prog, trace)
     g = prog.globals
     dims = prog.dims
     imgs = np.asarray(images, dtype=np.float32)
@@ -226,7 +278,7 @@ def forward(prog: Program, images: np.ndarray, kernels: Optional[Kernels] = None
     x = glue.add_tokens(glue.patch_embed(imgs, g["patch_embed.weight"], g["patch_embed.bias"]),
                         g["cls_token"], g["pos_embed"])
     for lp in prog.layers:
-        x = _block(kern, prog, lp, x, trace)
+        x = _block(seg, lp, x)
     cls = glue.layer_norm(x[:, 0], g["norm.weight"], g["norm.bias"])
     return np.stack([glue.linear(row[None], g["head.weight"], g["head.bias"])[0] for row in cls]) if len(cls) else \
         np.zeros((0, dims.num_classes), np.float32)

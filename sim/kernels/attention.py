@@ -41,7 +41,7 @@ The split is the only decision the host makes; everything else follows from the 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -359,10 +359,12 @@ def _head_work(cfg: HardwareConfig, n: int, d: int, g: int, col_nnz: np.ndarray,
 
 
 def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compressed_heads: Optional[int] = None,
-                     name: str = "attention", layer: Optional[int] = None) -> KernelReport:
+                     name: str = "attention", layer: Optional[int] = None,
+                     sparse_lines: Optional[Sequence[int]] = None) -> KernelReport:
     """Cycles of one attention layer on the ViTCoD engines (see the module docstring for the schedule).
 
-    ``compressed_heads`` is the AE's Hc (None: no AE).
+    ``compressed_heads`` is the AE's Hc (None: no AE). ``sparse_lines`` (H,): the sparser engine's lines
+    per head as a descriptor carries them (default: the host compiler's :func:`line_split`).
     """
     h_count, n = plan.shape
     if n > cfg.max_tokens or h_count > cfg.max_heads or d > cfg.max_head_dim:
@@ -381,7 +383,15 @@ def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compresse
     col_nnz = plan.column_nnz()
     row_kept = plan.mask.sum(axis=2)  # (H, N)
     live = live_blocks(cfg, plan.mask, plan.order)
-    works = [_head_work(cfg, n, d, int(plan.n_global[h]), col_nnz[h], row_kept[h], live[h]) for h in range(h_count)]
+    if sparse_lines is not None:
+        if len(sparse_lines) != h_count:
+            raise ValueError(f"sparse_lines must have H={h_count} entries, got {len(sparse_lines)}")
+        splits = [(cfg.mac_lines - int(ls) if int(plan.n_global[h]) > 0 else 0, int(ls))
+                  for h, ls in enumerate(sparse_lines)]
+    else:
+        splits = [None] * h_count
+    works = [_head_work(cfg, n, d, int(plan.n_global[h]), col_nnz[h], row_kept[h], live[h], split=splits[h])
+             for h in range(h_count)]
     dec = decode_cycles(cfg, n, d, hc) if ae else 0
 
     # Off-chip traffic, one transfer per array (DESCRIPTOR.md layouts).

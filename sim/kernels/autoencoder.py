@@ -78,3 +78,25 @@ def encode_cycles(cfg: HardwareConfig, heads: int, compressed_heads: int, n: int
     """Cycles of the encoder's mix nests for Q and K of one layer (two OP_AE_MIX, ``heads`` ->
     ``compressed_heads``), every MAC line."""
     return 2 * sum(t[1] for t in mix_tiles(cfg, heads, compressed_heads, n, d))
+
+
+def ae_mix_cycles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int, *, name: str = "ae_mix",
+                  layer=None):
+    """One OP_AE_MIX descriptor (the encoder on Q or on K): weights, then per token tile load, mix, store,
+    with the next tile's load and the previous tile's store under the current tile's mix. The mix cycles
+    are ``preprocess`` (the AE's cost on the critical path), exposed transfers ``data``."""
+    from vitaccel.sim.kernels.dram import transfer_cycles
+    from vitaccel.sim.kernels.gemm import _overlap
+    from vitaccel.sim.report import KernelReport
+
+    w_bytes = [c * hin, 4 * c]
+    steps = []
+    dram = sum(w_bytes)
+    for i, (lb, cyc, sb, _) in enumerate(mix_tiles(cfg, hin, c, n, d)):
+        steps.append((sum(transfer_cycles(cfg, b) for b in (w_bytes if i == 0 else []) + [lb]), cyc,
+                      transfer_cycles(cfg, sb)))
+        dram += lb + sb
+    comp, data = _overlap(steps)
+    macs = c * hin * n * d
+    return KernelReport("ae_encoder", name, layer, 0, comp, data, macs, macs, dram,
+                        {"encoder": comp, "dma": sum(s[0] + s[2] for s in steps)}, [], [])

@@ -1,0 +1,290 @@
+"""``Accelerator``: run a deployment bundle on a board or on the simulator, with one API and the same bits.
+
+    from vitaccel.host import Accelerator
+    with Accelerator("models/demo/demo.vcb") as acc:      # backend="auto": the board if present
+        result = acc.run(images, labels)
+        print(result.report.table())
+
+What happens:
+
+1. the bundle is compiled into one DRAM window and descriptor lists (:mod:`vitaccel.host.program`);
+2. a :class:`~vitaccel.host.driver.Device` is opened: the overlay on a board (``"pynq"``), or an emulated
+   ``vitcod_top`` whose start bit runs the simulator's model of it (``"sim"``) or the HLS C++ compiled with
+   g++ (``"csim"``); the window's static part (weights, masks, CSC indexes, AE weights) is written once;
+3. the ID register is checked against the hardware-config hash the program was compiled for;
+4. :meth:`Accelerator.run` does the CPU glue (:func:`vitaccel.sim.model.forward`, shared with the
+   simulator) and starts the accelerator three times per layer through :class:`~vitaccel.host.driver.VitcodDriver`.
+
+Latency: on a board it is measured (start to ``ap_done`` of every run); on the emulated backends it is
+predicted from the cycle models of the very descriptors the program runs (:meth:`Accelerator.predict`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from vitaccel.host.backend import detect_backend
+from vitaccel.host.bundle import Bundle, load_bundle
+from vitaccel.host.driver import Device, VitcodDriver
+from vitaccel.host.program import DeviceProgram, Start, compile_device_program
+from vitaccel.hwconfig import ConfigLike, load_config
+from vitaccel.sim.model import LayerProgram, Segments, forward, model_baselines
+from vitaccel.sim.report import Report
+
+__all__ = ["Accelerator", "RunResult", "RunReport", "BACKEND_CHOICES"]
+
+BACKEND_CHOICES = ("auto", "pynq", "sim", "csim")
+
+
+@dataclasses.dataclass
+class RunReport:
+    """Where the time of a run went. Per-image figures are averages over the images run."""
+
+    backend: str
+    device: str
+    config: str
+    images: int
+    latency_kind: str                 # "measured" (board) or "predicted" (cycle model)
+    latency_us: float                 # accelerator time per image
+    predicted: Report                 # cycles of one image through the compiled program
+    dense: Report                     # the same model with dense attention on the same config
+    glue_s: float                     # host glue (patch embedding, LayerNorm, GELU, residuals, head) per image
+    device_wall_s: float              # wall time inside accelerator runs per image (emulation time off-board)
+    wall_s: float                     # the whole run
+    top1: Optional[float] = None
+
+    @property
+    def speedup_vs_dense(self) -> float:
+        """Predicted cycles of dense attention over ours, both on this config (GEMMs identical)."""
+        return self.dense.total_cycles / max(self.predicted.total_cycles, 1)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "backend": self.backend, "device": self.device, "config": self.config, "images": self.images,
+            "top1": self.top1, "latency_kind": self.latency_kind, "latency_us_per_image": self.latency_us,
+            "predicted_latency_us_per_image": self.predicted.latency_us,
+            "dense_latency_us_per_image": self.dense.latency_us, "speedup_vs_dense": self.speedup_vs_dense,
+            "host_glue_s_per_image": self.glue_s, "device_wall_s_per_image": self.device_wall_s,
+            "wall_s": self.wall_s, "breakdown": self.predicted.breakdown, "by_layer": self.predicted.by_layer(),
+            "by_kernel": self.predicted.by_kernel(), "mac_utilisation": self.predicted.mac_utilisation,
+            "dram_bytes_per_image": self.predicted.dram_bytes,
+        }
+
+    def table(self) -> str:
+        p = self.predicted
+        lines = [f"backend   {self.backend}: {self.device}", f"config    {self.config} ({p.config.clock_mhz:g} MHz)"]
+        if self.top1 is not None:
+            lines.append(f"top-1     {100 * self.top1:.2f}% on {self.images} images")
+        else:
+            lines.append(f"images    {self.images}")
+        lines.append(f"latency   {self.latency_us:.1f} us per image ({self.latency_kind}"
+                     + (f"; predicted {p.latency_us:.1f} us" if self.latency_kind == "measured" else "") + ")")
+        lines.append(f"dense     {self.dense.latency_us:.1f} us per image with dense attention: speedup "
+                     f"{self.speedup_vs_dense:.2f}x (predicted, same config)")
+        lines.append(f"host      {1e3 * self.glue_s:.2f} ms glue per image (measured); "
+                     f"{1e3 * self.device_wall_s:.2f} ms per image inside accelerator runs"
+                     + (" (emulation on this CPU)" if self.latency_kind == "predicted" else ""))
+        tot = max(p.total_cycles, 1)
+        b = p.breakdown
+        lines.append("where the accelerator's time goes (predicted): "
+                     + ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in b.items())
+                     + f"; MAC utilisation {100 * p.mac_utilisation:.1f}%")
+        head = f"{'kernel':<10} {'cycles':>10} {'share':>6} {'compute':>9} {'preproc':>9} {'data':>9}"
+        lines += ["", head, "-" * len(head)]
+        for k, v in p.by_kernel().items():
+            lines.append(f"{k:<10} {v['total']:>10} {100 * v['total'] / tot:>5.1f}% {v['compute']:>9} "
+                         f"{v['preprocess']:>9} {v['data']:>9}")
+        head = f"{'layer':>5} {'cycles':>10} {'us':>9}"
+        lines += ["", head, "-" * len(head)]
+        for layer, v in p.by_layer().items():
+            lines.append(f"{layer!s:>5} {v['total']:>10} {v['total'] / p.config.clock_mhz:>9.2f}")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class RunResult:
+    logits: np.ndarray                # float32 (B, num_classes)
+    report: RunReport
+    labels: Optional[np.ndarray] = None
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.argmax(self.logits, axis=1)
+
+
+class _DeviceSegments(Segments):
+    """The three per-layer segments as accelerator runs on the program's window."""
+
+    def __init__(self, acc: "Accelerator", b: int):
+        self.acc = acc
+        self.b = b
+        self.starts = acc.program.layer_starts(b)
+
+    def _run(self, lp: LayerProgram, which: int, src: int, x8: np.ndarray, dst: int, width: int) -> np.ndarray:
+        acc = self.acc
+        mem = acc.device.mem
+        x8 = np.ascontiguousarray(x8, dtype=np.int8)
+        mem[src:src + x8.nbytes] = x8.reshape(-1).view(np.uint8)
+        acc.device.sync_to_device(src, x8.nbytes)
+        start: Start = self.starts[lp.index][which]
+        acc.driver.run(start.desc_off, start.count)
+        acc._device_s += acc.driver.last_run_s
+        nbytes = x8.shape[0] * x8.shape[1] * width
+        acc.device.sync_from_device(dst, nbytes)
+        return mem[dst:dst + nbytes].view(np.int8).reshape(x8.shape[0], x8.shape[1], width).copy()
+
+    def attention_block(self, lp, h8):
+        reg = self.acc.program.regions
+        return self._run(lp, 0, reg.h8, h8, reg.proj, self.acc.program.program.dims.embed_dim)
+
+    def fc1(self, lp, m8):
+        reg = self.acc.program.regions
+        return self._run(lp, 1, reg.m8, m8, reg.fc1, self.acc.program.program.dims.mlp_dim)
+
+    def fc2(self, lp, g8):
+        reg = self.acc.program.regions
+        return self._run(lp, 2, reg.g8, g8, reg.fc2, self.acc.program.program.dims.embed_dim)
+
+
+class Accelerator:
+    """A bundle opened on a backend: ``"auto"`` (the board when PYNQ reports one, else ``"sim"``), ``"pynq"``,
+    ``"sim"`` (the simulator's model of the accelerator, numpy only) or ``"csim"`` (the HLS C++ via g++).
+
+    ``config``: the hardware config to compile for (default: the bundle's; a board must run the bundle's).
+    ``batch_size``: images per accelerator start (GEMMs fold them into their rows).
+    ``device``: an already opened :class:`~vitaccel.host.driver.Device` (tests: an emulated board), which
+    must have a window of at least :attr:`mem_bytes`; ``overlay``: the .bit to load on a board.
+    """
+
+    def __init__(self, bundle: Union[str, Path, Bundle], *, backend: str = "auto", config: Optional[ConfigLike] = None,
+                 batch_size: int = 1, overlay: Optional[str] = None, timeout_s: float = 30.0,
+                 device: Optional[Device] = None):
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.config = load_config(config if config is not None else self.bundle.config_name)
+        self.reason = ""
+        if device is not None:
+            self.backend = "device"
+            self.reason = "a device given by the caller"
+        elif backend == "auto":
+            self.backend, self.reason = detect_backend()
+        else:
+            self.backend = backend
+        if self.backend == "pynq" and self.config.hash != self.bundle.config_hash:
+            raise ValueError(f"a board runs a bundle on the hardware config it was exported for "
+                             f"({self.bundle.config_name!r}), not {self.config.name!r}")
+        self.program: DeviceProgram = compile_device_program(self.bundle, self.config, batch=batch_size)
+        self.overlay = None
+        if device is None:
+            device = self._open_device(overlay)
+        if device.mem.size < self.program.mem_bytes:
+            raise ValueError(f"{device.name}: its window has {device.mem.size} bytes, the program needs "
+                             f"{self.program.mem_bytes}")
+        self.device = device
+        device.mem[:self.program.mem_bytes] = self.program.image
+        device.sync_to_device(0, self.program.mem_bytes)
+        self.driver = VitcodDriver(device, timeout_s=timeout_s)
+        self.driver.check_hardware(self.config.hash32, f"the program (config {self.config.name!r})")
+        self._predicted: Optional[Report] = None
+        self._dense: Optional[Report] = None
+        self._device_s = 0.0
+
+    def _open_device(self, overlay: Optional[str]) -> Device:
+        from vitaccel.host.emulated import EmulatedDevice
+
+        if self.backend in ("sim", "csim"):
+            return EmulatedDevice(self.program.mem_bytes, self.config, engine=self.backend)
+        from vitaccel.host.pynq_backend import open_board
+
+        try:
+            import pynq  # noqa: F401  (only to give a clear error; open_board imports it again)
+        except ImportError as e:
+            raise RuntimeError(f"backend 'pynq' needs the pynq package, which only a PYNQ board image has "
+                               f"(pip install 'vitaccel[board]' there); here use backend 'sim' ({e})") from e
+        self.overlay, dev = open_board(self.program.mem_bytes, overlay=overlay, config_name=self.config.name)
+        return dev
+
+    # -- predictions ----------------------------------------------------------------------------------------
+
+    def predict(self) -> Report:
+        """Cycles of one image through the compiled program: the cycle models of each descriptor it runs."""
+        if self._predicted is None:
+            from vitaccel.sim.top import run_top
+
+            window = self.program.image.copy()
+            rep = Report(self.config)
+            for layer in self.program.layer_starts(1):
+                for s in layer:
+                    res = run_top(window, s.desc_off, s.count, self.config, cycles=True, names=s.names)
+                    if res.status:
+                        raise RuntimeError(f"{s.name}: the compiled program fails on the simulator (status "
+                                           f"0x{res.status:x}); this is a bug in the host compiler")
+                    rep.kernels.extend(res.reports)
+            self._predicted = rep
+        return self._predicted
+
+    def dense_baseline(self) -> Report:
+        """The same model with dense attention on the same config (the simulator's baseline)."""
+        if self._dense is None:
+            self._dense = model_baselines(self.program.program)["dense"]
+        return self._dense
+
+    @property
+    def mem_bytes(self) -> int:
+        return self.program.mem_bytes
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    def run(self, images, labels=None, *, progress: bool = True, limit: Optional[int] = None) -> RunResult:
+        """Logits for float32 images ``(B, C, H, W)`` and a :class:`RunReport` (``labels`` give top-1)."""
+        prog = self.program.program
+        dims = prog.dims
+        imgs = np.asarray(images, dtype=np.float32)
+        want = (dims.in_chans, dims.img_size, dims.img_size)
+        if imgs.ndim != 4 or imgs.shape[1:] != want:
+            raise ValueError(f"images must be (B, {want[0]}, {want[1]}, {want[2]}) float, got shape {imgs.shape}")
+        if limit is not None:
+            imgs = imgs[:limit]
+            labels = None if labels is None else np.asarray(labels)[:limit]
+        if labels is not None and len(labels) != len(imgs):
+            raise ValueError(f"{len(labels)} labels for {len(imgs)} images")
+        bs = self.program.batch
+        chunks = list(range(0, len(imgs), bs))
+        it: Any = chunks
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(chunks, desc=f"images ({self.backend})", unit="batch" if bs > 1 else "image", leave=False)
+        self._device_s = 0.0
+        t0 = time.perf_counter()
+        out: List[np.ndarray] = []
+        for i in it:
+            batch = imgs[i:i + bs]
+            out.append(forward(prog, batch, segments=_DeviceSegments(self, len(batch))))
+        wall = time.perf_counter() - t0
+        logits = np.concatenate(out) if out else np.zeros((0, dims.num_classes), np.float32)
+        n = max(len(imgs), 1)
+        pred = self.predict()
+        measured = self.backend == "pynq"
+        report = RunReport(
+            backend=self.backend, device=self.device.name, config=self.config.name, images=len(imgs),
+            latency_kind="measured" if measured else "predicted",
+            latency_us=1e6 * self._device_s / n if measured else pred.latency_us,
+            predicted=pred, dense=self.dense_baseline(), glue_s=(wall - self._device_s) / n,
+            device_wall_s=self._device_s / n, wall_s=wall,
+            top1=None if labels is None or not len(imgs) else float(np.mean(np.argmax(logits, 1) == np.asarray(labels))))
+        return RunResult(logits, report, None if labels is None else np.asarray(labels))
+
+    def close(self) -> None:
+        self.device.close()
+
+    def __enter__(self) -> "Accelerator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
