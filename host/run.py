@@ -109,7 +109,13 @@ def run_command(args) -> int:
         imgs = imgs[:args.limit]
         labels = None if labels is None else labels[:args.limit]
     progress = not args.json and not args.no_progress
-    with Accelerator(bundle, backend=args.backend, config=args.config, batch_size=args.batch_size,
+    backend = args.backend
+    if backend == "auto":
+        from vitaccel.host.backend import detect_backend
+
+        backend = detect_backend()[0]
+    batch = args.batch_size if args.batch_size is not None else (1 if backend == "pynq" else 16)
+    with Accelerator(bundle, backend=args.backend, config=args.config, batch_size=batch,
                      overlay=args.overlay, timeout_s=args.timeout) as acc:
         if not args.json:
             print(f"vitaccel run: {bundle_path} on {acc.backend} ({acc.reason or acc.device.name}); "

@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="auto", choices=("auto", "pynq", "sim", "csim"),
                      help="auto: the board when PYNQ reports one, else sim; csim: the HLS C++ via g++ (default auto)")
     run.add_argument("--overlay", metavar="BIT", help="bitstream to load on a board (default: overlay/$BOARD/*.bit)")
-    run.add_argument("--batch-size", type=int, default=1, help="images per accelerator start (default 1)")
+    run.add_argument("--batch-size", type=int, help="images per accelerator start (default: 1 on a board, so the "
+                                                    "measured latency is one image's; 16 on the emulated backends)")
     run.add_argument("--limit", type=int, help="run only the first N images")
     run.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one accelerator run (default 30)")
     run.add_argument("--mean", type=float, nargs="+", help="normalisation mean for image files (per channel)")
