@@ -62,6 +62,16 @@ class RunReport:
         """Predicted cycles of dense attention over ours, both on this config (GEMMs identical)."""
         return self.dense.total_cycles / max(self.predicted.total_cycles, 1)
 
+    @property
+    def engines(self) -> Dict[str, int]:
+        """Busy cycles per engine over one image (engines overlap, so these do not add up to the total)."""
+        out: Dict[str, int] = {}
+        for k in self.predicted.kernels:
+            for e, v in k.engines.items():
+                if e != "mac_iterations":
+                    out[e] = out.get(e, 0) + int(v)
+        return out
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "backend": self.backend, "device": self.device, "config": self.config, "images": self.images,
@@ -70,7 +80,7 @@ class RunReport:
             "dense_latency_us_per_image": self.dense.latency_us, "speedup_vs_dense": self.speedup_vs_dense,
             "host_glue_s_per_image": self.glue_s, "device_wall_s_per_image": self.device_wall_s,
             "wall_s": self.wall_s, "breakdown": self.predicted.breakdown, "by_layer": self.predicted.by_layer(),
-            "by_kernel": self.predicted.by_kernel(), "mac_utilisation": self.predicted.mac_utilisation,
+            "by_kernel": self.predicted.by_kernel(), "engines": self.engines, "mac_utilisation": self.predicted.mac_utilisation,
             "dram_bytes_per_image": self.predicted.dram_bytes,
         }
 
@@ -98,6 +108,8 @@ class RunReport:
         for k, v in p.by_kernel().items():
             lines.append(f"{k:<10} {v['total']:>10} {100 * v['total'] / tot:>5.1f}% {v['compute']:>9} "
                          f"{v['preprocess']:>9} {v['data']:>9}")
+        lines.append("engine busy cycles per image (overlapping): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(self.engines.items(), key=lambda kv: -kv[1])))
         head = f"{'layer':>5} {'cycles':>10} {'us':>9}"
         lines += ["", head, "-" * len(head)]
         for layer, v in p.by_layer().items():
