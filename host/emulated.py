@@ -14,7 +14,7 @@ driver's polling and timeout paths run in CI.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 

@@ -12,22 +12,22 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pytest
 
 from vitaccel.hls import HLS_DIR, INCLUDE_DIR
 from vitaccel.hwconfig import load_config
-from vitaccel.sim import csim
+from vitaccel.sim import csim, golden
 from vitaccel.sim import csim_kernels as ck
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import AEParams, SparsePlan, attention_int
-from vitaccel.sim.kernels.autoencoder import ae_encode, mix_heads
+from vitaccel.sim.kernels.attention import SparsePlan, attention_int
+from vitaccel.sim.kernels.autoencoder import mix_heads
 from vitaccel.sim.kernels.gemm import gemm
 from vitaccel.sim.model import SimKernels
 from vitaccel.sim.quant import absmax_scale, dequantize, quantize, requant_params
-from vitaccel.sim.sparse_format import order_from_globals
+from vitaccel.sim.golden import attention_params, quant_for, rand_i8, random_ae, special_rows, vitcod_mask
 
 pytestmark = pytest.mark.csim
 
@@ -41,68 +41,6 @@ def klib():
 
 
 # -- inputs -----------------------------------------------------------------------------------------
-
-def rand_i8(rng, shape) -> np.ndarray:
-    return rng.integers(-128, 128, shape, dtype=np.int8)
-
-
-def quant_for(acc_std: float, rng, n: Optional[int] = None):
-    """Multipliers and shifts that put an accumulator of std acc_std around +-40 (informative int8)."""
-    ratio = 40.0 / max(acc_std, 1.0)
-    if n is None:
-        return nx.quantize_multiplier(ratio)
-    pairs = [nx.quantize_multiplier(ratio * 2.0 ** rng.uniform(-1, 1)) for _ in range(n)]
-    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
-
-
-def vitcod_mask(rng, h: int, n: int, density: float = 0.1, n_glob: int = 3) -> np.ndarray:
-    """A ViTCoD-like mask: CLS row and column, a diagonal band, a few global columns, random entries."""
-    m = rng.random((h, n, n)) < density
-    idx = np.arange(n)
-    m[:, idx, idx] = True
-    m[:, idx[1:], idx[:-1]] = True
-    m[:, 0, :] = True
-    m[:, :, 0] = True
-    for hh in range(h):
-        cols = rng.choice(n, size=min(n_glob, n), replace=False)
-        m[hh][:, cols] |= rng.random((n, cols.size)) < 0.9
-    return m
-
-
-def plan_with(mask: np.ndarray, mode: str, rng) -> SparsePlan:
-    """A plan whose denser part is: 'none' (n_global = 0), 'all' (n_global = N), 'auto' (the config's
-    threshold), or 'shuffled' (random global columns listed in a random order, as sparse_format allows)."""
-    h, n, _ = mask.shape
-    if mode == "none":
-        return SparsePlan.from_mask(mask, np.tile(np.arange(n, dtype=np.int32), (h, 1)), np.zeros(h, np.int32))
-    if mode == "all":
-        return SparsePlan.from_mask(mask, np.tile(np.arange(n, dtype=np.int32), (h, 1)), np.full(h, n, np.int32))
-    if mode == "auto":
-        return SparsePlan.from_mask(mask, config=load_config(CONFIG))
-    assert mode == "shuffled"
-    is_global = rng.random((h, n)) < 0.3
-    is_global[0, :] = False  # one head with nothing global
-    order, n_global = order_from_globals(is_global)
-    for hh in range(h):
-        g = int(n_global[hh])
-        order[hh, :g] = rng.permutation(order[hh, :g])
-    return SparsePlan.from_mask(mask, order, n_global)
-
-
-def random_ae(rng, h: int, hc: int) -> AEParams:
-    em, es = nx.quantize_multiplier(1.0 / (12 * h))
-    dm, ds = nx.quantize_multiplier(1.0 / (12 * hc))
-    return AEParams(rng.integers(-32, 33, (hc, h), dtype=np.int8), rng.integers(-500, 500, hc).astype(np.int32),
-                    em, es, rng.integers(-32, 33, (h, hc), dtype=np.int8), rng.integers(-500, 500, h).astype(np.int32),
-                    dm, ds)
-
-
-def attention_params(d: int):
-    # q . k of random int8 vectors has std ~ 74^2 sqrt(d); spread the real scores over a few units.
-    m_exp, s_exp = nx.softmax_params(2.0 / (74.0 ** 2 * math.sqrt(d)))
-    m_out, s_out = nx.quantize_multiplier(2.0 ** -8 * 3.0)
-    return m_exp, s_exp, m_out, s_out
-
 
 def assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
@@ -200,28 +138,12 @@ ATTENTION_CASES = [
 ]
 
 
-def special_rows(mask: np.ndarray) -> np.ndarray:
-    """An all-kept row, a row with only CLS kept and a row with nothing kept in every head; in head 0 also a
-    key nobody attends to (an empty CSC column)."""
-    m = mask.copy()
-    n = m.shape[1]
-    m[:, n // 2, :] = True
-    if n > 4:
-        m[0, :, n - 2] = False
-    if n > 2:
-        m[:, n - 1, :] = False
-        m[:, n - 1, 0] = True
-    if n > 3:
-        m[:, 1, :] = False
-    return m
-
-
 @pytest.mark.parametrize("h,n,d,mode,hc", ATTENTION_CASES)
 def test_attention_matches_simulator(klib, h, n, d, mode, hc):
     rng = np.random.default_rng(h * 100_003 + n * 313 + d * 7 + hc)
     q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
     mask = special_rows(vitcod_mask(rng, h, n))
-    plan = plan_with(mask, mode, rng)
+    plan = golden.plan_with(mask, mode, rng)
     ae = (random_ae(rng, h, hc), random_ae(rng, h, hc)) if hc else None
     params = attention_params(d)
     want = attention_int(q, k, v, mask, *params, ae=ae)
@@ -247,7 +169,7 @@ def test_attention_all_kept_dense_and_top_path(klib):
     params = attention_params(d)
     want = attention_int(q, k, v, mask, *params)
     for mode in ("none", "all", "shuffled"):
-        plan = plan_with(mask, mode, rng)
+        plan = golden.plan_with(mask, mode, rng)
         assert_same(ck.csim_attention(q, k, v, mask, *params, plan=plan), want, f"all kept, {mode}")
         assert_same(ck.CsimTopKernels(CONFIG).attention(q, k, v, plan, *params), want, f"all kept via top, {mode}")
 
@@ -256,7 +178,7 @@ def test_attention_refuses_inconsistent_indexes(klib):
     rng = np.random.default_rng(12)
     h, n, d = 3, 17, 32
     q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
-    plan = plan_with(vitcod_mask(rng, h, n), "none", rng)
+    plan = golden.plan_with(vitcod_mask(rng, h, n), "none", rng)
     params = attention_params(d)
 
     def bad(status, **change):
@@ -309,7 +231,7 @@ def test_a_small_config_too():
     ae = (random_ae(rng, h, 3), random_ae(rng, h, 3))
     params = attention_params(d)
     for mode in ("shuffled", "all"):
-        plan = plan_with(mask, mode, rng)
+        plan = golden.plan_with(mask, mode, rng)
         assert_same(ck.csim_attention(q, k, v, None, *params, ae=ae, plan=plan, config=cfg),
                     attention_int(q, k, v, mask, *params, ae=ae), f"attention z2 {mode}")
     with pytest.raises(ValueError, match="H=12"):
@@ -575,72 +497,13 @@ def testbenches() -> Dict[str, Path]:
     return exes
 
 
-def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "params.txt").write_text("".join(f"{k} {int(v)}\n" for k, v in params.items()))
-    for name, a in arrays.items():
-        np.ascontiguousarray(a).tofile(folder / f"{name}.bin")
-    return folder
-
-
-def gemm_cases(root: Path) -> List[Path]:
-    cases = []
-    for i, (m, k, o) in enumerate([(5, 17, 3), (20, 773, 70), (33, 64, 130)]):
-        rng = np.random.default_rng(500 + i)
-        x, w = rand_i8(rng, (m, k)), rand_i8(rng, (o, k))
-        bias = rng.integers(-(1 << 16), 1 << 16, o).astype(np.int32)
-        mult, shift = quant_for(74.0 ** 2 * math.sqrt(k), rng, o)
-        cases.append(_write_case(root / f"gemm{i}", dict(M=m, K=k, O=o), dict(
-            x=x, w=w, bias=bias, mult=mult, shift=shift, expected=gemm(x, w, bias, mult, shift))))
-    return cases
-
-
-def ae_cases(root: Path) -> List[Path]:
-    cases = []
-    for i, (h, c, n, d) in enumerate([(12, 6, 65, 64), (3, 2, 5, 32)]):
-        rng = np.random.default_rng(600 + i)
-        x, w = rand_i8(rng, (h, n, d)), rand_i8(rng, (c, h))
-        b = rng.integers(-999, 999, c).astype(np.int32)
-        m, s = quant_for(74.0 ** 2 * math.sqrt(h), rng)
-        cases.append(_write_case(root / f"ae{i}", dict(Hin=h, C=c, N=n, d=d, mult=m, shift=s),
-                                 dict(x=x, w=w, b=b, expected=mix_heads(x, w, b, m, s))))
-    return cases
-
-
-def attention_cases(root: Path) -> List[Path]:
-    cases = []
-    for i, (h, n, d, mode, hc) in enumerate([(3, 17, 32, "shuffled", 2), (6, 65, 64, "auto", 0),
-                                             (3, 5, 64, "none", 0)]):
-        rng = np.random.default_rng(700 + i)
-        q, k, v = (rand_i8(rng, (h, n, d)) for _ in range(3))
-        mask = special_rows(vitcod_mask(rng, h, n))
-        plan = plan_with(mask, mode, rng)
-        ae = (random_ae(rng, h, hc), random_ae(rng, h, hc)) if hc else None
-        m_exp, s_exp, m_out, s_out = attention_params(d)
-        params = dict(H=h, N=n, d=d, Hc=hc, nnz=plan.rowidx.size, m_exp=m_exp, s_exp=s_exp, m_out=m_out,
-                      s_out=s_out)
-        arrays = dict(q=q, k=k, v=v, maskbits=ck.pack_mask_bits(plan), order=plan.order, n_global=plan.n_global,
-                      colptr=plan.colptr, headptr=plan.headptr, rowidx=plan.rowidx,
-                      expected=attention_int(q, k, v, mask, m_exp, s_exp, m_out, s_out, ae=ae))
-        if ae:
-            arrays["q"] = ae_encode(q, ae[0].enc_weight, ae[0].enc_bias, ae[0].enc_mult, ae[0].enc_shift)
-            arrays["k"] = ae_encode(k, ae[1].enc_weight, ae[1].enc_bias, ae[1].enc_mult, ae[1].enc_shift)
-            arrays.update(dq_w=ae[0].dec_weight, dq_b=ae[0].dec_bias, dk_w=ae[1].dec_weight, dk_b=ae[1].dec_bias)
-            params.update(dq_m=ae[0].dec_mult, dq_s=ae[0].dec_shift, dk_m=ae[1].dec_mult, dk_s=ae[1].dec_shift)
-        cases.append(_write_case(root / f"attention{i}", params, arrays))
-    return cases
-
-
-CASE_WRITERS = {"gemm": gemm_cases, "autoencoder": ae_cases, "attention": attention_cases}
-
-
 def _run_tb(exe: Path, cases: List[Path]) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *map(str, cases)], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("kernel", TESTBENCHES)
 def test_testbench_passes_on_golden_files_and_fails_on_a_corrupted_one(testbenches, tmp_path, kernel):
-    cases = CASE_WRITERS[kernel](tmp_path)
+    cases = golden.write_cases(kernel, tmp_path, CONFIG)
     proc = _run_tb(testbenches[kernel], cases)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"PASS: {len(cases)} case(s)" in proc.stdout

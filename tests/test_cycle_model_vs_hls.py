@@ -22,15 +22,14 @@ Never skipped: CI has g++ and hls4ml (like tests/test_csim_kernels.py).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 
 from vitaccel.hwconfig import load_config
 from vitaccel.sim import csim_kernels as ck
-from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import (PIPE_RQ, AEParams, SparsePlan, _head_work, attention_cycles, gather_ports,
+from vitaccel.sim.golden import attention_params, rand_i8, random_ae, vitcod_mask
+from vitaccel.sim.kernels.attention import (PIPE_RQ, SparsePlan, _head_work, attention_cycles, gather_ports,
                                             line_split, live_blocks, pipe_dot, pipe_mix, pipe_softmax)
 from vitaccel.sim.kernels.autoencoder import ae_tile_tokens, mix_tiles
 from vitaccel.sim.kernels.gemm import gemm_cycles
@@ -39,22 +38,6 @@ from vitaccel.sim.sparse_format import order_from_globals
 pytestmark = pytest.mark.csim
 
 CONFIG = "paper"
-
-
-def rand_i8(rng, shape) -> np.ndarray:
-    return rng.integers(-128, 128, shape, dtype=np.int8)
-
-
-def vitcod_mask(rng, h: int, n: int, density: float = 0.1, n_glob: int = 3) -> np.ndarray:
-    m = rng.random((h, n, n)) < density
-    idx = np.arange(n)
-    m[:, idx, idx] = True
-    m[:, idx[1:], idx[:-1]] = True
-    m[:, :, 0] = True
-    for hh in range(h):
-        cols = rng.choice(n, size=min(n_glob, n), replace=False)
-        m[hh][:, cols] |= rng.random((n, cols.size)) < 0.9
-    return m
 
 
 def make_plan(mask: np.ndarray, mode: str, rng, cfg) -> SparsePlan:
@@ -81,20 +64,6 @@ def make_plan(mask: np.ndarray, mode: str, rng, cfg) -> SparsePlan:
         g = int(n_global[hh])
         order[hh, :g] = rng.permutation(order[hh, :g])
     return SparsePlan.from_mask(mask, order, n_global)
-
-
-def random_ae(rng, h: int, hc: int) -> AEParams:
-    em, es = nx.quantize_multiplier(1.0 / (12 * h))
-    dm, ds = nx.quantize_multiplier(1.0 / (12 * hc))
-    return AEParams(rng.integers(-32, 33, (hc, h), dtype=np.int8), rng.integers(-500, 500, hc).astype(np.int32),
-                    em, es, rng.integers(-32, 33, (h, hc), dtype=np.int8), rng.integers(-500, 500, h).astype(np.int32),
-                    dm, ds)
-
-
-def attention_params(d: int):
-    m_exp, s_exp = nx.softmax_params(2.0 / (74.0 ** 2 * math.sqrt(d)))
-    m_out, s_out = nx.quantize_multiplier(2.0 ** -8 * 3.0)
-    return m_exp, s_exp, m_out, s_out
 
 
 # -- the shared constants -------------------------------------------------------------------------------

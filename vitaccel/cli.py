@@ -181,6 +181,22 @@ def cmd_sim(args) -> int:
     return 0
 
 
+def cmd_golden(args) -> int:
+    from pathlib import Path
+
+    from vitaccel.sim.golden import write_golden
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        print(f"vitaccel: {out} is not empty; golden cases go into a fresh folder", file=sys.stderr)
+        return 2
+    load_config(args.config)  # a clear error for an unknown config before anything is written
+    cases = write_golden(out, args.config)
+    for kernel, dirs in cases.items():
+        print(f"{kernel}: {len(dirs)} case(s) in {out / kernel}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from vitaccel.host.run import run_command
 
@@ -239,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot", metavar="DIR", help="write breakdown.png and roofline.png into DIR")
     sim.add_argument("-v", "--verbose", action="store_true", help="one line per kernel instead of per layer")
     sim.set_defaults(func=cmd_sim)
+
+    gold = sub.add_parser("golden", help="write golden test vectors for the HLS testbenches (build.tcl's csim step)")
+    gold.add_argument("--out", required=True, help="a new or empty folder; one sub-folder per kernel")
+    gold.add_argument("--config", default="paper", help="hardware config the cases are sized for (default paper)")
+    gold.set_defaults(func=cmd_golden)
 
     run = sub.add_parser("run", help="run a bundle over images on the board, or on the simulator (the main job)",
                          description="Run a deployment bundle over images on the best backend and report top-1, "
