@@ -1,44 +1,338 @@
 # vitaccel hardware build: Vitis HLS + Vivado in batch mode.
-#   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--config NAME] [--steps csim,hls,bd,bit]
 #
-# Every constant comes from overlay/configs/<config>.tcl, rendered from configs/<config>.json by
-# `vitaccel config gen` (never edit those by hand). The HLS, block-design and bitstream steps arrive with
-# issue #5; until then this script checks its arguments, loads the config and stops with an error that
-# says so, rather than pretending to build.
+#   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--config NAME] [--steps csim,hls,bd,bit]
+#                                                  [--jobs N] [--build DIR]
+#
+# Steps, always in this order (a subset runs its part, reusing what earlier runs left in the build folder):
+#   csim  each engine's FINN-style top + testbench pair (hls/kernels/<k>/<k>_top.cpp, <k>_tb.cpp) in Vitis
+#         HLS C-simulation, on golden files the simulator writes (`vitaccel golden`);
+#   hls   synthesise vitcod_top, fail when the csynth report misses the clock or a pipeline's II, export
+#         it as an IP (xilinx.com:hls:vitcod_top:1.0);
+#   bd    a Vivado project and block design: the board's PS (board preset), the IP, its three m_axi
+#         bundles on three HP ports, its AXI-Lite control on a PS master, the interrupt; addresses,
+#         validation, HDL wrapper;
+#   bit   implementation to a bitstream, timing check (WNS >= 0), then overlay/<board>/vitaccel_<config>.bit,
+#         .hwh and manifest.json (config name and hash, tool version, resources, timing).
+#
+# Every constant comes from files `vitaccel config gen` renders from configs/*.json: the config's
+# overlay/configs/<config>.tcl and the board table overlay/boards.tcl. IP is looked up by wildcard version
+# (get_ipdefs), so no Vivado release is pinned. tests/test_build_tcl.py runs this script under plain tclsh
+# with recording stand-ins for the Vivado and HLS commands.
 
 set script_dir [file dirname [file normalize [info script]]]
+set ALL_STEPS {csim hls bd bit}
 
 proc usage {} {
-    return "usage: vivado -mode batch -source build.tcl -tclargs --board BOARD \[--config NAME\] \[--steps csim,hls,bd,bit\]"
+    return "usage: vivado -mode batch -source build.tcl -tclargs --board BOARD \[--config NAME\]\
+\[--steps csim,hls,bd,bit\] \[--jobs N\] \[--build DIR\]"
 }
+
+proc fail {msg} {
+    # One line that says what is wrong; batch Vivado prints it and exits non-zero.
+    error "build.tcl: $msg"
+}
+
+# -- arguments ---------------------------------------------------------------------------------------------
 
 set board ""
 set config ""
-set steps "csim,hls,bd,bit"
+set steps_arg [join $ALL_STEPS ,]
+set jobs 4
+set build_root [file join $script_dir build]
 set args_left $argv
 while {[llength $args_left] > 0} {
     set opt [lindex $args_left 0]
+    if {[llength $args_left] < 2 || [string match --* [lindex $args_left 1]]} {
+        fail "option '$opt' needs a value\n[usage]"
+    }
     set val [lindex $args_left 1]
     switch -- $opt {
         --board  { set board $val }
         --config { set config $val }
-        --steps  { set steps $val }
-        default  { error "build.tcl: unknown option '$opt'\n[usage]" }
+        --steps  { set steps_arg $val }
+        --jobs   { set jobs $val }
+        --build  { set build_root [file normalize $val] }
+        default  { fail "unknown option '$opt'\n[usage]" }
     }
-    if {$val eq ""} { error "build.tcl: option '$opt' needs a value\n[usage]" }
     set args_left [lrange $args_left 2 end]
 }
-if {$board eq ""} { error "build.tcl: --board is required\n[usage]" }
-if {$config eq ""} { set config $board }
+if {$board eq ""} { fail "--board is required\n[usage]" }
+if {![string is integer -strict $jobs] || $jobs < 1} { fail "--jobs must be a positive integer, got '$jobs'" }
 
+set boards_tcl [file join $script_dir overlay boards.tcl]
+if {![file exists $boards_tcl]} { fail "$boards_tcl is missing: run `vitaccel config gen`" }
+source $boards_tcl
+if {![dict exists $VITACCEL_BOARDS $board]} {
+    fail "unknown board '$board' (known: [join [dict keys $VITACCEL_BOARDS] {, }])"
+}
+set B [dict get $VITACCEL_BOARDS $board]
+if {$config eq ""} {
+    set cands [dict get $B configs]
+    if {[llength $cands] != 1} { fail "board '$board' has configs [join $cands {, }]: choose one with --config" }
+    set config [lindex $cands 0]
+}
 set cfg_tcl [file join $script_dir overlay configs "$config.tcl"]
 if {![file exists $cfg_tcl]} {
     set known [lsort [lmap f [glob -nocomplain -directory [file join $script_dir overlay configs] *.tcl] {file rootname [file tail $f]}]]
-    error "build.tcl: no hardware config '$config' (known: [join $known {, }]); add configs/$config.json and run `vitaccel config gen`"
+    fail "no hardware config '$config' (known: [join $known {, }]); add configs/$config.json and run `vitaccel config gen`"
 }
 source $cfg_tcl
 if {$VITACCEL_BOARD ne $board} {
-    error "build.tcl: config '$config' targets board '$VITACCEL_BOARD', not '$board'"
+    fail "config '$config' targets board '$VITACCEL_BOARD', not '$board'"
 }
-puts "vitaccel build: board $board, config $config (hash $VITACCEL_CONFIG_HASH32), part $VITACCEL_PART, steps $steps"
-error "build.tcl: the HLS/Vivado steps are not implemented yet (issue #5)"
+
+set steps {}
+foreach s [split $steps_arg ,] {
+    set s [string trim $s]
+    if {$s eq ""} continue
+    if {[lsearch -exact $ALL_STEPS $s] < 0} { fail "unknown step '$s' (steps: [join $ALL_STEPS ,])" }
+    lappend steps $s
+}
+if {[llength $steps] == 0} { fail "--steps names no step (steps: [join $ALL_STEPS ,])" }
+# Canonical order, whatever order they were given in.
+set steps [lmap s $ALL_STEPS { if {[lsearch -exact $steps $s] >= 0} { set s } else continue }]
+
+if {[info commands create_project] eq ""} {
+    fail "run this inside Vivado: [usage]"
+}
+
+set hls_dir [file join $script_dir hls]
+set bdir [file join $build_root $board]
+file mkdir $bdir
+set top vitcod_top
+set proj_name "vitaccel_$config"
+set proj_dir [file join $bdir vivado]
+set hls_proj [file join $bdir hls_$top]
+set ip_dir [file join $hls_proj sol impl ip]
+set out_dir [file join $script_dir overlay $board]
+set cflags "-std=c++14 -I[file join $hls_dir include] -I[file join $hls_dir kernels] -DVITACCEL_TARGET_$VITACCEL_IDENT"
+
+puts "vitaccel build: board $board ([dict get $B title]), config $config (hash32 $VITACCEL_CONFIG_HASH32),\
+part $VITACCEL_PART, $VITACCEL_CLOCK_MHZ MHz, steps [join $steps ,]"
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+proc need_file {path what} {
+    if {![file exists $path]} { fail "$what: $path does not exist" }
+    return $path
+}
+
+# Run a Vitis HLS tcl script with whichever HLS front end this installation has.
+proc run_hls {script log} {
+    if {[set exe [auto_execok vitis-run]] ne ""} {
+        set cmd [list {*}$exe --mode hls --tcl $script]
+    } elseif {[set exe [auto_execok vitis_hls]] ne ""} {
+        set cmd [list {*}$exe -f $script]
+    } else {
+        fail "neither vitis-run nor vitis_hls is on PATH (source <Vitis>/settings64.sh)"
+    }
+    puts "  [join $cmd]  (log: $log)"
+    if {[catch {exec {*}$cmd >& $log} err]} {
+        fail "Vitis HLS failed running $script (see $log): $err"
+    }
+}
+
+proc write_file {path text} {
+    set f [open $path w]
+    puts -nonewline $f $text
+    close $f
+}
+
+# Every pipelined loop of the design targets II = 1 and the top must meet the config's clock.
+proc check_csynth {xml period} {
+    need_file $xml "csynth report"
+    set f [open $xml r]
+    set text [read $f]
+    close $f
+    if {![regexp {<EstimatedClockPeriod>([0-9.]+)</EstimatedClockPeriod>} $text -> est]} {
+        fail "$xml has no EstimatedClockPeriod"
+    }
+    if {$est > $period} {
+        fail "HLS estimates a $est ns clock period, the config needs $period ns: the design misses timing"
+    }
+    set bad {}
+    foreach {whole num} [regexp -all -indices -inline {<PipelineII>([0-9]+)</PipelineII>} $text] {
+        set ii [string range $text {*}$num]
+        if {$ii <= 1} continue
+        # The loop is the last element opened before its TripCount, ahead of this PipelineII.
+        set head [string range $text 0 [lindex $whole 0]]
+        set names [regexp -all -inline {<([A-Za-z0-9_]+)>\s*<TripCount>} $head]
+        lappend bad "[lindex $names end] (II=$ii)"
+    }
+    if {[llength $bad] > 0} {
+        fail "pipelined loops miss II = 1: [join $bad {, }]"
+    }
+    return $est
+}
+
+# -- csim: each engine's testbench on the simulator's golden files ----------------------------------------
+
+proc step_csim {} {
+    global bdir hls_dir config cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
+    set golden [file join $bdir golden]
+    if {![file isdirectory $golden]} {
+        set gen [auto_execok vitaccel]
+        if {$gen eq ""} {
+            fail "the golden files are missing and the vitaccel command is not on PATH: run\
+`vitaccel golden --config $config --out $golden` (pip install -e . in the repository) and build again"
+        }
+        puts "  writing golden files: vitaccel golden --config $config --out $golden"
+        if {[catch {exec {*}$gen golden --config $config --out $golden} err]} { fail "vitaccel golden failed: $err" }
+    }
+    foreach k {gemm autoencoder attention} {
+        set kd [file join $hls_dir kernels $k]
+        set cases [lsort [glob -nocomplain -type d -directory [file join $golden $k] *]]
+        if {[llength $cases] == 0} { fail "no golden cases in [file join $golden $k]" }
+        set script [file join $bdir csim_$k.tcl]
+        write_file $script [join [list \
+            "open_project -reset [file join $bdir csim_$k]" \
+            "set_top ${k}_top" \
+            "add_files [need_file [file join $kd ${k}_top.cpp] {kernel top}] -cflags {$cflags}" \
+            "add_files -tb [need_file [file join $kd ${k}_tb.cpp] {testbench}] -cflags {$cflags}" \
+            "open_solution -reset sol -flow_target vivado" \
+            "set_part $VITACCEL_PART" \
+            "create_clock -period $VITACCEL_CLOCK_PERIOD_NS" \
+            "csim_design -argv {[join $cases { }]}" \
+            "exit"] "\n"]
+        run_hls $script [file join $bdir csim_$k.log]
+        puts "  csim $k: [llength $cases] golden case(s) passed"
+    }
+}
+
+# -- hls: synthesise and export vitcod_top ------------------------------------------------------------------
+
+proc step_hls {} {
+    global bdir hls_dir hls_proj top cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
+    set script [file join $bdir hls_$top.tcl]
+    write_file $script [join [list \
+        "open_project -reset $hls_proj" \
+        "set_top $top" \
+        "add_files [need_file [file join $hls_dir kernels $top.cpp] {HLS top}] -cflags {$cflags}" \
+        "open_solution -reset sol -flow_target vivado" \
+        "set_part $VITACCEL_PART" \
+        "create_clock -period $VITACCEL_CLOCK_PERIOD_NS" \
+        "csynth_design" \
+        "export_design -format ip_catalog -vendor xilinx.com -library hls -version 1.0" \
+        "exit"] "\n"]
+    run_hls $script [file join $bdir hls_$top.log]
+    set est [check_csynth [file join $hls_proj sol syn report csynth.xml] $VITACCEL_CLOCK_PERIOD_NS]
+    puts "  hls: $top meets $VITACCEL_CLOCK_PERIOD_NS ns (estimated $est ns), every pipelined loop at II = 1"
+}
+
+# -- bd: the block design around the IP ------------------------------------------------------------------
+
+proc ipdef {pattern} {
+    set defs [lsort -dictionary [get_ipdefs -all $pattern]]
+    if {[llength $defs] == 0} { fail "no IP matches $pattern in this Vivado's catalog" }
+    return [lindex $defs end]
+}
+
+proc step_bd {} {
+    global B proj_name proj_dir ip_dir top VITACCEL_PART VITACCEL_CLOCK_MHZ
+    if {![file isdirectory $ip_dir]} { fail "no exported IP in $ip_dir: run the hls step first" }
+    create_project -force $proj_name $proj_dir -part $VITACCEL_PART
+    set ::project_open 1
+    set bp [lindex [lsort -dictionary [get_board_parts -quiet [dict get $B board_part]]] end]
+    if {$bp ne ""} {
+        set_property board_part $bp [current_project]
+    } else {
+        puts "  note: no board files for [dict get $B board_part]; using the part and explicit PS settings"
+    }
+    set_property ip_repo_paths [list $ip_dir] [current_project]
+    update_ip_catalog
+    create_bd_design design_1
+
+    set ps_def [ipdef [dict get $B ps_vlnv]]
+    set ps [create_bd_cell -type ip -vlnv $ps_def ps]
+    apply_bd_automation -rule [dict get $B ps_rule] -config {apply_board_preset 1} $ps
+    set_property -dict [concat [dict get $B ps_config] [list [dict get $B clock_property] $VITACCEL_CLOCK_MHZ]] $ps
+
+    set acc_def [ipdef "xilinx.com:hls:$top:*"]
+    create_bd_cell -type ip -vlnv $acc_def $top
+    set clk "/ps/[dict get $B clock_pin]"
+    # AXI-Lite control through an interconnect from the PS master port.
+    apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
+        -config [list Master "/ps/[dict get $B master_port]" Clk_master $clk Clk_slave $clk Clk_xbar $clk] \
+        [get_bd_intf_pins $top/s_axi_control]
+    # One HP port per m_axi bundle, so activations, indexes and weights stream in parallel.
+    foreach bundle {gmem_act gmem_idx gmem_wgt} hp [dict get $B hp_ports] {
+        apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
+            -config [list Master "/$top/m_axi_$bundle" Slave "/ps/$hp" Clk_master $clk Clk_slave $clk Clk_xbar $clk] \
+            [get_bd_intf_pins ps/$hp]
+    }
+    connect_bd_net [get_bd_pins $top/interrupt] [get_bd_pins ps/[dict get $B irq_pin]]
+    assign_bd_address
+    validate_bd_design
+    save_bd_design
+    set bd [get_files design_1.bd]
+    add_files -norecurse [make_wrapper -files $bd -top]
+    set_property top design_1_wrapper [current_fileset]
+    puts "  bd: $ps_def + $acc_def, m_axi on [join [dict get $B hp_ports] {, }]"
+}
+
+# -- bit: implementation, timing, overlay files ------------------------------------------------------------
+
+proc json_str {s} { return "\"[string map {\\ \\\\ \" \\\"} $s]\"" }
+
+proc step_bit {} {
+    global B board config proj_name proj_dir out_dir jobs VITACCEL_CONFIG_HASH VITACCEL_CONFIG_HASH32 \
+        VITACCEL_CLOCK_MHZ VITACCEL_PART
+    if {![info exists ::project_open]} {
+        set xpr [file join $proj_dir $proj_name.xpr]
+        if {![file exists $xpr]} { fail "no Vivado project $xpr: run the bd step first" }
+        open_project $xpr
+    }
+    reset_run impl_1
+    launch_runs impl_1 -to_step write_bitstream -jobs $jobs
+    wait_on_run impl_1
+    set status [get_property STATUS [get_runs impl_1]]
+    if {![string match "*write_bitstream Complete*" $status]} { fail "implementation did not finish: $status" }
+    open_run impl_1
+    set wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]
+    if {$wns eq "" || $wns < 0} { fail "timing not met: worst negative slack $wns ns at $VITACCEL_CLOCK_MHZ MHz" }
+    set util {}
+    foreach {key pattern} {LUT {CLB LUTs|Slice LUTs} FF {CLB Registers|Slice Registers} BRAM {Block RAM Tile} DSP {DSPs}
+                           URAM {URAM}} {
+        foreach line [split [report_utilization -return_string] "\n"] {
+            if {[regexp "^\\|\\s*($pattern)\\s*\\|\\s*(\[0-9.\]+)\\s*\\|" $line -> _ used]} {
+                dict set util $key $used
+                break
+            }
+        }
+    }
+    set run_dir [get_property DIRECTORY [get_runs impl_1]]
+    set bits [glob -nocomplain -directory $run_dir *.bit]
+    if {[llength $bits] != 1} { fail "expected one bitstream in $run_dir, found [llength $bits]" }
+    # Vivado 2020+ writes the hardware handoff under .gen, earlier releases under .srcs.
+    set hwh {}
+    foreach base [list [file join $proj_dir $proj_name.gen] [file join $proj_dir $proj_name.srcs]] {
+        set hwh [concat $hwh [glob -nocomplain [file join $base sources_1 bd design_1 hw_handoff design_1.hwh]]]
+    }
+    if {[llength $hwh] == 0} { fail "no design_1.hwh under $proj_name.gen or $proj_name.srcs (sources_1/bd/design_1/hw_handoff)" }
+    file mkdir $out_dir
+    set name "vitaccel_$config"
+    file copy -force [lindex $bits 0] [file join $out_dir $name.bit]
+    file copy -force [lindex $hwh 0] [file join $out_dir $name.hwh]
+    set u [join [lmap {k v} $util {format "[json_str $k]: %s" $v}] ", "]
+    write_file [file join $out_dir manifest.json] "\{
+  \"name\": [json_str $name],
+  \"board\": [json_str $board],
+  \"part\": [json_str $VITACCEL_PART],
+  \"config\": [json_str $config],
+  \"config_hash\": [json_str $VITACCEL_CONFIG_HASH],
+  \"config_hash32\": [json_str $VITACCEL_CONFIG_HASH32],
+  \"clock_mhz\": $VITACCEL_CLOCK_MHZ,
+  \"tool\": [json_str [version -short]],
+  \"wns_ns\": $wns,
+  \"utilization\": \{$u\},
+  \"files\": \[[json_str $name.bit], [json_str $name.hwh]\]
+\}
+"
+    puts "  bit: overlay/$board/$name.bit, $name.hwh, manifest.json (WNS $wns ns)"
+}
+
+foreach s $steps {
+    puts "== $s"
+    step_$s
+}
+puts "vitaccel build: done ([join $steps ,])"

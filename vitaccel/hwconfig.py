@@ -432,6 +432,14 @@ def generated_files(root: Path = REPO_ROOT) -> Dict[Path, str]:
     for c in cfgs:
         out[root / "hls" / "include" / "configs" / f"{c.name}.h"] = _c_header(c)
         out[root / "overlay" / "configs" / f"{c.name}.tcl"] = _tcl(c)
+    from vitaccel.boards import BOARDS, boards_markdown, boards_tcl
+
+    for c in cfgs:
+        if c.board is not None and BOARDS[c.board].part != c.part:
+            raise ConfigError(f"config {c.name!r}: part {c.part!r} is not board {c.board!r}'s "
+                              f"({BOARDS[c.board].part}, vitaccel/boards.py)")
+    out[root / "overlay" / "boards.tcl"] = boards_tcl(cfgs)
+    out[root / "overlay" / "BOARDS.md"] = boards_markdown(cfgs)
     return out
 
 
