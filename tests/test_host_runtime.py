@@ -203,3 +203,26 @@ def test_prediction_is_the_programs_cycles(small):
         d = rep.to_dict()
         assert d["images"] == 2 and "by_layer" in d and d["host_glue_s_per_image"] >= 0
         assert "where the accelerator's time goes" in rep.table()
+
+
+# -- on a real board ---------------------------------------------------------------------------------------
+
+def _on_board() -> bool:
+    from vitaccel.host.backend import detect_backend
+
+    return detect_backend()[0] == "pynq"
+
+
+@pytest.mark.board
+@pytest.mark.skipif(not _on_board(), reason="needs a PYNQ board with the vitaccel overlay (pynq reports no device here)")
+def test_board_matches_the_simulator_on_the_demo():
+    from vitaccel.host.run import demo_dir
+
+    with np.load(demo_dir() / "test_images.npz") as z:
+        imgs, labels = z["images"][:16], z["labels"][:16]
+    with Accelerator(demo_dir() / "demo.vcb", backend="pynq") as board:
+        got = board.run(imgs, labels, progress=False)
+    with Accelerator(demo_dir() / "demo.vcb", backend="sim") as sim:
+        want = sim.run(imgs, labels, progress=False)
+    assert np.array_equal(got.logits, want.logits)
+    assert got.report.latency_kind == "measured" and got.report.latency_us > 0
