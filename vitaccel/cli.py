@@ -302,3 +302,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, NotImplementedError, RuntimeError, OSError, ImportError) as e:
         print(f"vitaccel: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
