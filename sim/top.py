@@ -28,7 +28,7 @@ import numpy as np
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import numerics as nx
 from vitaccel.sim.descriptors import AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, OP_AE_MIX, OP_ATTENTION, OP_GEMM, OP_NOP
-from vitaccel.sim.kernels.attention import SparsePlan, attention_cycles
+from vitaccel.sim.kernels.attention import SparsePlan, attention_cycles, valid_split
 from vitaccel.sim.kernels.autoencoder import ae_mix_cycles, mix_heads
 from vitaccel.sim.kernels.gemm import gemm, gemm_cycles, gemm_plan
 from vitaccel.sim.report import KernelReport
@@ -182,15 +182,6 @@ def _plan(maskbits: np.ndarray, order: np.ndarray, n_global: np.ndarray, colptr:
     return plan
 
 
-def _valid_split(cfg: HardwareConfig, g: int, ls: int, n: int) -> bool:
-    ports = min(cfg.sparse_q_ports, cfg.mac_lines)
-    if g >= n:
-        return ls == 0
-    if ls < 1 or ls > ports:
-        return False
-    return g == 0 or ls <= cfg.mac_lines - 1
-
-
 def _run_attention(cfg, dw, window, mem, cycles, name, layer) -> Optional[KernelReport]:
     A = ATT_WORDS
     h, n, d, hc = (int(dw[A[f]]) for f in ("H", "N", "d", "Hc"))
@@ -229,7 +220,7 @@ def _run_attention(cfg, dw, window, mem, cycles, name, layer) -> Optional[Kernel
     for i in range(h):
         if not 0 <= n_global[i] <= n:
             raise _Fail(A_NGLOBAL)
-        if not _valid_split(cfg, int(n_global[i]), int(sparse_lines[i]), n):
+        if not valid_split(cfg, int(n_global[i]), int(sparse_lines[i]), n):
             raise _Fail(A_SPLIT)
 
     # Per head, in the engine's order: order and pointers (load_indexes), then rowidx (SDDMM).

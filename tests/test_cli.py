@@ -83,6 +83,9 @@ def test_sim_errors_are_clear(bundle_file, tmp_path, capsys):
     assert main(["sim", str(bad)]) == 2
     assert "bad.vcb" in capsys.readouterr().err
     assert main(["sim", bundle_file, "--images", str(tmp_path / "x.png")]) == 2
-    assert ".npy array" in capsys.readouterr().err
+    assert "x.png: no such file" in capsys.readouterr().err
+    (tmp_path / "x.txt").write_text("not images")
+    assert main(["sim", bundle_file, "--images", str(tmp_path / "x.txt")]) == 2
+    assert "--images takes a .npy, a .npz, an image" in capsys.readouterr().err
     assert main(["sim", bundle_file, "--config", "pynq-z2"]) == 0
     assert "A board would refuse" in capsys.readouterr().err

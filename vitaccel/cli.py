@@ -104,21 +104,6 @@ def cmd_selfcheck(args) -> int:
     return 0 if all(r["status"] != "fail" for r in results["checks"]) else 1
 
 
-def _load_images(path: str):
-    """Images for ``vitaccel sim``: a .npy array (B, C, H, W) or a .npz with ``images`` (and ``labels``)."""
-    import numpy as np
-
-    p = path.lower()
-    if p.endswith(".npy"):
-        return np.load(path, allow_pickle=False), None
-    if p.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            if "images" not in z:
-                raise ValueError(f"{path}: no 'images' array (found: {', '.join(z.files)})")
-            return z["images"], (z["labels"] if "labels" in z else None)
-    raise ValueError(f"{path}: --images takes a .npy array (B, C, H, W) or a .npz with 'images' [and 'labels']")
-
-
 def cmd_sim(args) -> int:
     from vitaccel.host.bundle import BundleError, load_bundle
     from vitaccel.sim.model import compile_program, forward, model_baselines, program_cycles
@@ -144,7 +129,9 @@ def cmd_sim(args) -> int:
     if args.images:
         import numpy as np
 
-        imgs, labels = _load_images(args.images)
+        from vitaccel.host.run import load_images
+
+        imgs, labels = load_images(args.images, size=bundle.model.img_size, chans=bundle.model.in_chans)
         t0 = time.perf_counter()
         logits = forward(prog, imgs)
         doc["images"] = {"count": int(len(imgs)), "predictions": np.argmax(logits, 1).tolist(),
@@ -248,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_selfcheck)
     sim = sub.add_parser("sim", help="predict cycles of a bundle on the simulator (and run images through it)")
     sim.add_argument("bundle", help="deployment bundle (.vcb)")
-    sim.add_argument("--images", help=".npy images (B, C, H, W) or .npz with 'images' [and 'labels']")
+    sim.add_argument("--images", help=".npy (B, C, H, W), .npz with 'images' [and 'labels'], an image file or a folder")
     sim.add_argument("--config", help="hardware config to predict on (default: the bundle's)")
     sim.add_argument("--baselines", action="store_true", help="also dense, S-stationary, pruning-only, ... side by side")
     sim.add_argument("--json", action="store_true", help="machine-readable output")

@@ -61,6 +61,7 @@ __all__ = [
     "default_theta_d",
     "line_split",
     "default_sparse_lines",
+    "valid_split",
     "gather_ports",
     "live_blocks",
     "softmax_cycles",
@@ -284,6 +285,16 @@ def default_sparse_lines(cfg: HardwareConfig, g: int, n: int) -> int:
     if g >= n:
         return 0
     return min(gather_ports(cfg), cfg.mac_lines - 1 if g > 0 else cfg.mac_lines)
+
+
+def valid_split(cfg: HardwareConfig, g: int, ls: int, n: int) -> bool:
+    """Whether ``ls`` sparser lines is a split the engines accept for a head with ``g`` of ``n`` columns global
+    (attention.h ``valid_split``; status 0x307 otherwise)."""
+    if g >= n:
+        return ls == 0
+    if ls < 1 or ls > gather_ports(cfg):
+        return False
+    return g == 0 or ls <= cfg.mac_lines - 1
 
 
 def live_blocks(cfg: HardwareConfig, mask: np.ndarray, order: Optional[np.ndarray] = None) -> np.ndarray:
