@@ -61,6 +61,21 @@ bool read_array(const std::string& dir, const char* name, long long count, std::
     return true;
 }
 
+// The testbenches' main: every case folder in turn, stopping at the first that does not pass (its exit
+// status: 1 mismatch, 2 unreadable case); "PASS: n case(s)" when all did.
+inline int run_cases(int argc, char** argv, int (*run_case)(const std::string&)) {
+    if (argc < 2) {
+        std::printf("usage: %s CASE_DIR [CASE_DIR ...]\n", argv[0]);
+        return 2;
+    }
+    for (int i = 1; i < argc; ++i) {
+        const int rc = run_case(argv[i]);
+        if (rc != 0) return rc;
+    }
+    std::printf("PASS: %d case(s)\n", argc - 1);
+    return 0;
+}
+
 }  // namespace tb
 
 #endif  // VITACCEL_TB_GOLDEN_H

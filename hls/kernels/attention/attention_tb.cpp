@@ -89,15 +89,4 @@ static int run_case(const std::string& dir) {
     return 0;
 }
 
-int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::printf("usage: %s CASE_DIR [CASE_DIR ...]\n", argv[0]);
-        return 2;
-    }
-    for (int i = 1; i < argc; ++i) {
-        const int rc = run_case(argv[i]);
-        if (rc != 0) return rc;
-    }
-    std::printf("PASS: %d case(s)\n", argc - 1);
-    return 0;
-}
+int main(int argc, char** argv) { return tb::run_cases(argc, argv, run_case); }
