@@ -2,17 +2,19 @@
 #
 #   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--config NAME] [--steps csim,hls,bd,bit]
 #                                                  [--jobs N] [--build DIR]
+#   tclsh build.tcl --board zcu104 --steps csim,hls        (the HLS steps alone need only Vitis HLS)
 #
 # Steps, always in this order (a subset runs its part, reusing what earlier runs left in the build folder):
 #   csim  each engine's FINN-style top + testbench pair (hls/kernels/<k>/<k>_top.cpp, <k>_tb.cpp) in Vitis
 #         HLS C-simulation, on golden files the simulator writes (`vitaccel golden`);
-#   hls   synthesise vitcod_top, fail when the csynth report misses the clock or a pipeline's II, export
-#         it as an IP (xilinx.com:hls:vitcod_top:1.0);
+#   hls   synthesise vitcod_top, fail when the csynth reports (the top's and every sub-module's) miss the
+#         clock or a pipelined loop misses II = 1, export it as an IP (xilinx.com:hls:vitcod_top:1.0);
 #   bd    a Vivado project and block design: the board's PS (board preset), the IP, its three m_axi
 #         bundles on three HP ports, its AXI-Lite control on a PS master, the interrupt; addresses,
 #         validation, HDL wrapper;
-#   bit   implementation to a bitstream, timing check (WNS >= 0), then overlay/<board>/vitaccel_<config>.bit,
-#         .hwh and manifest.json (config name and hash, tool version, resources, timing).
+#   bit   implementation to a bitstream, timing check (WNS and WHS >= 0), then
+#         overlay/<board>/vitaccel_<config>.bit, .hwh and manifest.json (config name and hash, tool version,
+#         resources, timing).
 #
 # Every constant comes from files `vitaccel config gen` renders from configs/*.json: the config's
 # overlay/configs/<config>.tcl and the board table overlay/boards.tcl. IP is looked up by wildcard version
@@ -24,7 +26,7 @@ set ALL_STEPS {csim hls bd bit}
 
 proc usage {} {
     return "usage: vivado -mode batch -source build.tcl -tclargs --board BOARD \[--config NAME\]\
-\[--steps csim,hls,bd,bit\] \[--jobs N\] \[--build DIR\]"
+\[--steps csim,hls,bd,bit\] \[--jobs N\] \[--build DIR\] (csim and hls alone also run under tclsh)"
 }
 
 proc fail {msg} {
@@ -42,6 +44,10 @@ set build_root [file join $script_dir build]
 set args_left $argv
 while {[llength $args_left] > 0} {
     set opt [lindex $args_left 0]
+    if {$opt in {-h --help}} {
+        puts [usage]
+        exit 0
+    }
     if {[llength $args_left] < 2 || [string match --* [lindex $args_left 1]]} {
         fail "option '$opt' needs a value\n[usage]"
     }
@@ -92,14 +98,16 @@ if {[llength $steps] == 0} { fail "--steps names no step (steps: [join $ALL_STEP
 # Canonical order, whatever order they were given in.
 set steps [lmap s $ALL_STEPS { if {[lsearch -exact $steps $s] >= 0} { set s } else continue }]
 
-if {[info commands create_project] eq ""} {
-    fail "run this inside Vivado: [usage]"
+# The block design and the bitstream need Vivado; csim and hls only call Vitis HLS through exec.
+if {([lsearch -exact $steps bd] >= 0 || [lsearch -exact $steps bit] >= 0) && [info commands create_project] eq ""} {
+    fail "steps bd and bit run inside Vivado (vivado -mode batch -source build.tcl -tclargs ...): [usage]"
 }
 
 set hls_dir [file join $script_dir hls]
 set bdir [file join $build_root $board]
 file mkdir $bdir
 set top vitcod_top
+set top_cell ${top}_0
 set proj_name "vitaccel_$config"
 set proj_dir [file join $bdir vivado]
 set hls_proj [file join $bdir hls_$top]
@@ -117,7 +125,8 @@ proc need_file {path what} {
     return $path
 }
 
-# Run a Vitis HLS tcl script with whichever HLS front end this installation has.
+# Run a Vitis HLS tcl script with whichever HLS front end this installation has: vitis-run (2023.2 and
+# later) or vitis_hls (up to 2024.x).
 proc run_hls {script log} {
     if {[set exe [auto_execok vitis-run]] ne ""} {
         set cmd [list {*}$exe --mode hls --tcl $script]
@@ -138,29 +147,81 @@ proc write_file {path text} {
     close $f
 }
 
-# Every pipelined loop of the design targets II = 1 and the top must meet the config's clock.
-proc check_csynth {xml period} {
-    need_file $xml "csynth report"
-    set f [open $xml r]
+proc read_file {path} {
+    set f [open $path r]
     set text [read $f]
     close $f
-    if {![regexp {<EstimatedClockPeriod>([0-9.]+)</EstimatedClockPeriod>} $text -> est]} {
-        fail "$xml has no EstimatedClockPeriod"
+    return $text
+}
+
+# The pipelined loops of one csynth report, as {module loop II} triples. A loop is an element of
+# SummaryOfLoopLatency named after the loop; its PipelineII child holds the achieved II (a number, or
+# "no"/"-" when it is not pipelined). Other children (Slack, TripCount, Latency ranges, nested loops) come
+# in any order depending on the Vitis release, so the report is read as a tree, not by position. Reports
+# that carry every module (ModuleInformation/Module/Name) name each loop's own module.
+proc csynth_loops {xml module} {
+    set stack {}
+    set found {}
+    set re {<(/?)([A-Za-z_][-A-Za-z0-9_.:]*)[^>]*>([^<]*)}
+    foreach {whole close name text} [regexp -all -inline $re [read_file $xml]] {
+        if {[regexp {^<[^>]*/>} $whole]} continue
+        if {$close eq "/"} {
+            set stack [lrange $stack 0 end-1]
+            continue
+        }
+        set parent [lindex $stack end]
+        if {$name eq "Name" && $parent eq "Module"} { set module [string trim $text] }
+        if {$name eq "PipelineII" && [lsearch -exact $stack SummaryOfLoopLatency] >= 0} {
+            lappend found [list $module $parent [string trim $text]]
+        }
+        lappend stack $name
     }
-    if {$est > $period} {
-        fail "HLS estimates a $est ns clock period, the config needs $period ns: the design misses timing"
+    return $found
+}
+
+# Every csynth report of the solution: csynth.xml for the top, <module>_csynth.xml for each sub-module
+# (Vitis HLS 2021+ moves each pipelined loop into a module of its own, <function>_Pipeline_<loop>, whose
+# II only its own report holds). Returns a dict: est (worst estimated clock period, ns), est_module,
+# target (the report's target period), bad (loops whose achieved II is above 1).
+proc csynth_summary {report_dir top} {
+    set main [need_file [file join $report_dir csynth.xml] "csynth report"]
+    set reports [list $main $top]
+    foreach f [lsort [glob -nocomplain -directory $report_dir *_csynth.xml]] {
+        lappend reports $f [string range [file tail $f] 0 end-[string length _csynth.xml]]
     }
+    set est -1
+    set est_module ""
+    set target ""
     set bad {}
-    foreach {whole num} [regexp -all -indices -inline {<PipelineII>([0-9]+)</PipelineII>} $text] {
-        set ii [string range $text {*}$num]
-        if {$ii <= 1} continue
-        # The loop is the last element opened before its TripCount, ahead of this PipelineII.
-        set head [string range $text 0 [lindex $whole 0]]
-        set names [regexp -all -inline {<([A-Za-z0-9_]+)>\s*<TripCount>} $head]
-        lappend bad "[lindex $names end] (II=$ii)"
+    foreach {xml module} $reports {
+        set text [read_file $xml]
+        if {[regexp {<EstimatedClockPeriod>\s*([0-9.]+)\s*</EstimatedClockPeriod>} $text -> e] && $e > $est} {
+            set est $e
+            set est_module $module
+        }
+        if {$xml eq $main} {
+            if {$est < 0} { fail "$xml has no EstimatedClockPeriod" }
+            regexp {<TargetClockPeriod>\s*([0-9.]+)\s*</TargetClockPeriod>} $text -> target
+        }
+        foreach loop [csynth_loops $xml $module] {
+            lassign $loop m name ii
+            if {[string is integer -strict $ii] && $ii > 1} { lappend bad "$name in $m (II=$ii)" }
+        }
     }
-    if {[llength $bad] > 0} {
-        fail "pipelined loops miss II = 1: [join $bad {, }]"
+    return [dict create est $est est_module $est_module target $target bad [lsort -unique $bad]]
+}
+
+# Every pipelined loop of the design targets II = 1 (tests/test_build_tcl.py checks the pragmas) and the
+# whole design must meet the config's clock period.
+proc check_csynth {report_dir top period} {
+    set s [csynth_summary $report_dir $top]
+    set est [dict get $s est]
+    if {$est > $period} {
+        fail "HLS estimates a $est ns clock period ([dict get $s est_module]), the config needs $period ns:\
+the design misses timing"
+    }
+    if {[llength [dict get $s bad]] > 0} {
+        fail "pipelined loops miss II = 1: [join [dict get $s bad] {, }]"
     }
     return $est
 }
@@ -169,7 +230,8 @@ proc check_csynth {xml period} {
 
 proc step_csim {} {
     global bdir hls_dir config cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
-    set golden [file join $bdir golden]
+    # Golden cases are sized for the config, so each config has its own folder.
+    set golden [file join $bdir golden_$config]
     if {![file isdirectory $golden]} {
         set gen [auto_execok vitaccel]
         if {$gen eq ""} {
@@ -177,12 +239,17 @@ proc step_csim {} {
 `vitaccel golden --config $config --out $golden` (pip install -e . in the repository) and build again"
         }
         puts "  writing golden files: vitaccel golden --config $config --out $golden"
-        if {[catch {exec {*}$gen golden --config $config --out $golden} err]} { fail "vitaccel golden failed: $err" }
+        if {[catch {exec {*}$gen golden --config $config --out $golden} err]} {
+            file delete -force $golden
+            fail "`vitaccel golden --config $config --out $golden` failed: $err"
+        }
     }
     foreach k {gemm autoencoder attention} {
         set kd [file join $hls_dir kernels $k]
         set cases [lsort [glob -nocomplain -type d -directory [file join $golden $k] *]]
-        if {[llength $cases] == 0} { fail "no golden cases in [file join $golden $k]" }
+        if {[llength $cases] == 0} {
+            fail "no golden cases in [file join $golden $k]: delete $golden and build again"
+        }
         set script [file join $bdir csim_$k.tcl]
         write_file $script [join [list \
             "open_project -reset [file join $bdir csim_$k]" \
@@ -215,12 +282,13 @@ proc step_hls {} {
         "export_design -format ip_catalog -vendor xilinx.com -library hls -version 1.0" \
         "exit"] "\n"]
     run_hls $script [file join $bdir hls_$top.log]
-    set est [check_csynth [file join $hls_proj sol syn report csynth.xml] $VITACCEL_CLOCK_PERIOD_NS]
+    set est [check_csynth [file join $hls_proj sol syn report] $top $VITACCEL_CLOCK_PERIOD_NS]
     puts "  hls: $top meets $VITACCEL_CLOCK_PERIOD_NS ns (estimated $est ns), every pipelined loop at II = 1"
 }
 
 # -- bd: the block design around the IP ------------------------------------------------------------------
 
+# The newest IP definition matching a wildcard VLNV, so no Vivado release is pinned.
 proc ipdef {pattern} {
     set defs [lsort -dictionary [get_ipdefs -all $pattern]]
     if {[llength $defs] == 0} { fail "no IP matches $pattern in this Vivado's catalog" }
@@ -228,7 +296,7 @@ proc ipdef {pattern} {
 }
 
 proc step_bd {} {
-    global B proj_name proj_dir ip_dir top VITACCEL_PART VITACCEL_CLOCK_MHZ
+    global B proj_name proj_dir ip_dir top top_cell VITACCEL_PART VITACCEL_CLOCK_MHZ
     if {![file isdirectory $ip_dir]} { fail "no exported IP in $ip_dir: run the hls step first" }
     create_project -force $proj_name $proj_dir -part $VITACCEL_PART
     set ::project_open 1
@@ -244,23 +312,28 @@ proc step_bd {} {
 
     set ps_def [ipdef [dict get $B ps_vlnv]]
     set ps [create_bd_cell -type ip -vlnv $ps_def ps]
-    apply_bd_automation -rule [dict get $B ps_rule] -config {apply_board_preset 1} $ps
+    # The board preset; on Zynq-7000 also the DDR and MIO (FIXED_IO) ports of the PS.
+    apply_bd_automation -rule [dict get $B ps_rule] -config [dict get $B ps_automation] $ps
     set_property -dict [concat [dict get $B ps_config] [list [dict get $B clock_property] $VITACCEL_CLOCK_MHZ]] $ps
 
     set acc_def [ipdef "xilinx.com:hls:$top:*"]
-    create_bd_cell -type ip -vlnv $acc_def $top
+    create_bd_cell -type ip -vlnv $acc_def $top_cell
     set clk "/ps/[dict get $B clock_pin]"
-    # AXI-Lite control through an interconnect from the PS master port.
+    # AXI-Lite control through an interconnect from the PS master port (the rule adds the interconnect and
+    # a processor reset block, and clocks everything from the PS fabric clock).
     apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
-        -config [list Master "/ps/[dict get $B master_port]" Clk_master $clk Clk_slave $clk Clk_xbar $clk] \
-        [get_bd_intf_pins $top/s_axi_control]
+        -config [list Master "/ps/[dict get $B master_port]" Slave "/$top_cell/s_axi_control" \
+                     Clk_master $clk Clk_slave $clk Clk_xbar $clk intc_ip Auto] \
+        [get_bd_intf_pins $top_cell/s_axi_control]
     # One HP port per m_axi bundle, so activations, indexes and weights stream in parallel.
     foreach bundle {gmem_act gmem_idx gmem_wgt} hp [dict get $B hp_ports] {
         apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
-            -config [list Master "/$top/m_axi_$bundle" Slave "/ps/$hp" Clk_master $clk Clk_slave $clk Clk_xbar $clk] \
+            -config [list Master "/$top_cell/m_axi_$bundle" Slave "/ps/$hp" \
+                         Clk_master $clk Clk_slave $clk Clk_xbar $clk intc_ip Auto] \
             [get_bd_intf_pins ps/$hp]
     }
-    connect_bd_net [get_bd_pins $top/interrupt] [get_bd_pins ps/[dict get $B irq_pin]]
+    # ap_done interrupt (the host polls; the line is there for interrupt-driven drivers).
+    connect_bd_net [get_bd_pins $top_cell/interrupt] [get_bd_pins ps/[dict get $B irq_pin]]
     assign_bd_address
     validate_bd_design
     save_bd_design
@@ -272,11 +345,42 @@ proc step_bd {} {
 
 # -- bit: implementation, timing, overlay files ------------------------------------------------------------
 
-proc json_str {s} { return "\"[string map {\\ \\\\ \" \\\"} $s]\"" }
+proc json_str {s} { return "\"[string map {\\ \\\\ \" \\\" \n \\n} $s]\"" }
+
+# Used cells per kind from report_utilization's tables (names differ between 7-series and UltraScale+;
+# some releases mark a row with '*').
+proc utilization {} {
+    set report [report_utilization -return_string]
+    set util {}
+    foreach {key pattern} {LUT {CLB LUTs|Slice LUTs} FF {CLB Registers|Slice Registers} BRAM {Block RAM Tile}
+                           URAM {URAM} DSP {DSPs}} {
+        foreach line [split $report "\n"] {
+            if {[regexp "^\\|\\s*($pattern)\\*?\\s*\\|\\s*(\[0-9.\]+)\\s*\\|" $line -> _ used]} {
+                dict set util $key $used
+                break
+            }
+        }
+    }
+    return $util
+}
+
+# Worst slack of the routed design; fails with what is wrong.
+proc slack {kind} {
+    global VITACCEL_CLOCK_MHZ
+    set s [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -$kind]]
+    if {$s eq "" || ![string is double -strict $s]} {
+        fail "no timed $kind path in the routed design (slack '$s'): are the clocks constrained?"
+    }
+    if {$s < 0} {
+        set what [expr {$kind eq "setup" ? "worst negative slack" : "worst hold slack"}]
+        fail "timing not met: $what $s ns at $VITACCEL_CLOCK_MHZ MHz"
+    }
+    return $s
+}
 
 proc step_bit {} {
-    global B board config proj_name proj_dir out_dir jobs VITACCEL_CONFIG_HASH VITACCEL_CONFIG_HASH32 \
-        VITACCEL_CLOCK_MHZ VITACCEL_PART
+    global B board config proj_name proj_dir out_dir jobs hls_proj top VITACCEL_CONFIG_HASH \
+        VITACCEL_CONFIG_HASH32 VITACCEL_CLOCK_MHZ VITACCEL_CLOCK_PERIOD_NS VITACCEL_PART
     if {![info exists ::project_open]} {
         set xpr [file join $proj_dir $proj_name.xpr]
         if {![file exists $xpr]} { fail "no Vivado project $xpr: run the bd step first" }
@@ -288,31 +392,34 @@ proc step_bit {} {
     set status [get_property STATUS [get_runs impl_1]]
     if {![string match "*write_bitstream Complete*" $status]} { fail "implementation did not finish: $status" }
     open_run impl_1
-    set wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]
-    if {$wns eq "" || $wns < 0} { fail "timing not met: worst negative slack $wns ns at $VITACCEL_CLOCK_MHZ MHz" }
-    set util {}
-    foreach {key pattern} {LUT {CLB LUTs|Slice LUTs} FF {CLB Registers|Slice Registers} BRAM {Block RAM Tile} DSP {DSPs}
-                           URAM {URAM}} {
-        foreach line [split [report_utilization -return_string] "\n"] {
-            if {[regexp "^\\|\\s*($pattern)\\s*\\|\\s*(\[0-9.\]+)\\s*\\|" $line -> _ used]} {
-                dict set util $key $used
-                break
-            }
-        }
-    }
+    set wns [slack setup]
+    set whs [slack hold]
+    set util [utilization]
     set run_dir [get_property DIRECTORY [get_runs impl_1]]
     set bits [glob -nocomplain -directory $run_dir *.bit]
     if {[llength $bits] != 1} { fail "expected one bitstream in $run_dir, found [llength $bits]" }
-    # Vivado 2020+ writes the hardware handoff under .gen, earlier releases under .srcs.
+    # Vivado 2020.2+ writes the hardware handoff under <proj>.gen, earlier releases under <proj>.srcs; a
+    # project that went through both has one in each, and the newer file is the one for this bitstream.
     set hwh {}
     foreach base [list [file join $proj_dir $proj_name.gen] [file join $proj_dir $proj_name.srcs]] {
-        set hwh [concat $hwh [glob -nocomplain [file join $base sources_1 bd design_1 hw_handoff design_1.hwh]]]
+        foreach f [glob -nocomplain [file join $base sources_1 bd design_1 hw_handoff design_1.hwh]] {
+            lappend hwh [list [file mtime $f] $f]
+        }
     }
-    if {[llength $hwh] == 0} { fail "no design_1.hwh under $proj_name.gen or $proj_name.srcs (sources_1/bd/design_1/hw_handoff)" }
+    if {[llength $hwh] == 0} {
+        fail "no design_1.hwh under $proj_name.gen or $proj_name.srcs (sources_1/bd/design_1/hw_handoff)"
+    }
+    set hwh [lindex [lsort -integer -index 0 -decreasing $hwh] 0 1]
     file mkdir $out_dir
     set name "vitaccel_$config"
     file copy -force [lindex $bits 0] [file join $out_dir $name.bit]
-    file copy -force [lindex $hwh 0] [file join $out_dir $name.hwh]
+    file copy -force $hwh [file join $out_dir $name.hwh]
+    # The HLS estimate, when this build folder still has the report.
+    set hls_est null
+    set report_dir [file join $hls_proj sol syn report]
+    if {[file exists [file join $report_dir csynth.xml]]} {
+        set hls_est [dict get [csynth_summary $report_dir $top] est]
+    }
     set u [join [lmap {k v} $util {format "[json_str $k]: %s" $v}] ", "]
     write_file [file join $out_dir manifest.json] "\{
   \"name\": [json_str $name],
@@ -322,13 +429,16 @@ proc step_bit {} {
   \"config_hash\": [json_str $VITACCEL_CONFIG_HASH],
   \"config_hash32\": [json_str $VITACCEL_CONFIG_HASH32],
   \"clock_mhz\": $VITACCEL_CLOCK_MHZ,
+  \"clock_period_ns\": $VITACCEL_CLOCK_PERIOD_NS,
   \"tool\": [json_str [version -short]],
+  \"hls_estimated_period_ns\": $hls_est,
   \"wns_ns\": $wns,
+  \"whs_ns\": $whs,
   \"utilization\": \{$u\},
   \"files\": \[[json_str $name.bit], [json_str $name.hwh]\]
 \}
 "
-    puts "  bit: overlay/$board/$name.bit, $name.hwh, manifest.json (WNS $wns ns)"
+    puts "  bit: overlay/$board/$name.bit, $name.hwh, manifest.json (WNS $wns ns, WHS $whs ns)"
 }
 
 foreach s $steps {

@@ -110,12 +110,19 @@ def test_generated_files_are_fresh():
     assert not stale, f"run `vitaccel config gen`; stale: {stale}"
 
 
-def test_staleness_is_detected(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rel,old,new", [
+    ("hls/include/configs/zcu104.h", "MAC_LINES = 64", "MAC_LINES = 32"),
+    ("overlay/configs/zcu104.tcl", "VITACCEL_MAC_LINES 64", "VITACCEL_MAC_LINES 32"),
+    ("overlay/boards.tcl", "S_AXI_HP2_FPD", "S_AXI_HP3_FPD"),    # the board table build.tcl reads
+    ("overlay/BOARDS.md", "xczu7ev-ffvc1156-2-e", "xczu7ev-ffvc1156-1-e"),
+])
+def test_staleness_is_detected(tmp_path, rel, old, new):
     # Render into a scratch root, then edit one file: the check must name it.
     hwconfig.write_generated(tmp_path)
     assert hwconfig.stale_generated(tmp_path) == []
-    victim = tmp_path / "hls" / "include" / "configs" / "zcu104.h"
-    victim.write_text(victim.read_text().replace("MAC_LINES = 64", "MAC_LINES = 32"))
+    victim = tmp_path / rel
+    assert old in victim.read_text()
+    victim.write_text(victim.read_text().replace(old, new))
     assert hwconfig.stale_generated(tmp_path) == [victim]
     victim.unlink()
     assert hwconfig.stale_generated(tmp_path) == [victim]
