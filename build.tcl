@@ -5,7 +5,7 @@
 #   tclsh build.tcl --board zcu104 --steps csim,hls        (the HLS steps alone need only Vitis HLS)
 #
 # Steps, always in this order (a subset runs its part, reusing what earlier runs left in the build folder):
-#   csim  each engine's FINN-style top + testbench pair (hls/kernels/<k>/<k>_top.cpp, <k>_tb.cpp) in Vitis
+#   csim  each engine's FINN-style top + testbench pair (hls/<common|vitcod>/<k>/<k>_top.cpp, <k>_tb.cpp) in Vitis
 #         HLS C-simulation, on golden files the simulator writes (`vitaccel golden`);
 #   hls   synthesise vitcod_top, fail when the csynth reports (the top's and every sub-module's) miss the
 #         clock or a pipelined loop misses II = 1, export it as an IP (xilinx.com:hls:vitcod_top:1.0);
@@ -113,7 +113,7 @@ set proj_dir [file join $bdir vivado]
 set hls_proj [file join $bdir hls_$top]
 set ip_dir [file join $hls_proj sol impl ip]
 set out_dir [file join $script_dir overlay $board]
-set cflags "-std=c++14 -I[file join $hls_dir include] -I[file join $hls_dir kernels] -DVITACCEL_TARGET_$VITACCEL_IDENT"
+set cflags "-std=c++14 -I[file join $hls_dir include] -I[file join $hls_dir common] -I[file join $hls_dir vitcod] -DVITACCEL_TARGET_$VITACCEL_IDENT"
 
 puts "vitaccel build: board $board ([dict get $B title]), config $config (hash32 $VITACCEL_CONFIG_HASH32),\
 part $VITACCEL_PART, $VITACCEL_CLOCK_MHZ MHz, steps [join $steps ,]"
@@ -244,8 +244,8 @@ proc step_csim {} {
             fail "`vitaccel golden --config $config --out $golden` failed: $err"
         }
     }
-    foreach k {gemm autoencoder attention} {
-        set kd [file join $hls_dir kernels $k]
+    foreach {k kdir} {gemm common/gemm autoencoder vitcod/autoencoder attention vitcod/attention} {
+        set kd [file join $hls_dir $kdir]
         set cases [lsort [glob -nocomplain -type d -directory [file join $golden $k] *]]
         if {[llength $cases] == 0} {
             fail "no golden cases in [file join $golden $k]: delete $golden and build again"
@@ -274,7 +274,7 @@ proc step_hls {} {
     write_file $script [join [list \
         "open_project -reset $hls_proj" \
         "set_top $top" \
-        "add_files [need_file [file join $hls_dir kernels $top.cpp] {HLS top}] -cflags {$cflags}" \
+        "add_files [need_file [file join $hls_dir vitcod $top.cpp] {HLS top}] -cflags {$cflags}" \
         "open_solution -reset sol -flow_target vivado" \
         "set_part $VITACCEL_PART" \
         "create_clock -period $VITACCEL_CLOCK_PERIOD_NS" \

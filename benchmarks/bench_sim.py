@@ -203,7 +203,7 @@ def bench_attention(qkv: np.ndarray, masks: List[np.ndarray], repeats: int) -> D
 def bench_gemm_ours(repeats: int, inner: int) -> Dict:
     from vitaccel.hwconfig import load_config
     from vitaccel.sim import numerics as nx
-    from vitaccel.sim.kernels.gemm import gemm, gemm_cycles
+    from vitaccel.sim.common.gemm import gemm, gemm_cycles
     cfg = load_config("paper")
     m, k, n = GEMM_MKN
     rng = np.random.default_rng(SEED + 2)
@@ -357,7 +357,7 @@ KEYS = ("vitcod", "vitcod_no_ae", "dense", "sanger", "pruning_only", "reordering
 def cycle_ratios(masks_by_sparsity: Dict[float, List[np.ndarray]], configs: List[str]) -> Dict:
     from vitaccel.hwconfig import load_config
     from vitaccel.sim import attention_baselines
-    from vitaccel.sim.kernels.attention import SparsePlan
+    from vitaccel.sim.vitcod.attention import SparsePlan
     out: Dict = {}
     for name in configs:
         cfg = load_config(name)

@@ -3,7 +3,7 @@
 Imports numpy, tqdm and the standard library only; ``pynq`` is imported lazily, on a board.
 
 * :class:`Accelerator` (``host/accelerator.py``): open a bundle on a backend, ``run`` images, get a report;
-* ``host/program.py``: the compiler from a bundle to a DRAM window and descriptor lists;
+* ``host/vitcod/program.py``: the compiler from a bundle to a DRAM window and descriptor lists;
 * ``host/driver.py``: the register protocol of ``vitcod_top`` over any device;
 * ``host/emulated.py`` and ``host/pynq_backend.py``: the devices (emulated, board);
 * ``host/bundle.py``: the bundle format and its validating loader.

@@ -7,12 +7,12 @@
 
 What happens:
 
-1. the bundle is compiled into one DRAM window and descriptor lists (:mod:`vitaccel.host.program`);
+1. the bundle is compiled into one DRAM window and descriptor lists (:mod:`vitaccel.host.vitcod.program`);
 2. a :class:`~vitaccel.host.driver.Device` is opened: the overlay on a board (``"pynq"``), or an emulated
    ``vitcod_top`` whose start bit runs the simulator's model of it (``"sim"``) or the HLS C++ compiled with
    g++ (``"csim"``); the window's static part (weights, masks, CSC indexes, AE weights) is written once;
 3. the ID register is checked against the hardware-config hash the program was compiled for;
-4. :meth:`Accelerator.run` does the CPU glue (:func:`vitaccel.sim.model.forward`, shared with the
+4. :meth:`Accelerator.run` does the CPU glue (:func:`vitaccel.sim.vitcod.model.forward`, shared with the
    simulator) and starts the accelerator three times per layer through :class:`~vitaccel.host.driver.VitcodDriver`.
 
 Latency: on a board it is measured (start to ``ap_done`` of every run); on the emulated backends it is
@@ -30,9 +30,9 @@ import numpy as np
 from vitaccel.host.backend import detect_backend
 from vitaccel.host.bundle import Bundle, load_bundle
 from vitaccel.host.driver import Device, VitcodDriver
-from vitaccel.host.program import DeviceProgram, Start, compile_device_program
+from vitaccel.host.vitcod.program import DeviceProgram, Start, compile_device_program
 from vitaccel.hwconfig import ConfigLike, load_config
-from vitaccel.sim.model import LayerProgram, Segments, forward, model_baselines
+from vitaccel.sim.vitcod.model import LayerProgram, Segments, forward, model_baselines
 from vitaccel.sim.report import Report
 
 __all__ = ["Accelerator", "RunResult", "RunReport", "BACKEND_CHOICES"]
@@ -226,7 +226,7 @@ class Accelerator:
     def predict(self) -> Report:
         """Cycles of one image through the compiled program: the cycle models of each descriptor it runs."""
         if self._predicted is None:
-            from vitaccel.sim.top import run_top
+            from vitaccel.sim.vitcod.top import run_top
 
             window = self.program.image.copy()
             rep = Report(self.config)

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Mapping, Optio
 
 import numpy as np
 
-from vitaccel.sim.sparse_format import mask_to_csc, order_from_globals
+from vitaccel.sim.vitcod.sparse_format import mask_to_csc, order_from_globals
 
 __all__ = [
     "MAGIC",
@@ -411,7 +411,7 @@ LAYER_TENSORS: Tuple[TensorSpec, ...] = (
     TensorSpec("attn.softmax_shift", "int32", (), "layer", "shift", "softmax s_exp"),
     TensorSpec("attn.out_mult", "int32", (), "layer", "mult", "S.V requant multiplier"),
     TensorSpec("attn.out_shift", "int32", (), "layer", "shift", "S.V requant shift"),
-    # ViTCoD fixed sparse attention (see vitaccel.sim.sparse_format).
+    # ViTCoD fixed sparse attention (see vitaccel.sim.vitcod.sparse_format).
     TensorSpec("attn.mask", "bool", ("H", "N", "N"), "attn_sparse", None,
                "kept attention entries [h, query, key], original token order"),
     TensorSpec("attn.order", "int32", ("H", "N"), "attn_sparse", "index_N",

@@ -1,4 +1,4 @@
-"""The register protocol of ``vitcod_top`` (hls/kernels/DESCRIPTOR.md), over any :class:`Device`.
+"""The register protocol of ``vitcod_top`` (hls/vitcod/DESCRIPTOR.md), over any :class:`Device`.
 
 A :class:`Device` is a register file plus one DRAM window the accelerator can reach. Three implement it:
 the board (:mod:`vitaccel.host.pynq_backend`), and two emulations (:mod:`vitaccel.host.emulated`) whose
@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from vitaccel.sim.descriptors import status_message
+from vitaccel.sim.vitcod.descriptors import status_message
 
 __all__ = ["Device", "VitcodDriver", "AcceleratorError", "AcceleratorTimeout", "HardwareMismatch",
            "CTRL_START", "CTRL_DONE", "CTRL_IDLE", "POINTER_REGISTERS", "STATUS_REGISTERS"]

@@ -2,9 +2,9 @@
 
 Writing the start bit runs the descriptor program on the window, with
 
-* ``engine="sim"``: the simulator's model of the top-level function (:func:`vitaccel.sim.top.run_top`,
+* ``engine="sim"``: the simulator's model of the top-level function (:func:`vitaccel.sim.vitcod.top.run_top`,
   numpy only: what the simulator backend uses on a PC or on a board without the overlay), or
-* ``engine="csim"``: the HLS C++ itself, compiled by g++ (:mod:`vitaccel.sim.csim_kernels`; needs g++ and
+* ``engine="csim"``: the HLS C++ itself, compiled by g++ (:mod:`vitaccel.sim.vitcod.csim_kernels`; needs g++ and
   hls4ml's headers).
 
 The register behaviour follows the Vitis HLS ``ap_ctrl_hs`` block: ``ap_start`` is self-clearing,
@@ -96,7 +96,7 @@ class EmulatedDevice(Device):
                                    f"0x{self.phys_addr:x}")
         mem_bytes = min(r["mem_bytes"], self.mem.size)
         if self.engine == "sim":
-            from vitaccel.sim.top import run_top
+            from vitaccel.sim.vitcod.top import run_top
 
             res = run_top(self.mem, r["desc_off"], r["num_instr"], self.config, mem_bytes=mem_bytes,
                           cycles=self.collect_reports)
@@ -104,7 +104,7 @@ class EmulatedDevice(Device):
             if self.collect_reports:
                 self.reports.append(res.reports)
         else:
-            from vitaccel.sim.csim_kernels import kernels_library
+            from vitaccel.sim.vitcod.csim_kernels import kernels_library
 
             out = np.zeros(1, np.uint32)
             status = int(kernels_library(self.config.name).run(self.mem, mem_bytes, r["desc_off"], r["num_instr"], out))

@@ -27,7 +27,7 @@ from vitaccel.models.deit import VisionTransformer
 from vitaccel.models.vitcod import SplitResult, _batch_images
 from vitaccel.sim import numerics as nx
 from vitaccel.sim.quant import absmax_scale, quantize, requant_params
-from vitaccel.sim.sparse_format import mask_to_csc
+from vitaccel.sim.vitcod.sparse_format import mask_to_csc
 
 __all__ = ["activation_scales", "build_bundle", "export_bundle", "agreement"]
 
@@ -220,7 +220,7 @@ def agreement(model: VisionTransformer, bundle: Bundle, images: Union[np.ndarray
 
     Returns top-1 agreement, the largest |logit difference|, and top-1 accuracies when labels are given.
     """
-    from vitaccel.sim.model import run_model
+    from vitaccel.sim.vitcod.model import run_model
 
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     was_training = model.training

@@ -386,7 +386,7 @@ Section VI-C of the paper breaks pruning and reordering down the same way. The t
 model ("end to end") and the attention part alone: the attention kernels plus the auto-encoder passes,
 which is what the paper calls core attention. The linear layers (qkv, proj, MLP) are the same in every
 column."""),
-    ("py", """from vitaccel.sim.model import compile_program, model_baselines
+    ("py", """from vitaccel.sim.vitcod.model import compile_program, model_baselines
 from vitaccel.sim.plots import plot_breakdown
 from vitaccel.sim.report import Report
 

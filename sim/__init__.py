@@ -5,4 +5,4 @@ Entry points: :func:`attention` (one attention layer: output bits and cycles on 
 :func:`attention_baselines` (the same layer on ViTCoD and the baselines, side by side).
 """
 from vitaccel.sim import numerics  # noqa: F401
-from vitaccel.sim.api import AttentionResult, attention, attention_baselines  # noqa: F401
+from vitaccel.sim.vitcod.api import AttentionResult, attention, attention_baselines  # noqa: F401

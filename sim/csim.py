@@ -13,7 +13,7 @@ and renamed into place, so concurrent processes can compile the same library saf
 
 Typical use::
 
-    lib = compile_library("numerics", ["capi/numerics_capi.cpp"], config="paper")
+    lib = compile_library("numerics", ["common/numerics_capi.cpp"], config="paper")
     f = lib.bind("vitaccel_requantize",
                  [("acc", Array(np.int32)), ("mult", Array(np.int32)), ("shift", Array(np.int32)),
                   ("out", Array(np.int8, out=True)), ("n", ctypes.c_int)])
@@ -76,7 +76,7 @@ CACHE_ENV = "VITACCEL_CACHE"
 CXXFLAGS: Tuple[str, ...] = ("-O2", "-std=c++14", "-shared", "-fPIC")
 #: The g++-only headers (our hls_stream.h). On the path for C-simulation only, never for synthesis.
 CSIM_INCLUDE_DIR = INCLUDE_DIR / "csim"
-#: Longest softmax row ``hls/capi/numerics_capi.cpp`` is instantiated for.
+#: Longest softmax row ``hls/common/numerics_capi.cpp`` is instantiated for.
 SOFTMAX_NMAX = 4096
 
 _INSTALL_HINT_CXX = "install a C++ compiler: `apt-get install g++` (Debian/Ubuntu)"
@@ -403,10 +403,10 @@ class _Numerics:
 
 @functools.lru_cache(maxsize=None)
 def numerics_library(config="paper") -> _Numerics:
-    """``hls/capi/numerics_capi.cpp`` compiled for ``config``, with its functions bound (attributes
+    """``hls/common/numerics_capi.cpp`` compiled for ``config``, with its functions bound (attributes
     ``requantize``, ``softmax``, ``config_hash32``, ``numerics_version``, ``softmax_nmax`` and ``lib``).
     Memoised per process: call ``numerics_library.cache_clear()`` after editing the C++ in a session."""
-    return _Numerics(compile_library("numerics", ["capi/numerics_capi.cpp"], config=config))
+    return _Numerics(compile_library("numerics", ["common/numerics_capi.cpp"], config=config))
 
 
 _ERRORS = {-1: "length", -2: "multiplier", -3: "shift"}

@@ -1,5 +1,5 @@
 """Test vectors: the seeded random inputs the C-simulation tests use, and golden case folders for the HLS
-testbenches (``hls/kernels/<kernel>/<kernel>_tb.cpp``), written from the simulator's functional models.
+testbenches (``hls/<common|vitcod>/<kernel>/<kernel>_tb.cpp``), written from the simulator's functional models.
 
 ``vitaccel golden --out DIR`` writes every kernel's cases; ``build.tcl``'s csim step runs each testbench on
 them in Vitis HLS, and ``tests/test_csim_kernels.py`` with g++. A case folder holds ``params.txt`` (``name
@@ -15,11 +15,11 @@ import numpy as np
 
 from vitaccel.hwconfig import load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.descriptors import pack_mask_bits
-from vitaccel.sim.kernels.attention import AEParams, SparsePlan, attention_int
-from vitaccel.sim.kernels.autoencoder import ae_encode, mix_heads
-from vitaccel.sim.kernels.gemm import gemm
-from vitaccel.sim.sparse_format import order_from_globals
+from vitaccel.sim.vitcod.descriptors import pack_mask_bits
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_int
+from vitaccel.sim.vitcod.autoencoder import ae_encode, mix_heads
+from vitaccel.sim.common.gemm import gemm
+from vitaccel.sim.vitcod.sparse_format import order_from_globals
 
 __all__ = ["KERNELS", "write_cases", "write_golden", "rand_i8", "quant_for", "vitcod_mask", "plan_with", "random_ae",
            "attention_params", "special_rows"]

@@ -1,4 +1,4 @@
-"""The deployment bundle (host/bundle.py, host/BUNDLE.md) and the sparse attention format (sim/sparse_format.py).
+"""The deployment bundle (host/bundle.py, host/BUNDLE.md) and the sparse attention format (sim/vitcod/sparse_format.py).
 
 Invalid files are built with the unchecked encoder (``encode_unchecked`` / ``assemble_unchecked``), so what
 is tested is the loader, not the writer; the writer's own refusal is tested separately.
@@ -23,7 +23,7 @@ import pytest
 from vitaccel.host import bundle as B
 from vitaccel.host.bundle import Bundle, BundleError, load_bundle, random_bundle, write_bundle
 from vitaccel.hwconfig import load_config
-from vitaccel.sim.sparse_format import mask_to_csc, order_from_globals
+from vitaccel.sim.vitcod.sparse_format import mask_to_csc, order_from_globals
 
 
 # --------------------------------------------------------------------------------------------------
@@ -838,7 +838,7 @@ def test_imports_without_torch() -> None:
     code = (
         "import sys\n"
         "sys.modules['torch'] = None\n"
-        "import vitaccel.host.bundle as B, vitaccel.sim.sparse_format\n"
+        "import vitaccel.host.bundle as B, vitaccel.sim.vitcod.sparse_format\n"
         "b = B.random_bundle()\n"
         "assert B.bundle_from_bytes(B.bundle_to_bytes(b)).identical(b)\n"
         "assert sys.modules['torch'] is None\n"

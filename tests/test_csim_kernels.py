@@ -1,6 +1,6 @@
-"""The HLS engines (hls/kernels/) in C-simulation against the simulator's functional models, bit for bit.
+"""The HLS engines (hls/common/, hls/vitcod/) in C-simulation against the simulator's functional models, bit for bit.
 
-Compiled with g++ against hls4ml's ap_types headers (vitaccel.sim.csim / vitaccel.sim.csim_kernels); never
+Compiled with g++ against hls4ml's ap_types headers (vitaccel.sim.csim / vitaccel.sim.vitcod.csim_kernels); never
 skipped: CI has g++ and hls4ml. The library is compiled once per session (and cached on disk), the three
 FINN-style testbenches (X_tb.cpp + X_top.cpp) once each, in parallel.
 """
@@ -20,12 +20,12 @@ import pytest
 from vitaccel.hls import HLS_DIR, INCLUDE_DIR
 from vitaccel.hwconfig import load_config
 from vitaccel.sim import csim, golden
-from vitaccel.sim import csim_kernels as ck
+from vitaccel.sim.vitcod import csim_kernels as ck
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import SparsePlan, attention_int
-from vitaccel.sim.kernels.autoencoder import mix_heads
-from vitaccel.sim.kernels.gemm import gemm
-from vitaccel.sim.model import SimKernels
+from vitaccel.sim.vitcod.attention import SparsePlan, attention_int
+from vitaccel.sim.vitcod.autoencoder import mix_heads
+from vitaccel.sim.common.gemm import gemm
+from vitaccel.sim.vitcod.model import SimKernels
 from vitaccel.sim.quant import absmax_scale, dequantize, quantize, requant_params
 from vitaccel.sim.golden import attention_params, quant_for, rand_i8, random_ae, special_rows, vitcod_mask
 
@@ -450,23 +450,25 @@ def test_transformer_block_csim_vs_simulator(klib, hc):
 
 # -- the FINN-style testbenches --------------------------------------------------------------------
 
-TESTBENCHES = ("gemm", "autoencoder", "attention")
+TESTBENCHES = {"gemm": "common/gemm", "autoencoder": "vitcod/autoencoder", "attention": "vitcod/attention"}
 
 
 def _tb_command(kernel: str, out: Path) -> List[str]:
     """g++ command for kernels/<kernel>/<kernel>_tb.cpp + <kernel>_top.cpp, with sim/csim.py's flags and
     include paths (an executable instead of a shared library)."""
-    folder = HLS_DIR / "kernels" / kernel
+    folder = HLS_DIR / TESTBENCHES[kernel]
     flags = [f for f in csim.CXXFLAGS if f not in ("-shared", "-fPIC")]
     return [csim.find_compiler(), *flags, f"-DVITACCEL_TARGET_{load_config(CONFIG).ident}",
-            "-I", str(INCLUDE_DIR), "-I", str(csim.CSIM_INCLUDE_DIR), "-isystem", str(csim.find_ap_types()),
+            "-I", str(INCLUDE_DIR), *[a for d in ck.KERNELS_INCLUDE_DIR for a in ("-I", str(d))],
+            "-I", str(csim.CSIM_INCLUDE_DIR), "-isystem", str(csim.find_ap_types()),
             str(folder / f"{kernel}_tb.cpp"), str(folder / f"{kernel}_top.cpp"), "-o", str(out)]
 
 
 def _tb_key(kernel: str) -> str:
     h = hashlib.sha256("\0".join(_tb_command(kernel, Path("-"))).encode())
-    folder = HLS_DIR / "kernels" / kernel
-    files = sorted(folder.glob("*")) + sorted(p for p in INCLUDE_DIR.rglob("*") if p.is_file())
+    folder = HLS_DIR / TESTBENCHES[kernel]
+    files = sorted(folder.glob("*")) + sorted(p for d in (INCLUDE_DIR, *ck.KERNELS_INCLUDE_DIR) for p in d.rglob("*")
+                                              if p.is_file())
     for p in files:
         h.update(str(p).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:20]

@@ -317,7 +317,7 @@ def test_cache_reuses_and_recompiles_on_source_change(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(cache))
     src = tmp_path / "src" / "numerics_copy.cpp"
     src.parent.mkdir()
-    shutil.copy(HLS_DIR / "capi" / "numerics_capi.cpp", src)
+    shutil.copy(HLS_DIR / "common" / "numerics_capi.cpp", src)
 
     lib1 = compile_library("cachetest", [src], config="paper")
     assert lib1.compiled and lib1.path.parent == cache and lib1.path.name.startswith("libcachetest_")
@@ -406,10 +406,10 @@ def test_csim_hls_stream(tmp_path, monkeypatch):
 def test_unavailable_ap_types_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv(AP_TYPES_ENV, str(tmp_path / "does-not-exist"))
     with pytest.raises(CsimUnavailable, match=r"pip install hls4ml") as ei:
-        compile_library("numerics", ["capi/numerics_capi.cpp"])
+        compile_library("numerics", ["common/numerics_capi.cpp"])
     assert AP_TYPES_ENV in str(ei.value) and "pip install -e '.[dev]'" in str(ei.value)
 
 
 def test_unavailable_compiler_says_what_to_install():
     with pytest.raises(CsimUnavailable, match=r"apt-get install g\+\+"):
-        compile_library("numerics", ["capi/numerics_capi.cpp"], cxx="g++-not-installed-here")
+        compile_library("numerics", ["common/numerics_capi.cpp"], cxx="g++-not-installed-here")

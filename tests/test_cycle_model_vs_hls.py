@@ -1,22 +1,22 @@
 """The simulator's cycle models against the HLS C++'s own cycle counters (FINN-style), so that they cannot drift.
 
-The C++ engines (hls/kernels/) count, under ``#ifndef __SYNTHESIS__`` (hls/kernels/perf.h), every pipelined
+The C++ engines (hls/common/, hls/vitcod/) count, under ``#ifndef __SYNTHESIS__`` (hls/common/perf.h), every pipelined
 loop nest they run as the iterations they executed x II (1) plus the nest's pipeline depth, and combine
 concurrent nests the way the schedule runs them (the two attention engines share one loop; the softmax
 unit's two stages form a row pipeline; the decoder runs beside the softmax unit; GEMM compute and store
-are a DATAFLOW). The cycle models in vitaccel/sim/kernels/ compute the same from the masks and shapes in
+are a DATAFLOW). The cycle models in vitaccel/sim/common/ and vitaccel/sim/vitcod/ compute the same from the masks and shapes in
 closed form. This file runs the C-simulation on random and edge-case inputs and requires
 
 * **equality** of the compute cycles of every engine phase (per head for attention: SDDMM, softmax,
   next-head decode, S.V, requantisation; the AE prologue decode; GEMM and encoder totals; the MAC-loop
   iterations alone), of the reports' ``compute`` and ``preprocess``, and of the off-chip bytes
   (``dram_bytes``);
-* equality of the pipeline depths both sides use (hls/kernels/schedule.h).
+* equality of the pipeline depths both sides use (hls/common/schedule.h).
 
 Tolerance: none. Both sides count loop trip counts, which the C++ knows exactly at run time, and add the
 same depth constants; what only synthesis can tell (whether Vitis reaches II = 1 and these depths) is a
 shared assumption, not a difference between the two. Transfer *cycles* are the DRAM model's
-(sim/kernels/dram.py) and not compared; the bytes behind them are.
+(sim/common/dram.py) and not compared; the bytes behind them are.
 
 Never skipped: CI has g++ and hls4ml (like tests/test_csim_kernels.py).
 """
@@ -27,13 +27,13 @@ import numpy as np
 import pytest
 
 from vitaccel.hwconfig import load_config
-from vitaccel.sim import csim_kernels as ck
+from vitaccel.sim.vitcod import csim_kernels as ck
 from vitaccel.sim.golden import attention_params, rand_i8, random_ae, vitcod_mask
-from vitaccel.sim.kernels.attention import (PIPE_RQ, SparsePlan, _head_work, attention_cycles, gather_ports,
+from vitaccel.sim.vitcod.attention import (PIPE_RQ, SparsePlan, _head_work, attention_cycles, gather_ports,
                                             line_split, live_blocks, pipe_dot, pipe_mix, pipe_softmax)
-from vitaccel.sim.kernels.autoencoder import ae_tile_tokens, mix_tiles
-from vitaccel.sim.kernels.gemm import gemm_cycles
-from vitaccel.sim.sparse_format import order_from_globals
+from vitaccel.sim.vitcod.autoencoder import ae_tile_tokens, mix_tiles
+from vitaccel.sim.common.gemm import gemm_cycles
+from vitaccel.sim.vitcod.sparse_format import order_from_globals
 
 pytestmark = pytest.mark.csim
 

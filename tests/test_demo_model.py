@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vitaccel.host.bundle import load_bundle
-from vitaccel.sim.model import compile_program, forward, run_model
+from vitaccel.sim.vitcod.model import compile_program, forward, run_model
 
 DEMO = Path(__file__).resolve().parent.parent / "models" / "demo"
 
@@ -32,7 +32,7 @@ def test_demo_bundle_is_the_197_token_vitcod_model(demo):
 
 @pytest.mark.csim
 def test_hls_kernels_match_simulator_on_the_demo_model(demo):
-    from vitaccel.sim.csim_kernels import CsimKernels
+    from vitaccel.sim.vitcod.csim_kernels import CsimKernels
 
     bundle, images, _ = demo
     prog = compile_program(bundle)

@@ -1,13 +1,13 @@
 """The host runtime: compiled programs, the register protocol, the backends, and their bits.
 
 * Every backend (the simulator's model of ``vitcod_top``, its C-simulation, the board driver over a
-  stand-in ``pynq``) returns logits bit-identical to :func:`vitaccel.sim.model.forward`, for batch sizes
+  stand-in ``pynq``) returns logits bit-identical to :func:`vitaccel.sim.vitcod.model.forward`, for batch sizes
   that do and do not divide the image count.
 * The driver's protocol: pointers and sizes set once, start, bounded wait; a hung accelerator raises a
   timeout that dumps the status registers; a bitstream of another config is refused naming both hashes;
   a failing descriptor names its index and the reason.
 * The predicted report is the cycle models of the descriptors the program runs, and equals the
-  simulator's model-level report (:func:`vitaccel.sim.model.program_cycles`).
+  simulator's model-level report (:func:`vitaccel.sim.vitcod.model.program_cycles`).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from vitaccel.host.accelerator import Accelerator
 from vitaccel.host.bundle import random_bundle
 from vitaccel.host.driver import AcceleratorError, AcceleratorTimeout, HardwareMismatch, VitcodDriver
 from vitaccel.host.emulated import EmulatedDevice
-from vitaccel.host.program import compile_device_program
-from vitaccel.sim.model import compile_program, forward, program_cycles
+from vitaccel.host.vitcod.program import compile_device_program
+from vitaccel.sim.vitcod.model import compile_program, forward, program_cycles
 
 import fake_pynq
 

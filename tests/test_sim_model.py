@@ -6,7 +6,7 @@ import pytest
 
 from vitaccel.host.bundle import random_bundle
 from vitaccel.sim import glue
-from vitaccel.sim.model import (Kernels, SimKernels, compile_program, forward, model_baselines, program_cycles,
+from vitaccel.sim.vitcod.model import (Kernels, SimKernels, compile_program, forward, model_baselines, program_cycles,
                                 run_model)
 
 

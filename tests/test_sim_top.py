@@ -1,4 +1,4 @@
-"""The simulator's model of ``vitcod_top`` (sim/top.py) against the C-simulation of the C++ top.
+"""The simulator's model of ``vitcod_top`` (sim/vitcod/top.py) against the C-simulation of the C++ top.
 
 Every test runs the same program on two copies of one window, ``run_top`` on one and the C++ ``vitcod_top``
 (``kernels_library(config).run``, what ``run_descriptors`` calls, without its check) on the other, and
@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 
 from vitaccel.host.bundle import random_bundle
-from vitaccel.host.program import compile_device_program
+from vitaccel.host.vitcod.program import compile_device_program
 from vitaccel.hwconfig import load_config
-from vitaccel.sim import csim_kernels as ck
+from vitaccel.sim.vitcod import csim_kernels as ck
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, W_FLAGS, W_OP, Dram, ae_descriptor,
+from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, W_FLAGS, W_OP, Dram, ae_descriptor,
                                      attention_descriptor, gemm_descriptor, pack_mask_bits)
 from vitaccel.sim.golden import attention_params, plan_with, quant_for, rand_i8, random_ae, special_rows, vitcod_mask
-from vitaccel.sim.kernels.attention import attention_cycles, attention_int, gather_ports, line_split
-from vitaccel.sim.kernels.autoencoder import ae_mix_cycles, ae_tile_tokens, mix_heads
-from vitaccel.sim.kernels.gemm import gemm, gemm_cycles, gemm_plan
-from vitaccel.sim.top import TopModelError, gemm_max_k, run_top, softmax_kept
+from vitaccel.sim.vitcod.attention import attention_cycles, attention_int, gather_ports, line_split
+from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens, mix_heads
+from vitaccel.sim.common.gemm import gemm, gemm_cycles, gemm_plan
+from vitaccel.sim.vitcod.top import TopModelError, gemm_max_k, run_top, softmax_kept
 
 pytestmark = pytest.mark.csim
 

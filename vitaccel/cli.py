@@ -106,7 +106,7 @@ def cmd_selfcheck(args) -> int:
 
 def cmd_sim(args) -> int:
     from vitaccel.host.bundle import BundleError, load_bundle
-    from vitaccel.sim.model import compile_program, forward, model_baselines, program_cycles
+    from vitaccel.sim.vitcod.model import compile_program, forward, model_baselines, program_cycles
 
     try:
         bundle = load_bundle(args.bundle)

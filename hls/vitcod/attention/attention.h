@@ -1,21 +1,21 @@
 // ViTCoD two-pronged sparse attention for one layer: denser and sparser engines on one MAC array, softmax
 // unit, decoder (AE), output requantisation.
 //
-// Bits: KERNELS.md "Attention"; the golden model is vitaccel.sim.kernels.attention.attention_int, which
+// Bits: KERNELS.md "Attention"; the golden model is vitaccel.sim.vitcod.attention.attention_int, which
 // computes the same exact integer sums in another order. For head h, with q', k' the (optionally
 // AE-decoded) queries and keys:
 //     s[i, j] = sum_f q'[i, f] k'[j, f]            kept (i, j) only
 //     p[i, :] = softmax_row(s[i, :], mask[i, :])   NUMERICS.md (max, exp and sum, reciprocal, normalise)
 //     o[i, f] = requantize(sum_j p[i, j] v[j, f], m_out, s_out)
 //
-// Everything on chip lives in the *reordered* key space of sim/sparse_format.py: column c is key
+// Everything on chip lives in the *reordered* key space of sim/vitcod/sparse_format.py: column c is key
 // order[h][c]; columns c < g = n_global[h] are the denser engine's, the rest the sparser engine's (CSC:
 // colptr / headptr / rowidx, rowidx = query indices, strictly increasing within a column). Softmax is
 // invariant under a permutation of a row (max and sum are exact), so p in reordered space is the model's
 // p with its columns permuted, and S.V sums the same products. The mask comes in reordered too
 // (DESCRIPTOR.md), so a keep row feeds the softmax unit directly.
 //
-// Schedule (the cycle model, vitaccel/sim/kernels/attention.py attention_cycles, counts exactly these
+// Schedule (the cycle model, vitaccel/sim/vitcod/attention.py attention_cycles, counts exactly these
 // loop nests; tests/test_cycle_model_vs_hls.py compares it with the counters below, perf.h). L =
 // MAC_LINES lines of M = MACS_PER_LINE MACs, cpd = ceil(d / M) chunks per feature vector. Heads run one
 // after another; per head:
@@ -47,7 +47,7 @@
 //           per line per ceil(Hc / M) cycles, requantised by the line's requantiser: 2 ceil(N d / L)
 //           ceil(Hc / M) + PIPE_MIX. Head 0's decode runs before head 0 (nothing to hide it under).
 //
-// The host compiler chooses the split per head from the masks (sim/kernels/attention.py line_split) and
+// The host compiler chooses the split per head from the masks (sim/vitcod/attention.py line_split) and
 // passes ls in the descriptor; the denser engine gets ld = L - ls lines when it has columns.
 //
 // Off-chip (counted in bytes by the perf counters, in cycles by the DRAM model): per head order, colptr,
@@ -71,8 +71,8 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
-#include "../perf.h"
-#include "../schedule.h"
+#include "perf.h"
+#include "schedule.h"
 
 namespace vitaccel {
 namespace attention {
@@ -760,7 +760,7 @@ ATT_STORE:
 
 // Runs heads 0..H-1. maskbits: (H, N, ceil(N/8)) bytes, reordered (see the top of this file); order
 // (H, N), colptr (H, N + 1), headptr (H + 1), rowidx (rowidx_len entries) int32 as written by
-// sim/sparse_format.py. With a.Hc > 0, q and k are the compressed (Hc, N, d) tensors and dq_w / dk_w
+// sim/vitcod/sparse_format.py. With a.Hc > 0, q and k are the compressed (Hc, N, d) tensors and dq_w / dk_w
 // (H, Hc) int8 row-major, dq_b / dk_b (H,) int32 the decoders. Returns a status code; on an error the
 // heads already stored stay written.
 inline int attention_layer(const Args& a, const int8_t* q, const int8_t* k, const int8_t* v, int8_t* out,

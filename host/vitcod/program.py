@@ -1,6 +1,6 @@
 """The host compiler: a deployment bundle becomes one DRAM window and the descriptor lists that run it.
 
-Everything the accelerator reads lives in one window (hls/kernels/DESCRIPTOR.md, "Memory model"), laid out
+Everything the accelerator reads lives in one window (hls/vitcod/DESCRIPTOR.md, "Memory model"), laid out
 once per model:
 
 * a **static region**, written once when a model is opened: every layer's int8 weights and int32
@@ -19,7 +19,7 @@ on the CPU (KERNELS.md, "int8 model graph"):
 * ``fc1`` and ``fc2``: one GEMM each.
 
 GEMMs fold the batch into their rows (M = b * N). Bits do not depend on the batch size: every kernel is
-row-independent, which ``tests/test_host_runtime.py`` checks against :func:`vitaccel.sim.model.forward`.
+row-independent, which ``tests/test_host_runtime.py`` checks against :func:`vitaccel.sim.vitcod.model.forward`.
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig
-from vitaccel.sim.descriptors import Dram, ae_descriptor, attention_descriptor, gemm_descriptor, pack_mask_bits
-from vitaccel.sim.kernels.attention import line_split
-from vitaccel.sim.model import LINEARS, Program, compile_program
+from vitaccel.sim.vitcod.descriptors import Dram, ae_descriptor, attention_descriptor, gemm_descriptor, pack_mask_bits
+from vitaccel.sim.vitcod.attention import line_split
+from vitaccel.sim.vitcod.model import LINEARS, Program, compile_program
 
 __all__ = ["Start", "LayerRegions", "DeviceProgram", "compile_device_program", "MAX_BATCH"]
 

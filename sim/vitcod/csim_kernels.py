@@ -1,21 +1,21 @@
-"""C-simulation of the ViTCoD engines in ``hls/kernels/`` from Python, and a :class:`~vitaccel.sim.model.Kernels`
+"""C-simulation of the ViTCoD engines in ``hls/vitcod/`` from Python, and a :class:`~vitaccel.sim.vitcod.model.Kernels`
 backend built on them.
 
 The HLS C++ (GEMM, AE mix, attention, and the accelerator's top-level dispatcher ``vitcod_top``) is compiled
-with g++ by :mod:`vitaccel.sim.csim` into one library (``hls/capi/kernels_capi.cpp`` +
-``hls/kernels/vitcod_top.cpp``) and called through ctypes:
+with g++ by :mod:`vitaccel.sim.csim` into one library (``hls/vitcod/vitcod_capi.cpp`` +
+``hls/vitcod/vitcod_top.cpp``) and called through ctypes:
 
 * :func:`csim_gemm`, :func:`csim_mix_heads`, :func:`csim_attention` take the same arguments as the
-  simulator's functional models (``sim/kernels/gemm.py: gemm``, ``sim/kernels/autoencoder.py: mix_heads``,
-  ``sim/kernels/attention.py: attention_int``) and return the C++'s bits;
-* :class:`CsimKernels` plugs them into :func:`vitaccel.sim.model.run_model` (``kernels=CsimKernels()``), so a
+  simulator's functional models (``sim/common/gemm.py: gemm``, ``sim/vitcod/autoencoder.py: mix_heads``,
+  ``sim/vitcod/attention.py: attention_int``) and return the C++'s bits;
+* :class:`CsimKernels` plugs them into :func:`vitaccel.sim.vitcod.model.run_model` (``kernels=CsimKernels()``), so a
   whole bundle runs on the HLS engines, bit for bit what the board computes;
-* :class:`Dram` and the ``*_descriptor`` builders (:mod:`vitaccel.sim.descriptors`, re-exported here) lay out an emulated DRAM window and the layer descriptors of
-  ``hls/kernels/DESCRIPTOR.md``; :func:`run_descriptors` runs them through ``vitcod_top``. The host runtime
+* :class:`Dram` and the ``*_descriptor`` builders (:mod:`vitaccel.sim.vitcod.descriptors`, re-exported here) lay out an emulated DRAM window and the layer descriptors of
+  ``hls/vitcod/DESCRIPTOR.md``; :func:`run_descriptors` runs them through ``vitcod_top``. The host runtime
   drives the bitstream with the same layout. :class:`CsimTopKernels` is the :class:`Kernels` backend that
   goes through that path;
 * :func:`perf_reset`, :func:`perf_totals`, :func:`perf_heads` read the C++'s C-simulation cycle counters
-  (``hls/kernels/perf.h``) and :func:`schedule_constants` its pipeline depths, for
+  (``hls/common/perf.h``) and :func:`schedule_constants` its pipeline depths, for
   ``tests/test_cycle_model_vs_hls.py``.
 
 Standard library and numpy only. Compiling takes about ten seconds once per config and C++ version (the
@@ -31,11 +31,11 @@ import numpy as np
 
 from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
-from vitaccel.sim.descriptors import (AE_WORDS, ATT_WORDS, DESC_LAYOUT, DESC_WORDS, GEMM_WORDS, OP_AE_MIX,  # noqa: F401
+from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_LAYOUT, DESC_WORDS, GEMM_WORDS, OP_AE_MIX,  # noqa: F401
                                      OP_ATTENTION, OP_GEMM, OP_NOP, Dram, ae_descriptor, attention_descriptor,
                                      gemm_descriptor, pack_mask_bits, status_message)
-from vitaccel.sim.kernels.attention import AEParams, SparsePlan, line_split
-from vitaccel.sim.model import Kernels
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, line_split
+from vitaccel.sim.vitcod.model import Kernels
 
 __all__ = [
     "KERNEL_SOURCES",
@@ -69,9 +69,9 @@ __all__ = [
 ]
 
 #: Sources of the kernels library, relative to ``hls/``.
-KERNEL_SOURCES = ("capi/kernels_capi.cpp", "kernels/vitcod_top.cpp")
+KERNEL_SOURCES = ("vitcod/vitcod_capi.cpp", "vitcod/vitcod_top.cpp")
 #: On the include path, so the sources' ``"gemm/gemm.h"`` resolve and the kernel headers are in the cache key.
-KERNELS_INCLUDE_DIR = HLS_DIR / "kernels"
+KERNELS_INCLUDE_DIR = (HLS_DIR / "common", HLS_DIR / "vitcod")
 
 
 class CsimKernelError(CsimError, ValueError):
@@ -152,14 +152,14 @@ class _KernelsLib:
         return {k: int(v) for k, v in zip(SCHEDULE_CONSTANTS, out)}
 
 
-#: The C-simulation counters (hls/kernels/perf.h, enum Total), in the order vitaccel_perf_totals reports them.
+#: The C-simulation counters (hls/common/perf.h, enum Total), in the order vitaccel_perf_totals reports them.
 PERF_TOTALS = ("att_layers", "att_decode_prologue", "att_sddmm", "att_sddmm_dense", "att_sddmm_sparse",
                "att_softmax", "att_decode", "att_softmax_phase", "att_spmm", "att_spmm_dense", "att_spmm_sparse",
                "att_requant", "att_bytes_in", "att_bytes_out", "gemm_calls", "gemm_compute", "gemm_mac_iters",
                "gemm_bytes_in", "gemm_bytes_out", "ae_calls", "ae_compute", "ae_bytes_in", "ae_bytes_out")
 #: Per head of the last attention layer (enum Head).
 PERF_HEAD = ("sddmm", "softmax", "decode_next", "spmm", "requant", "bytes_in")
-#: hls/kernels/schedule.h and tile sizes, in the order vitaccel_schedule_constants reports them.
+#: hls/common/schedule.h and tile sizes, in the order vitaccel_schedule_constants reports them.
 SCHEDULE_CONSTANTS = ("pipe_dot", "pipe_rq", "pipe_mix", "pipe_sm_max", "pipe_sm_exp", "pipe_div", "softmax_lanes",
                       "gather_ports", "ae_tile_tokens", "mix_lines")
 
@@ -168,7 +168,7 @@ SCHEDULE_CONSTANTS = ("pipe_dot", "pipe_rq", "pipe_mix", "pipe_sm_max", "pipe_sm
 def kernels_library(config="paper") -> _KernelsLib:
     """The kernels library compiled for ``config`` with its functions bound. Memoised per process
     (``kernels_library.cache_clear()`` after editing the C++ in a session)."""
-    lib = compile_library("kernels", list(KERNEL_SOURCES), config=config, include_dirs=[KERNELS_INCLUDE_DIR])
+    lib = compile_library("kernels", list(KERNEL_SOURCES), config=config, include_dirs=KERNELS_INCLUDE_DIR)
     return _KernelsLib(lib)
 
 
@@ -203,7 +203,7 @@ def _scalar32(v, name: str) -> int:
 # -- the engines over flat arrays ----------------------------------------------------------------------------
 
 def csim_gemm(x, w, bias, mult, shift, config="paper") -> np.ndarray:
-    """:func:`vitaccel.sim.kernels.gemm.gemm` on the HLS GEMM engine: x int8 (M, K), w int8 (O, K), bias int32
+    """:func:`vitaccel.sim.common.gemm.gemm` on the HLS GEMM engine: x int8 (M, K), w int8 (O, K), bias int32
     (O,), mult / shift scalars or (O,). Returns int8 (M, O)."""
     x = _i8(x, "x", 2)
     w = _i8(w, "w", 2)
@@ -226,7 +226,7 @@ def csim_gemm(x, w, bias, mult, shift, config="paper") -> np.ndarray:
 
 
 def csim_mix_heads(x, weight, bias, mult, shift, config="paper") -> np.ndarray:
-    """:func:`vitaccel.sim.kernels.autoencoder.mix_heads` on the HLS encoder/decoder engine:
+    """:func:`vitaccel.sim.vitcod.autoencoder.mix_heads` on the HLS encoder/decoder engine:
     x int8 (H_in, N, d), weight int8 (C, H_in), bias int32 (C,). Returns int8 (C, N, d)."""
     x = _i8(x, "x", 3)
     w = _i8(weight, "weight", 2)
@@ -274,12 +274,12 @@ def _ae_arrays(ae: Optional[Tuple[AEParams, AEParams]], h: int):
 def csim_attention(q, k, v, mask, m_exp: int, s_exp: int, m_out: int, s_out: int,
                    ae: Optional[Tuple[AEParams, AEParams]] = None, *, plan: Optional[SparsePlan] = None,
                    config="paper", sparse_lines: Optional[Sequence[int]] = None) -> np.ndarray:
-    """:func:`vitaccel.sim.kernels.attention.attention_int` on the HLS attention engines.
+    """:func:`vitaccel.sim.vitcod.attention.attention_int` on the HLS attention engines.
 
     ``plan`` fixes the split into denser and sparser columns (order, n_global, CSC); without it one is derived
     from ``mask`` with the config's default threshold (:meth:`SparsePlan.from_mask`). ``mask`` may be None
     when ``plan`` is given. ``sparse_lines`` (H,): the sparser engine's MAC lines per head, by default the
-    host compiler's choice (:func:`~vitaccel.sim.kernels.attention.line_split`); the bits do not depend on
+    host compiler's choice (:func:`~vitaccel.sim.vitcod.attention.line_split`); the bits do not depend on
     it. Returns int8 (H, N, d).
     """
     from vitaccel.hwconfig import load_config
@@ -338,7 +338,7 @@ def run_descriptors(dram: Dram, descriptors: Iterable[np.ndarray], config="paper
 # -- the C-simulation cycle counters -------------------------------------------------------------------------
 
 def perf_reset(config="paper") -> None:
-    """Zero the C++'s cycle counters (``hls/kernels/perf.h``) of ``config``'s library."""
+    """Zero the C++'s cycle counters (``hls/common/perf.h``) of ``config``'s library."""
     kernels_library(config).perf_reset()
 
 
@@ -353,7 +353,7 @@ def perf_heads(config="paper") -> np.ndarray:
 
 
 def schedule_constants(config="paper") -> Dict[str, int]:
-    """The pipeline depths and tile sizes the C++ schedules with (``hls/kernels/schedule.h``)."""
+    """The pipeline depths and tile sizes the C++ schedules with (``hls/common/schedule.h``)."""
     return dict(kernels_library(config).schedule)
 
 
@@ -370,7 +370,7 @@ def _per_image(q, k, v, plan: SparsePlan):
 
 class CsimKernels(Kernels):
     """The HLS engines through their C API (one call per kernel and image), for
-    :func:`vitaccel.sim.model.run_model` (``kernels=CsimKernels("paper")``)."""
+    :func:`vitaccel.sim.vitcod.model.run_model` (``kernels=CsimKernels("paper")``)."""
 
     name = "csim"
 

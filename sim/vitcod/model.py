@@ -21,9 +21,9 @@ import numpy as np
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import glue
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import AEParams, SparsePlan, attention_cycles
-from vitaccel.sim.kernels.autoencoder import ae_mix_cycles, mix_heads
-from vitaccel.sim.kernels.gemm import gemm, gemm_cycles
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles
+from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, mix_heads
+from vitaccel.sim.common.gemm import gemm, gemm_cycles
 from vitaccel.sim.quant import dequantize, quantize
 from vitaccel.sim.report import Report
 
@@ -134,7 +134,7 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
 
 def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: bool = True) -> List:
     """One layer's kernel reports in the order the accelerator runs them for one image (the host's
-    descriptor program, ``vitaccel.host.program``): qkv, the AE encoder on Q and on K, attention, proj,
+    descriptor program, ``vitaccel.host.vitcod.program``): qkv, the AE encoder on Q and on K, attention, proj,
     fc1, fc2. ``attention`` replaces the attention report (baselines); ``with_ae=False`` drops the encoder."""
     cfg, dims = prog.config, prog.dims
     n, d_model, h, d = dims.num_tokens, dims.embed_dim, dims.num_heads, prog.head_dim
@@ -168,7 +168,7 @@ def model_baselines(prog: Program) -> Dict[str, Report]:
 
     Side by side from one program, so ratios between them come from one run.
     """
-    from vitaccel.sim.api import attention_baselines
+    from vitaccel.sim.vitcod.api import attention_baselines
 
     out: Dict[str, Report] = {}
     for lp in prog.layers:

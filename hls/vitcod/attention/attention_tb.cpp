@@ -1,5 +1,5 @@
 // Testbench of attention_top against golden files from the simulator
-// (vitaccel.sim.kernels.attention.attention_int).
+// (vitaccel.sim.vitcod.attention.attention_int).
 //
 //   attention_tb CASE_DIR [CASE_DIR ...]
 // Each CASE_DIR holds params.txt (H, N, d, Hc, nnz, m_exp, s_exp, m_out, s_out and, with Hc > 0, dq_m,
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "attention.h"
-#include "../tb_golden.h"
+#include "tb_golden.h"
 
 int attention_top(const int8_t* q, const int8_t* k, const int8_t* v, int8_t* out, const uint8_t* maskbits,
                   const int32_t* order, const int32_t* colptr, const int32_t* headptr, const int32_t* rowidx,

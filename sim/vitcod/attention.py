@@ -3,8 +3,8 @@
 Functional model: ``scores -> softmax -> S.V -> requantize`` on whole arrays (exact integer sums, so any
 order gives the hardware's bits).
 
-Cycle model, one layer: the loop nests of ``hls/kernels/attention/attention.h``, each counted as
-iterations x II (1) + its pipeline depth (``hls/kernels/schedule.h``; ``tests/test_cycle_model_vs_hls.py``
+Cycle model, one layer: the loop nests of ``hls/vitcod/attention/attention.h``, each counted as
+iterations x II (1) + its pipeline depth (``hls/common/schedule.h``; ``tests/test_cycle_model_vs_hls.py``
 checks every term against the C++'s own counters). ``L = mac_lines`` lines of ``M = macs_per_line``
 MACs, ``cpd = ceil(d / M)``. Heads run one after another; per head:
 
@@ -29,7 +29,7 @@ MACs, ``cpd = ceil(d / M)``. Heads run one after another; per head:
 * **Decode** (AE): the mix engine is every MAC line in dot-product mode over the ``Hc`` compressed heads:
   ``2 ceil(N d / L) ceil(Hc / M) + pipe_mix``. Head 0's decode has nothing to hide under (``preprocess``).
 
-Off-chip (:mod:`~vitaccel.sim.kernels.dram`), one transfer per array in the DRAM layout of DESCRIPTOR.md:
+Off-chip (:mod:`~vitaccel.sim.common.dram`), one transfer per array in the DRAM layout of DESCRIPTOR.md:
 per head order, colptr, two headptr words (int32), the mask rows (``N ceil(N/8)``), V, and Q and K unless
 the AE is on; rowidx (int32) streamed twice, in SDDMM and in S.V (no index buffer to overflow); the
 output. With the AE the compressed Q and K and the decoder weights come once per layer. Head ``h + 1``'s
@@ -47,10 +47,10 @@ import numpy as np
 
 from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.autoencoder import ae_decode, ae_encode
-from vitaccel.sim.kernels.dram import transfer_cycles
+from vitaccel.sim.vitcod.autoencoder import ae_decode, ae_encode
+from vitaccel.sim.common.dram import transfer_cycles
 from vitaccel.sim.report import KernelReport
-from vitaccel.sim.sparse_format import mask_to_csc, order_from_globals
+from vitaccel.sim.vitcod.sparse_format import mask_to_csc, order_from_globals
 
 __all__ = [
     "AEParams",
@@ -351,7 +351,7 @@ class _HeadWork:
 
 def _head_work(cfg: HardwareConfig, n: int, d: int, g: int, col_nnz: np.ndarray, row_kept: np.ndarray,
                live: np.ndarray, split: Optional[Tuple[int, int]] = None) -> _HeadWork:
-    """One head's engine phases (``hls/kernels/attention/attention.h``: sddmm, softmax_unit, spmm,
+    """One head's engine phases (``hls/vitcod/attention/attention.h``: sddmm, softmax_unit, spmm,
     requant_out), for the line split ``split`` (default: the host compiler's)."""
     cpd = -(-d // cfg.macs_per_line)
     sparse_nnz = col_nnz[g:]

@@ -1,6 +1,6 @@
 // Synthesizable top of the attention engines alone (one layer, heads in turn): q, k, v, out contiguous
 // (H, N, d) (with the AE, q and k are the compressed (Hc, N, d) tensors and dq_* / dk_* the decoders),
-// mask bits reordered and packed as in DESCRIPTOR.md, CSC arrays as sim/sparse_format.py writes them,
+// mask bits reordered and packed as in DESCRIPTOR.md, CSC arrays as sim/vitcod/sparse_format.py writes them,
 // nnz = headptr[H]; sparse_lines[h]: the sparser engine's lines for head h (the host compiler's split,
 // attention.h). Returns the engine's status (attention.h: 0 ok, 0x301.. errors).
 #include "attention.h"

@@ -1,8 +1,8 @@
-"""The simulator's model of ``vitcod_top`` (hls/kernels/vitcod_top.cpp): a descriptor program executed on a
+"""The simulator's model of ``vitcod_top`` (hls/vitcod/vitcod_top.cpp): a descriptor program executed on a
 DRAM window exactly as the C++ executes it, plus one cycle-model report per descriptor that ran.
 
 The host runtime's simulator backend (``vitaccel.host.emulated``) and ``Accelerator.predict`` start this, so
-the board, the C-simulation (:func:`vitaccel.sim.csim_kernels.run_descriptors`) and the simulator run the
+the board, the C-simulation (:func:`vitaccel.sim.vitcod.csim_kernels.run_descriptors`) and the simulator run the
 same compiled program. ``tests/test_sim_top.py`` requires this model and the C-simulation to leave
 byte-identical windows and to return the same status and ID register.
 
@@ -63,11 +63,11 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, OP_AE_MIX, OP_ATTENTION, OP_GEMM,
+from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, OP_AE_MIX, OP_ATTENTION, OP_GEMM,
                                      OP_NOP, W_FLAGS, W_OP)
-from vitaccel.sim.kernels.attention import SparsePlan, attention_cycles, valid_split
-from vitaccel.sim.kernels.autoencoder import ae_mix_cycles, ae_tile_tokens
-from vitaccel.sim.kernels.gemm import gemm_cycles, gemm_plan
+from vitaccel.sim.vitcod.attention import SparsePlan, attention_cycles, valid_split
+from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens
+from vitaccel.sim.common.gemm import gemm_cycles, gemm_plan
 from vitaccel.sim.report import KernelReport
 
 __all__ = ["TopResult", "TopModelError", "run_top", "gemm_max_k", "softmax_kept"]
@@ -243,12 +243,12 @@ def _bias_requant(acc: np.ndarray, bias: np.ndarray, mult, shift) -> np.ndarray:
 
 
 def _gemm_bits(x: np.ndarray, w: np.ndarray, bias, mult, shift) -> np.ndarray:
-    """:func:`vitaccel.sim.kernels.gemm.gemm` with the engine's 32-bit ``acc + bias``."""
+    """:func:`vitaccel.sim.common.gemm.gemm` with the engine's 32-bit ``acc + bias``."""
     return _bias_requant(nx.matmul_int(x, w.T), bias, mult, shift)
 
 
 def _mix_bits(x: np.ndarray, w: np.ndarray, bias: np.ndarray, mult: int, shift: int) -> np.ndarray:
-    """:func:`vitaccel.sim.kernels.autoencoder.mix_heads` with the engine's 32-bit ``acc + bias``:
+    """:func:`vitaccel.sim.vitcod.autoencoder.mix_heads` with the engine's 32-bit ``acc + bias``:
     x int8 (H_in, N, d), w int8 (C, H_in), bias int32 (C,) -> int8 (C, N, d)."""
     hin, n, d = x.shape
     acc = nx.matmul_int(w, x.reshape(hin, n * d))

@@ -9,7 +9,7 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import AEParams, SparsePlan, attention_cycles, attention_int, sanger_cycles
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, attention_int, sanger_cycles
 from vitaccel.sim.report import KernelReport, Report
 
 __all__ = ["AttentionResult", "attention", "attention_baselines", "DEFAULT_QK_SCALE", "DEFAULT_OUT_RATIO"]
@@ -61,7 +61,7 @@ def attention(q, k, v, mask, *, config: ConfigLike = "paper", order=None, n_glob
     ``q``, ``k``, ``v``: int8 (H, N, d). ``mask``: bool (H, N, N), True = kept, original token order.
     ``order``/``n_global``: the column reordering; when absent a key column is global when it keeps more
     than ``theta_d`` queries (default: the break-even point of the config's engines,
-    :func:`vitaccel.sim.kernels.attention.default_theta_d`). ``ae``: ``(ae_q, ae_k)`` auto-encoders.
+    :func:`vitaccel.sim.vitcod.attention.default_theta_d`). ``ae``: ``(ae_q, ae_k)`` auto-encoders.
 
     Quantisation keywords (defaults in brackets):
 

@@ -1,4 +1,4 @@
-// Testbench of gemm_top against golden files from the simulator (vitaccel.sim.kernels.gemm.gemm).
+// Testbench of gemm_top against golden files from the simulator (vitaccel.sim.common.gemm.gemm).
 //
 //   gemm_tb CASE_DIR [CASE_DIR ...]
 // Each CASE_DIR holds params.txt (M, K, O) and x.bin int8 (M, K), w.bin int8 (O, K), bias.bin, mult.bin,
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "gemm.h"
-#include "../tb_golden.h"
+#include "tb_golden.h"
 
 int gemm_top(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult, const int32_t* shift,
              int8_t* y, int M, int K, int O);

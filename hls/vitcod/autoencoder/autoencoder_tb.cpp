@@ -1,5 +1,5 @@
 // Testbench of autoencoder_top against golden files from the simulator
-// (vitaccel.sim.kernels.autoencoder.mix_heads).
+// (vitaccel.sim.vitcod.autoencoder.mix_heads).
 //
 //   autoencoder_tb CASE_DIR [CASE_DIR ...]
 // Each CASE_DIR holds params.txt (Hin, C, N, d, mult, shift) and x.bin int8 (Hin, N, d), w.bin int8 (C, Hin),
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "autoencoder.h"
-#include "../tb_golden.h"
+#include "tb_golden.h"
 
 int autoencoder_top(const int8_t* x, const int8_t* w, const int32_t* b, int32_t mult, int32_t shift, int8_t* y,
                     int Hin, int C, int N, int d);

@@ -1,10 +1,10 @@
-// C entry points over flat arrays for the ViTCoD engines (hls/kernels/), so that
-// vitaccel/sim/csim_kernels.py can run them through ctypes and compare them with the simulator's
+// C entry points over flat arrays for the ViTCoD engines (hls/common/, hls/vitcod/), so that
+// vitaccel/sim/vitcod/csim_kernels.py can run them through ctypes and compare them with the simulator's
 // functional models. Not synthesised: test glue, so it may allocate.
 //
-// Build (csim_kernels.py does this, with hls/kernels on the include path):
-//   g++ -O2 -std=c++14 -shared -fPIC -DVITACCEL_TARGET_<IDENT> -I hls/kernels -I hls/include -I hls/include/csim
-//       -isystem <ap_types> capi/kernels_capi.cpp kernels/vitcod_top.cpp
+// Build (csim_kernels.py does this, with hls/common and hls/vitcod on the include path):
+//   g++ -O2 -std=c++14 -shared -fPIC -DVITACCEL_TARGET_<IDENT> -I hls/common -I hls/vitcod -I hls/include -I hls/include/csim
+//       -isystem <ap_types> vitcod/vitcod_capi.cpp vitcod/vitcod_top.cpp
 //
 // Every function returns the engine's status (0 ok; codes in DESCRIPTOR.md). Shapes are checked against
 // the compiled limits before any array is touched; the arrays themselves must have the sizes stated.
@@ -19,7 +19,7 @@
 #include "schedule.h"
 #include "vitaccel_config.h"
 
-// hls/kernels/vitcod_top.cpp (compiled alongside; a signature mismatch fails to link).
+// hls/vitcod/vitcod_top.cpp (compiled alongside; a signature mismatch fails to link).
 int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const uint8_t* mask, const int8_t* wgt,
                const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id);
 

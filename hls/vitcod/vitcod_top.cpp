@@ -1,7 +1,7 @@
 // The ViTCoD accelerator's top-level function: runs a list of layer descriptors (GEMM, AE mix, attention)
 // that the host wrote into DRAM, dispatching each to its engine. Register map and descriptor layout:
 // DESCRIPTOR.md (keep the two in step; tests/test_csim_kernels.py checks the word indices against
-// vitaccel/sim/csim_kernels.py through vitcod_desc_layout below).
+// vitaccel/sim/vitcod/csim_kernels.py through vitcod_desc_layout below).
 //
 // Memory model: one DRAM window of mem_bytes bytes. Every m_axi port's base-address register is set by
 // the host to the start of that window (one physically contiguous buffer); descriptors carry byte offsets
@@ -210,7 +210,7 @@ TOP_INSTRUCTIONS:
 #ifndef __SYNTHESIS__
 // C-simulation only: the descriptor layout, so that the Python descriptor builder can be checked against
 // this file. Writes up to n (name index, value) pairs in the order of DESC_LAYOUT_NAMES in
-// vitaccel/sim/csim_kernels.py; returns how many values the layout has.
+// vitaccel/sim/vitcod/csim_kernels.py; returns how many values the layout has.
 extern "C" int vitcod_desc_layout(int32_t* out, int n) {
     using namespace vitaccel::top;
     const int32_t v[] = {DESC_WORDS, OP_NOP,  OP_GEMM,  OP_AE_MIX, OP_ATTENTION, W_OP,    W_FLAGS,  G_M,

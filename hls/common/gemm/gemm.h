@@ -1,9 +1,9 @@
 // GEMM mode of the MAC lines (qkv, proj, fc1, fc2): y = requantize(x . w^T + b, mult[o], shift[o]).
 //
 // Bits: KERNELS.md "GEMM mode" with the arithmetic of NUMERICS.md; the golden model is
-// vitaccel.sim.kernels.gemm.gemm. Every sum is exact in int32, so the tiling below never changes a bit.
+// vitaccel.sim.common.gemm.gemm. Every sum is exact in int32, so the tiling below never changes a bit.
 //
-// Structure (the cycle model, vitaccel/sim/kernels/gemm.py gemm_tiles / gemm_cycles, follows the same
+// Structure (the cycle model, vitaccel/sim/common/gemm.py gemm_tiles / gemm_cycles, follows the same
 // nest with the same tile sizes; tests/test_cycle_model_vs_hls.py compares it with the counters):
 //
 //   for each weight tile (To output rows, with their bias / multiplier / shift)
@@ -43,8 +43,8 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
-#include "../perf.h"
-#include "../schedule.h"
+#include "perf.h"
+#include "schedule.h"
 
 namespace vitaccel {
 namespace gemm {

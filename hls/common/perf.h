@@ -5,8 +5,8 @@
 // loop, DATAFLOW stages, the decoder beside the softmax unit) the schedule's combination of them. The C++
 // knows its own trip counts at run time, so these are the cycles an HLS schedule of the same code takes,
 // with the depths as the only assumption. Off-chip traffic is counted in bytes (its cycles belong to the
-// DRAM model, sim/kernels/dram.py). tests/test_cycle_model_vs_hls.py reads the counters through
-// hls/capi/kernels_capi.cpp and compares them with the cycle models in vitaccel/sim/kernels/.
+// DRAM model, sim/common/dram.py). tests/test_cycle_model_vs_hls.py reads the counters through
+// hls/vitcod/vitcod_capi.cpp and compares them with the cycle models in vitaccel/sim/common/ and vitaccel/sim/vitcod/.
 #ifndef VITACCEL_KERNELS_PERF_H
 #define VITACCEL_KERNELS_PERF_H
 

@@ -1,9 +1,9 @@
 // The engines' schedule constants: pipeline depths of their loop nests and the sizes of tiles that the
 // cycle model needs. A loop nest's latency is (iterations x II) + depth; the iterations and II follow
 // from the loop structure in the kernel headers, the depths are the only figures that synthesis could
-// change. vitaccel/sim/kernels/{attention,gemm,autoencoder}.py use the same values and
+// change. vitaccel/sim/vitcod/{attention,autoencoder}.py and sim/common/gemm.py use the same values and
 // tests/test_cycle_model_vs_hls.py checks them against this file (vitaccel_schedule_constants in
-// hls/capi/kernels_capi.cpp).
+// hls/vitcod/vitcod_capi.cpp).
 #ifndef VITACCEL_KERNELS_SCHEDULE_H
 #define VITACCEL_KERNELS_SCHEDULE_H
 

@@ -1,7 +1,7 @@
-"""The accelerator's program format: descriptors, status codes and the DRAM window (hls/kernels/DESCRIPTOR.md).
+"""The accelerator's program format: descriptors, status codes and the DRAM window (hls/vitcod/DESCRIPTOR.md).
 
 Pure numpy, so the host runtime (``vitaccel.host``), the NumPy model of the top-level function
-(:mod:`vitaccel.sim.top`) and the C-simulation (:mod:`vitaccel.sim.csim_kernels`) all build and read the
+(:mod:`vitaccel.sim.vitcod.top`) and the C-simulation (:mod:`vitaccel.sim.vitcod.csim_kernels`) all build and read the
 same bytes. ``tests/test_csim_kernels.py`` checks the word indices against the C++ (``vitcod_desc_layout``).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vitaccel.sim.kernels.attention import SparsePlan, default_sparse_lines
+from vitaccel.sim.vitcod.attention import SparsePlan, default_sparse_lines
 
 __all__ = [
     "DESC_WORDS", "OP_NOP", "OP_GEMM", "OP_AE_MIX", "OP_ATTENTION", "GEMM_WORDS", "AE_WORDS", "ATT_WORDS",
@@ -18,7 +18,7 @@ __all__ = [
     "ae_descriptor", "attention_descriptor",
 ]
 
-# -- the descriptor layout (hls/kernels/DESCRIPTOR.md; checked against vitcod_top.cpp by the tests) ---------
+# -- the descriptor layout (hls/vitcod/DESCRIPTOR.md; checked against vitcod_top.cpp by the tests) ---------
 
 DESC_WORDS = 64
 OP_NOP, OP_GEMM, OP_AE_MIX, OP_ATTENTION = 0, 1, 2, 3
@@ -167,7 +167,7 @@ def attention_descriptor(*, H: int, N: int, d: int, n_global: Sequence[int], q: 
                          sparse_lines: Optional[Sequence[int]] = None, config="paper") -> np.ndarray:
     """OP_ATTENTION: see DESCRIPTOR.md. With ``Hc > 0``, q and k are the compressed (Hc, N, d) tensors and
     dq_* / dk_* the decoders (weights int8 (H, Hc), biases int32 (H,)). ``sparse_lines`` (H,): the sparser
-    engine's MAC lines per head (the host compiler's :func:`~vitaccel.sim.kernels.attention.line_split`);
+    engine's MAC lines per head (the host compiler's :func:`~vitaccel.sim.vitcod.attention.line_split`);
     without it, the mask-free default of ``config`` (every gather port to the sparser engine)."""
     ng = [int(g) for g in n_global]
     if len(ng) != H or H > DESC_WORDS - ATT_WORDS["n_global"]:

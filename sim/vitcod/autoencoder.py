@@ -2,7 +2,7 @@
 
 Both mix the head axis with a small int8 matrix at every token and feature, on the mix engine: every MAC
 line in dot-product mode over the input heads (``macs_per_line`` heads per cycle), one output per line at
-a time, requantised by the line's requantiser (``hls/kernels/autoencoder/autoencoder.h``).
+a time, requantised by the line's requantiser (``hls/vitcod/autoencoder/autoencoder.h``).
 
 * The encoder is its own operation (OP_AE_MIX, once for Q and once for K) after the qkv GEMM, reading Q
   or K out of the GEMM's output: token tiles of :func:`ae_tile_tokens` tokens, each loaded, mixed
@@ -62,7 +62,7 @@ def ae_tile_tokens(cfg: HardwareConfig) -> int:
 def mix_tiles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int) -> List[Tuple[int, int, int, int]]:
     """One OP_AE_MIX (``hin`` -> ``c`` heads, ``n`` tokens) tile by tile: ``(load bytes, mix cycles, store
     bytes, tokens)`` per tile."""
-    from vitaccel.sim.kernels.attention import pipe_mix
+    from vitaccel.sim.vitcod.attention import pipe_mix
 
     tn_max = ae_tile_tokens(cfg)
     kh = -(-hin // cfg.macs_per_line)
@@ -85,8 +85,8 @@ def ae_mix_cycles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int, *, name
     """One OP_AE_MIX descriptor (the encoder on Q or on K): weights, then per token tile load, mix, store,
     with the next tile's load and the previous tile's store under the current tile's mix. The mix cycles
     are ``preprocess`` (the AE's cost on the critical path), exposed transfers ``data``."""
-    from vitaccel.sim.kernels.dram import transfer_cycles
-    from vitaccel.sim.kernels.gemm import _overlap
+    from vitaccel.sim.common.dram import transfer_cycles
+    from vitaccel.sim.common.gemm import _overlap
     from vitaccel.sim.report import KernelReport
 
     w_bytes = [c * hin, 4 * c]

@@ -1,6 +1,6 @@
 """GEMM mode of the MAC lines (qkv, proj, fc1, fc2) with fused bias and requantisation: bits and cycles.
 
-Cycle model: the loop nest of ``hls/kernels/gemm/gemm.h`` with its tile sizes (:func:`gemm_plan`), each
+Cycle model: the loop nest of ``hls/common/gemm/gemm.h`` with its tile sizes (:func:`gemm_plan`), each
 nest counted as iterations x II (1) + its depth (``tests/test_cycle_model_vs_hls.py`` checks it against
 the C++'s counters):
 
@@ -29,9 +29,9 @@ import numpy as np
 
 from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.kernels.attention import PIPE_RQ, pipe_dot
-from vitaccel.sim.kernels.autoencoder import mix_tiles
-from vitaccel.sim.kernels.dram import transfer_cycles
+from vitaccel.sim.vitcod.attention import PIPE_RQ, pipe_dot
+from vitaccel.sim.vitcod.autoencoder import mix_tiles
+from vitaccel.sim.common.dram import transfer_cycles
 from vitaccel.sim.report import KernelReport
 
 __all__ = ["gemm", "gemm_cycles", "gemm_tiles", "gemm_plan"]

@@ -3,7 +3,7 @@
 // Bits: KERNELS.md "Auto-encoder": at every token n and feature f,
 //     y[c, n, f] = requantize( sum_h W[c, h] * x[h, n, f] + b[c],  mult, shift )      c < C
 // with one (mult, shift) per tensor. The encoder is this with (C, H_in) = (Hc, H), the decoder with
-// (H, Hc); the golden model is vitaccel.sim.kernels.autoencoder.mix_heads.
+// (H, Hc); the golden model is vitaccel.sim.vitcod.autoencoder.mix_heads.
 //
 // Schedule: the mix engine is the MAC array in dot-product mode over the input heads. This file is the
 // encoder op (OP_AE_MIX, run after the qkv GEMM while nothing else runs, so it has every MAC line); the
@@ -15,8 +15,8 @@
 //          requantiser. Outputs u = c * tn * d + n * d + f, dealt to the L lines in rounds:
 //          ceil(C tn d / L) * ceil(H_in / M) iterations + PIPE_MIX;
 //   store  the tile's C x tn x d bytes.
-// The cycle model (vitaccel/sim/kernels/autoencoder.py encode_cycles) counts exactly the mix nests;
-// loads and stores are DMA (bytes, sim/kernels/dram.py). The tiles run one after another here; the model
+// The cycle model (vitaccel/sim/vitcod/autoencoder.py encode_cycles) counts exactly the mix nests;
+// loads and stores are DMA (bytes, sim/common/dram.py). The tiles run one after another here; the model
 // of the qkv layer (gemm_cycles with encode) overlaps a tile's transfers with the neighbouring tiles' mix.
 #ifndef VITACCEL_KERNELS_AUTOENCODER_H
 #define VITACCEL_KERNELS_AUTOENCODER_H
@@ -25,8 +25,8 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
-#include "../perf.h"
-#include "../schedule.h"
+#include "perf.h"
+#include "schedule.h"
 
 namespace vitaccel {
 namespace ae {
