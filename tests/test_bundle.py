@@ -1,4 +1,4 @@
-"""The deployment bundle (host/bundle.py, host/BUNDLE.md) and the sparse attention format (sim/vitcod/sparse_format.py).
+"""The deployment bundle (host/bundle/, host/BUNDLE.md) and the sparse attention format (sim/vitcod/sparse_format.py).
 
 Invalid files are built with the unchecked encoder (``encode_unchecked`` / ``assemble_unchecked``), so what
 is tested is the loader, not the writer; the writer's own refusal is tested separately.
@@ -568,7 +568,7 @@ def test_atomic_replace_fails(monkeypatch: pytest.MonkeyPatch, existing: Tuple[P
 def test_atomic_serialisation_fails_midway(monkeypatch: pytest.MonkeyPatch, existing: Tuple[Path, bytes],
                                            vb: Bundle) -> None:
     p, old = existing
-    real = B._tensor_payload
+    real = B.container._tensor_payload
     calls = {"n": 0}
     seen_partial = {}
 
@@ -580,7 +580,7 @@ def test_atomic_serialisation_fails_midway(monkeypatch: pytest.MonkeyPatch, exis
             raise RuntimeError("serialisation failed")
         return real(a)
 
-    monkeypatch.setattr(B, "_tensor_payload", flaky)
+    monkeypatch.setattr(B.container, "_tensor_payload", flaky)
     with pytest.raises(RuntimeError, match="serialisation failed"):
         write_bundle(p, vb)
     assert len(seen_partial["tmp"]) == 1 and seen_partial["tmp"][0][0].startswith(".model.vcb.")
@@ -604,7 +604,7 @@ def test_atomic_fsync_fails_and_interrupt(monkeypatch: pytest.MonkeyPatch, exist
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(B, "_tensor_payload", interrupt)
+        m.setattr(B.container, "_tensor_payload", interrupt)
         with pytest.raises(KeyboardInterrupt):
             write_bundle(p, vb)
     _assert_intact(p, old)
