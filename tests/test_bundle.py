@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from vitaccel.host import bundle as B
-from vitaccel.host.bundle import Bundle, BundleError, load_bundle, random_bundle, write_bundle
+from vitaccel.host.bundle import Bundle, BundleError, load_bundle, write_bundle
 from vitaccel.hwconfig import load_config
 from vitaccel.sim.vitcod.sparse_format import mask_to_csc, order_from_globals
+from vitaccel.testing import random_bundle
 
 
 # --------------------------------------------------------------------------------------------------
@@ -838,8 +839,8 @@ def test_imports_without_torch() -> None:
     code = (
         "import sys\n"
         "sys.modules['torch'] = None\n"
-        "import vitaccel.host.bundle as B, vitaccel.sim.vitcod.sparse_format\n"
-        "b = B.random_bundle()\n"
+        "import vitaccel.host.bundle as B, vitaccel.sim.vitcod.sparse_format, vitaccel.testing\n"
+        "b = vitaccel.testing.random_bundle()\n"
         "assert B.bundle_from_bytes(B.bundle_to_bytes(b)).identical(b)\n"
         "assert sys.modules['torch'] is None\n"
         "print('ok')\n"

@@ -50,7 +50,8 @@ def test_console_script_runs():
 
 @pytest.fixture()
 def bundle_file(tmp_path):
-    from vitaccel.host.bundle import random_bundle, write_bundle
+    from vitaccel.host.bundle import write_bundle
+    from vitaccel.testing import random_bundle
 
     return str(write_bundle(tmp_path / "m.vcb", random_bundle(depth=2)))
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from vitaccel.host.accelerator import Accelerator
-from vitaccel.host.bundle import random_bundle
 from vitaccel.host.driver import AcceleratorError, AcceleratorTimeout, HardwareMismatch, VitcodDriver
 from vitaccel.host.emulated import EmulatedDevice
 from vitaccel.host.vitcod.program import compile_device_program
 from vitaccel.sim.vitcod.model import compile_program, forward, program_cycles
+from vitaccel.testing import random_bundle
 
 import fake_pynq
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from vitaccel.cli import main
-from vitaccel.host.bundle import random_bundle, write_bundle
+from vitaccel.host.bundle import write_bundle
 from vitaccel.host.run import demo_dir, load_images
+from vitaccel.testing import random_bundle
 
 
 def test_default_is_the_demo_on_the_simulator(capsys):

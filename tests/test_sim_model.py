@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from vitaccel.host.bundle import random_bundle
 from vitaccel.sim import glue
 from vitaccel.sim.vitcod.model import (Kernels, SimKernels, compile_program, forward, model_baselines, program_cycles,
                                 run_model)
+from vitaccel.testing import random_bundle
 
 
 def images(b, seed=0, size=16, chans=3):

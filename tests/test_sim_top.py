@@ -17,7 +17,6 @@ from typing import Dict, Optional
 import numpy as np
 import pytest
 
-from vitaccel.host.bundle import random_bundle
 from vitaccel.host.vitcod.program import compile_device_program
 from vitaccel.hwconfig import load_config
 from vitaccel.sim.vitcod import csim_kernels as ck
@@ -29,6 +28,7 @@ from vitaccel.sim.vitcod.attention import attention_cycles, attention_int, gathe
 from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens, mix_heads
 from vitaccel.sim.common.gemm import gemm, gemm_cycles, gemm_plan
 from vitaccel.sim.vitcod.top import TopModelError, gemm_max_k, run_top, softmax_kept
+from vitaccel.testing import random_bundle
 
 pytestmark = pytest.mark.csim
 
