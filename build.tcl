@@ -1,23 +1,26 @@
 # vitaccel hardware build: Vitis HLS + Vivado in batch mode.
 #
-#   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--config NAME] [--steps csim,hls,bd,bit]
-#                                                  [--jobs N] [--build DIR]
+#   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--config NAME] [--accelerator NAME]
+#                                                  [--steps csim,hls,bd,bit] [--jobs N] [--build DIR]
 #   tclsh build.tcl --board zcu104 --steps csim,hls        (the HLS steps alone need only Vitis HLS)
 #
 # Steps, always in this order (a subset runs its part, reusing what earlier runs left in the build folder):
-#   csim  each engine's FINN-style top + testbench pair (hls/<common|vitcod>/<k>/<k>_top.cpp, <k>_tb.cpp) in Vitis
-#         HLS C-simulation, on golden files the simulator writes (`vitaccel golden`);
-#   hls   synthesise vitcod_top, fail when the csynth reports (the top's and every sub-module's) miss the
-#         clock or a pipelined loop misses II = 1, export it as an IP (xilinx.com:hls:vitcod_top:1.0);
+#   csim  each of the accelerator's engines' FINN-style top + testbench pairs (hls/<dir>/<k>_top.cpp,
+#         <k>_tb.cpp, the registry's kernel table) in Vitis HLS C-simulation, on golden files the simulator
+#         writes (`vitaccel golden`);
+#   hls   synthesise the accelerator's top (vitcod_top), fail when the csynth reports (the top's and every
+#         sub-module's) miss the clock or a pipelined loop misses II = 1, export it as an IP
+#         (xilinx.com:hls:<top>:1.0);
 #   bd    a Vivado project and block design: the board's PS (board preset), the IP, its three m_axi
 #         bundles on three HP ports, its AXI-Lite control on a PS master, the interrupt; addresses,
 #         validation, HDL wrapper;
 #   bit   implementation to a bitstream, timing check (WNS and WHS >= 0), then
-#         overlay/<board>/vitaccel_<config>.bit, .hwh and manifest.json (config name and hash, tool version,
-#         resources, timing).
+#         overlay/<board>/<accelerator>-<config>/<accelerator>-<config>.bit, .hwh and manifest.json
+#         (accelerator, config name and hash, tool version, resources, timing).
 #
-# Every constant comes from files `vitaccel config gen` renders from configs/*.json: the config's
-# overlay/configs/<config>.tcl and the board table overlay/boards.tcl. IP is looked up by wildcard version
+# Every constant comes from files `vitaccel config gen` renders from configs/*.json and the accelerator
+# registry: the config's overlay/configs/<config>.tcl, the board table overlay/boards.tcl and the
+# accelerators' tops, kernels and AXI bundles in overlay/accelerators.tcl. IP is looked up by wildcard version
 # (get_ipdefs), so no Vivado release is pinned. tests/test_build_tcl.py runs this script under plain tclsh
 # with recording stand-ins for the Vivado and HLS commands.
 
@@ -26,7 +29,7 @@ set ALL_STEPS {csim hls bd bit}
 
 proc usage {} {
     return "usage: vivado -mode batch -source build.tcl -tclargs --board BOARD \[--config NAME\]\
-\[--steps csim,hls,bd,bit\] \[--jobs N\] \[--build DIR\] (csim and hls alone also run under tclsh)"
+\[--accelerator NAME\] \[--steps csim,hls,bd,bit\] \[--jobs N\] \[--build DIR\] (csim and hls alone also run under tclsh)"
 }
 
 proc fail {msg} {
@@ -38,6 +41,7 @@ proc fail {msg} {
 
 set board ""
 set config ""
+set accelerator ""
 set steps_arg [join $ALL_STEPS ,]
 set jobs 4
 set build_root [file join $script_dir build]
@@ -55,6 +59,7 @@ while {[llength $args_left] > 0} {
     switch -- $opt {
         --board  { set board $val }
         --config { set config $val }
+        --accelerator { set accelerator $val }
         --steps  { set steps_arg $val }
         --jobs   { set jobs $val }
         --build  { set build_root [file normalize $val] }
@@ -86,6 +91,19 @@ source $cfg_tcl
 if {$VITACCEL_BOARD ne $board} {
     fail "config '$config' targets board '$VITACCEL_BOARD', not '$board'"
 }
+# The accelerator registry (vitaccel/accelerators.py, rendered by `vitaccel config gen`): its top, sources,
+# kernels and AXI bundles. A config is for one accelerator; --accelerator, when given, must agree.
+set accel_tcl [file join $script_dir overlay accelerators.tcl]
+if {![file exists $accel_tcl]} { fail "$accel_tcl is missing: run `vitaccel config gen`" }
+source $accel_tcl
+if {$accelerator eq ""} { set accelerator $VITACCEL_ACCELERATOR }
+if {![dict exists $ACCELERATORS $accelerator]} {
+    fail "unknown accelerator '$accelerator' (known: [join [dict keys $ACCELERATORS] {, }])"
+}
+if {$accelerator ne $VITACCEL_ACCELERATOR} {
+    fail "config '$config' is for accelerator '$VITACCEL_ACCELERATOR', not '$accelerator'"
+}
+set A [dict get $ACCELERATORS $accelerator]
 
 set steps {}
 foreach s [split $steps_arg ,] {
@@ -104,19 +122,23 @@ if {([lsearch -exact $steps bd] >= 0 || [lsearch -exact $steps bit] >= 0) && [in
 }
 
 set hls_dir [file join $script_dir hls]
-set bdir [file join $build_root $board]
+# Builds and overlays are keyed by accelerator and config, so two of either on one board never collide.
+set variant "$accelerator-$config"
+set bdir [file join $build_root $board $variant]
 file mkdir $bdir
-set top vitcod_top
+set top [dict get $A top]
 set top_cell ${top}_0
-set proj_name "vitaccel_$config"
+set proj_name "vitaccel_[string map {- _} $variant]"
 set proj_dir [file join $bdir vivado]
 set hls_proj [file join $bdir hls_$top]
 set ip_dir [file join $hls_proj sol impl ip]
-set out_dir [file join $script_dir overlay $board]
-set cflags "-std=c++14 -I[file join $hls_dir include] -I[file join $hls_dir common] -I[file join $hls_dir vitcod] -DVITACCEL_TARGET_$VITACCEL_IDENT"
+set out_dir [file join $script_dir overlay $board $variant]
+set cflags "-std=c++14 -I[file join $hls_dir include]"
+foreach d [dict get $A include_dirs] { append cflags " -I[file join $hls_dir $d]" }
+append cflags " -DVITACCEL_TARGET_$VITACCEL_IDENT"
 
-puts "vitaccel build: board $board ([dict get $B title]), config $config (hash32 $VITACCEL_CONFIG_HASH32),\
-part $VITACCEL_PART, $VITACCEL_CLOCK_MHZ MHz, steps [join $steps ,]"
+puts "vitaccel build: board $board ([dict get $B title]), accelerator $accelerator, config $config\
+(hash32 $VITACCEL_CONFIG_HASH32), part $VITACCEL_PART, $VITACCEL_CLOCK_MHZ MHz, steps [join $steps ,]"
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -229,7 +251,7 @@ the design misses timing"
 # -- csim: each engine's testbench on the simulator's golden files ----------------------------------------
 
 proc step_csim {} {
-    global bdir hls_dir config cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
+    global A bdir hls_dir config cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
     # Golden cases are sized for the config, so each config has its own folder.
     set golden [file join $bdir golden_$config]
     if {![file isdirectory $golden]} {
@@ -244,7 +266,7 @@ proc step_csim {} {
             fail "`vitaccel golden --config $config --out $golden` failed: $err"
         }
     }
-    foreach {k kdir} {gemm common/gemm autoencoder vitcod/autoencoder attention vitcod/attention} {
+    foreach {k kdir} [dict get $A kernels] {
         set kd [file join $hls_dir $kdir]
         set cases [lsort [glob -nocomplain -type d -directory [file join $golden $k] *]]
         if {[llength $cases] == 0} {
@@ -269,12 +291,12 @@ proc step_csim {} {
 # -- hls: synthesise and export vitcod_top ------------------------------------------------------------------
 
 proc step_hls {} {
-    global bdir hls_dir hls_proj top cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
+    global A bdir hls_dir hls_proj top cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
     set script [file join $bdir hls_$top.tcl]
     write_file $script [join [list \
         "open_project -reset $hls_proj" \
         "set_top $top" \
-        "add_files [need_file [file join $hls_dir vitcod $top.cpp] {HLS top}] -cflags {$cflags}" \
+        "add_files [need_file [file join $hls_dir [dict get $A top_source]] {HLS top}] -cflags {$cflags}" \
         "open_solution -reset sol -flow_target vivado" \
         "set_part $VITACCEL_PART" \
         "create_clock -period $VITACCEL_CLOCK_PERIOD_NS" \
@@ -296,7 +318,7 @@ proc ipdef {pattern} {
 }
 
 proc step_bd {} {
-    global B proj_name proj_dir ip_dir top top_cell VITACCEL_PART VITACCEL_CLOCK_MHZ
+    global A B proj_name proj_dir ip_dir top top_cell VITACCEL_PART VITACCEL_CLOCK_MHZ
     if {![file isdirectory $ip_dir]} { fail "no exported IP in $ip_dir: run the hls step first" }
     create_project -force $proj_name $proj_dir -part $VITACCEL_PART
     set ::project_open 1
@@ -326,7 +348,7 @@ proc step_bd {} {
                      Clk_master $clk Clk_slave $clk Clk_xbar $clk intc_ip Auto] \
         [get_bd_intf_pins $top_cell/s_axi_control]
     # One HP port per m_axi bundle, so activations, indexes and weights stream in parallel.
-    foreach bundle {gmem_act gmem_idx gmem_wgt} hp [dict get $B hp_ports] {
+    foreach bundle [dict get $A axi_bundles] hp [dict get $B hp_ports] {
         apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
             -config [list Master "/$top_cell/m_axi_$bundle" Slave "/ps/$hp" \
                          Clk_master $clk Clk_slave $clk Clk_xbar $clk intc_ip Auto] \
@@ -379,7 +401,7 @@ proc slack {kind} {
 }
 
 proc step_bit {} {
-    global B board config proj_name proj_dir out_dir jobs hls_proj top VITACCEL_CONFIG_HASH \
+    global B board config accelerator variant proj_name proj_dir out_dir jobs hls_proj top VITACCEL_CONFIG_HASH \
         VITACCEL_CONFIG_HASH32 VITACCEL_CLOCK_MHZ VITACCEL_CLOCK_PERIOD_NS VITACCEL_PART
     if {![info exists ::project_open]} {
         set xpr [file join $proj_dir $proj_name.xpr]
@@ -411,7 +433,7 @@ proc step_bit {} {
     }
     set hwh [lindex [lsort -integer -index 0 -decreasing $hwh] 0 1]
     file mkdir $out_dir
-    set name "vitaccel_$config"
+    set name $variant
     file copy -force [lindex $bits 0] [file join $out_dir $name.bit]
     file copy -force $hwh [file join $out_dir $name.hwh]
     # The HLS estimate, when this build folder still has the report.
@@ -423,6 +445,7 @@ proc step_bit {} {
     set u [join [lmap {k v} $util {format "[json_str $k]: %s" $v}] ", "]
     write_file [file join $out_dir manifest.json] "\{
   \"name\": [json_str $name],
+  \"accelerator\": [json_str $accelerator],
   \"board\": [json_str $board],
   \"part\": [json_str $VITACCEL_PART],
   \"config\": [json_str $config],
@@ -438,7 +461,7 @@ proc step_bit {} {
   \"files\": \[[json_str $name.bit], [json_str $name.hwh]\]
 \}
 "
-    puts "  bit: overlay/$board/$name.bit, $name.hwh, manifest.json (WNS $wns ns, WHS $whs ns)"
+    puts "  bit: overlay/$board/$variant/$name.bit, $name.hwh, manifest.json (WNS $wns ns, WHS $whs ns)"
 }
 
 foreach s $steps {

@@ -3,10 +3,12 @@
 Imports numpy, tqdm and the standard library only; ``pynq`` is imported lazily, on a board.
 
 * :class:`Accelerator` (``host/accelerator.py``): open a bundle on a backend, ``run`` images, get a report;
-* ``host/vitcod/program.py``: the compiler from a bundle to a DRAM window and descriptor lists;
-* ``host/driver.py``: the register protocol of ``vitcod_top`` over any device;
+* ``host/vitcod/program.py``: ViTCoD's compiler from a bundle to a DRAM window and descriptor lists (each
+  accelerator's compiler is named by its registry entry, :mod:`vitaccel.accelerators`);
+* ``host/driver.py``: the register protocol every top speaks (``ap_ctrl_hs``, window, ``hw_id``) over any
+  device;
 * ``host/emulated.py`` and ``host/pynq_backend.py``: the devices (emulated, board);
-* ``host/bundle.py``: the bundle format and its validating loader.
+* ``host/bundle/``: the bundle format (``container``), its schema and validator, and each method's checks.
 """
 from vitaccel.host.backend import detect_backend  # noqa: F401
 

@@ -13,7 +13,7 @@ What happens:
    g++ (``"csim"``); the window's static part (weights, masks, CSC indexes, AE weights) is written once;
 3. the ID register is checked against the hardware-config hash the program was compiled for;
 4. :meth:`Accelerator.run` does the CPU glue (:func:`vitaccel.sim.vitcod.model.forward`, shared with the
-   simulator) and starts the accelerator three times per layer through :class:`~vitaccel.host.driver.VitcodDriver`.
+   simulator) and starts the accelerator three times per layer through :class:`~vitaccel.host.driver.Driver`.
 
 Latency: on a board it is measured (start to ``ap_done`` of every run); on the emulated backends it is
 predicted from the cycle models of the very descriptors the program runs (:meth:`Accelerator.predict`).
@@ -29,15 +29,17 @@ import numpy as np
 
 from vitaccel.host.backend import detect_backend
 from vitaccel.host.bundle import Bundle, load_bundle
-from vitaccel.host.driver import Device, VitcodDriver
-from vitaccel.host.vitcod.program import DeviceProgram, Start, compile_device_program
+from vitaccel.accelerators import BACKENDS, EMULATED_BACKENDS
+from vitaccel.host.driver import Device, Driver
+from vitaccel.host.vitcod.program import DeviceProgram, Start
 from vitaccel.hwconfig import ConfigLike, load_config
 from vitaccel.sim.vitcod.model import LayerProgram, Segments, forward, model_baselines
 from vitaccel.sim.report import Report
 
 __all__ = ["Accelerator", "RunResult", "RunReport", "BACKEND_CHOICES"]
 
-BACKEND_CHOICES = ("auto", "pynq", "sim", "csim")
+#: The registry's backend names (vitaccel.accelerators.BACKENDS).
+BACKEND_CHOICES = tuple(BACKENDS)
 
 
 @dataclasses.dataclass
@@ -190,7 +192,9 @@ class Accelerator:
         if self.backend == "pynq" and self.config.hash != self.bundle.config_hash:
             raise ValueError(f"a board runs a bundle on the hardware config it was exported for "
                              f"({self.bundle.config_name!r}), not {self.config.name!r}")
-        self.program: DeviceProgram = compile_device_program(self.bundle, self.config, batch=batch_size)
+        self.spec = self.config.spec
+        compile_program = self.spec.load("compiler")
+        self.program: DeviceProgram = compile_program(self.bundle, self.config, batch=batch_size)
         self.overlay = None
         if device is None:
             device = self._open_device(overlay)
@@ -200,7 +204,7 @@ class Accelerator:
         self.device = device
         device.mem[:self.program.mem_bytes] = self.program.image
         device.sync_to_device(0, self.program.mem_bytes)
-        self.driver = VitcodDriver(device, timeout_s=timeout_s)
+        self.driver = Driver(device, accelerator=self.config.accelerator, timeout_s=timeout_s)
         self.driver.check_hardware(self.config.hash32, f"the program (config {self.config.name!r})")
         self._predicted: Optional[Report] = None
         self._dense: Optional[Report] = None
@@ -209,7 +213,7 @@ class Accelerator:
     def _open_device(self, overlay: Optional[str]) -> Device:
         from vitaccel.host.emulated import EmulatedDevice
 
-        if self.backend in ("sim", "csim"):
+        if self.backend in EMULATED_BACKENDS:
             return EmulatedDevice(self.program.mem_bytes, self.config, engine=self.backend)
         from vitaccel.host.pynq_backend import open_board
 
@@ -218,7 +222,7 @@ class Accelerator:
         except ImportError as e:
             raise RuntimeError(f"backend 'pynq' needs the pynq package, which only a PYNQ board image has "
                                f"(pip install 'vitaccel[board]' there); here use backend 'sim' ({e})") from e
-        self.overlay, dev = open_board(self.program.mem_bytes, overlay=overlay, config_name=self.config.name)
+        self.overlay, dev = open_board(self.program.mem_bytes, self.config, overlay=overlay)
         return dev
 
     # -- predictions ----------------------------------------------------------------------------------------
@@ -226,8 +230,7 @@ class Accelerator:
     def predict(self) -> Report:
         """Cycles of one image through the compiled program: the cycle models of each descriptor it runs."""
         if self._predicted is None:
-            from vitaccel.sim.vitcod.top import run_top
-
+            run_top = self.spec.load("top_model")
             window = self.program.image.copy()
             rep = Report(self.config)
             for layer in self.program.layer_starts(1):

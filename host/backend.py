@@ -4,9 +4,9 @@ from __future__ import annotations
 import importlib.util
 from typing import Tuple
 
-__all__ = ["detect_backend", "BACKENDS"]
+from vitaccel.accelerators import BACKENDS
 
-BACKENDS = ("auto", "pynq", "sim")
+__all__ = ["detect_backend", "BACKENDS"]
 
 
 def detect_backend() -> Tuple[str, str]:

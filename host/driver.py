@@ -1,26 +1,29 @@
-"""The register protocol of ``vitcod_top`` (hls/vitcod/DESCRIPTOR.md), over any :class:`Device`.
+"""The register protocol every vitaccel top speaks, over any :class:`Device`: ``ap_ctrl_hs`` (start, done,
+idle), the window registers (every m_axi base address = the window, ``mem_bytes``), a descriptor list
+(``desc_off``, ``num_instr``), ``ap_return`` and the ``hw_id`` register (hls/vitcod/DESCRIPTOR.md).
 
-A :class:`Device` is a register file plus one DRAM window the accelerator can reach. Three implement it:
-the board (:mod:`vitaccel.host.pynq_backend`), and two emulations (:mod:`vitaccel.host.emulated`) whose
-start bit runs the simulator's model of the top-level function or its C-simulation on the window. The
-driver below is the only code that talks to any of them, so the protocol a board sees is the protocol
-the tests exercise.
+Nothing here knows an accelerator's program: the names of its pointer registers and the meaning of its
+status codes come from its registry entry (:mod:`vitaccel.accelerators`), the programs from its host
+compiler. A :class:`Device` is a register file plus one DRAM window the accelerator can reach. Three
+implement it: the board (:mod:`vitaccel.host.pynq_backend`), and two emulations
+(:mod:`vitaccel.host.emulated`) whose start bit runs the simulator's model of the top-level function or
+its C-simulation on the window. The driver below is the only code that talks to any of them, so the
+protocol a board sees is the protocol the tests exercise.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Dict, Optional
 
 import numpy as np
 
-from vitaccel.sim.vitcod.descriptors import status_message
+from vitaccel import accelerators
 
-__all__ = ["Device", "VitcodDriver", "AcceleratorError", "AcceleratorTimeout", "HardwareMismatch",
-           "CTRL_START", "CTRL_DONE", "CTRL_IDLE", "POINTER_REGISTERS", "STATUS_REGISTERS"]
+__all__ = ["Device", "Driver", "AcceleratorError", "AcceleratorTimeout", "HardwareMismatch",
+           "CTRL_START", "CTRL_DONE", "CTRL_IDLE", "STATUS_REGISTERS"]
 
 CTRL_START, CTRL_DONE, CTRL_IDLE, CTRL_READY = 0x1, 0x2, 0x4, 0x8
-#: Every m_axi port's base address register: all point at the one window.
-POINTER_REGISTERS = ("act_in", "act_out", "idx", "mask", "wgt", "wconst")
 #: What a timeout or a failure dumps.
 STATUS_REGISTERS = ("CTRL", "GIE", "IER", "ISR", "ap_return", "hw_id", "desc_off", "num_instr", "mem_bytes")
 
@@ -71,12 +74,16 @@ def _fmt_registers(regs: Dict[str, int]) -> str:
     return ", ".join(f"{k}=0x{v:08x}" if isinstance(v, int) else f"{k}={v}" for k, v in regs.items())
 
 
-class VitcodDriver:
-    """Start programs on ``vitcod_top`` and wait for them, every wait bounded by ``timeout_s``."""
+class Driver:
+    """Start programs on an accelerator's top and wait for them, every wait bounded by ``timeout_s``.
 
-    def __init__(self, device: Device, *, timeout_s: float = 10.0, poll_s: float = 0.0):
+    ``accelerator``: the registry name of the top behind ``device`` (its pointer registers and status codes)."""
+
+    def __init__(self, device: Device, *, accelerator: str = "vitcod", timeout_s: float = 10.0, poll_s: float = 0.0):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.spec = accelerators.get(accelerator)
+        self._status_message = importlib.import_module(self.spec.isa).ISA.status_message
         self.device = device
         self.timeout_s = float(timeout_s)
         self.poll_s = float(poll_s)
@@ -96,7 +103,7 @@ class VitcodDriver:
 
     def _set_pointers(self) -> None:
         addr = int(self.device.phys_addr)
-        for r in POINTER_REGISTERS:
+        for r in self.spec.pointer_registers:
             self.device.write_register(r, addr)
         self.device.write_register("mem_bytes", int(self.device.mem.size))
         self._pointers_set = True
@@ -130,7 +137,7 @@ class VitcodDriver:
         status = int(dev.read_register("ap_return")) & 0xFFFFFFFF
         if status:
             regs = self.registers()
-            raise AcceleratorError(f"{dev.name}: {status_message(status)} (ap_return 0x{status:08x}); "
+            raise AcceleratorError(f"{dev.name}: {self._status_message(status)} (ap_return 0x{status:08x}); "
                                    f"registers: {_fmt_registers(regs)}", status=status, registers=regs)
         return status
 
@@ -146,4 +153,4 @@ class VitcodDriver:
             raise HardwareMismatch(
                 f"{self.device.name}: the bitstream's hardware-config hash is 0x{got:08x} but {what} was compiled "
                 f"for 0x{int(expected_hash32):08x}; load the overlay built for that config (overlay/<board>/"
-                f"manifest.json names it) or re-export the bundle for this one", registers=self.registers())
+                f"<accelerator>-<config>/manifest.json names it) or re-export the bundle for this one", registers=self.registers())

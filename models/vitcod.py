@@ -1,5 +1,9 @@
 """The ViTCoD algorithm (HPCA 2023, Section IV): split & conquer attention pruning and the Q/K auto-encoder.
 
+(Over 600 lines because the public API ``vitaccel.models.vitcod.*`` is this one module: masks, calibration,
+split & conquer, the AE and the finetuning loop. The finetuning loop moves to a shared module when the
+ReViT algorithm reuses it.)
+
 Pipeline (each step a function here, glued together by :mod:`vitaccel.models.train_demo`)::
 
     insert_autoencoders(model)          # Step 1: AE over the head axis of Q and K

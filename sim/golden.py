@@ -7,6 +7,7 @@ value`` lines) and one raw little-endian ``<array>.bin`` per input plus ``expect
 """
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -21,11 +22,8 @@ from vitaccel.sim.vitcod.autoencoder import ae_encode, mix_heads
 from vitaccel.sim.common.gemm import gemm
 from vitaccel.sim.vitcod.sparse_format import order_from_globals
 
-__all__ = ["KERNELS", "write_cases", "write_golden", "rand_i8", "quant_for", "vitcod_mask", "plan_with", "random_ae",
+__all__ = ["write_cases", "write_golden", "rand_i8", "quant_for", "vitcod_mask", "plan_with", "random_ae",
            "attention_params", "special_rows"]
-
-#: The engines with a FINN-style top / testbench pair, in build order.
-KERNELS = ("gemm", "autoencoder", "attention")
 
 
 def rand_i8(rng, shape) -> np.ndarray:
@@ -162,17 +160,17 @@ def attention_cases(root: Path, config="paper") -> List[Path]:
     return cases
 
 
-_WRITERS = {"gemm": gemm_cases, "autoencoder": ae_cases, "attention": attention_cases}
-
-
 def write_cases(kernel: str, root, config="paper") -> List[Path]:
-    """Write ``kernel``'s golden cases as folders under ``root`` (which must not hold them yet)."""
-    if kernel not in _WRITERS:
-        raise ValueError(f"unknown kernel {kernel!r}: one of {', '.join(KERNELS)}")
-    return _WRITERS[kernel](Path(root), config)
+    """Write ``kernel``'s golden cases (a kernel of ``config``'s accelerator, :mod:`vitaccel.accelerators`)
+    as folders under ``root`` (which must not hold them yet)."""
+    spec = load_config(config).spec
+    k = spec.kernel(kernel)
+    module, _, name = k.golden.partition(":")
+    return getattr(importlib.import_module(module), name)(Path(root), config)
 
 
 def write_golden(root, config="paper") -> Dict[str, List[Path]]:
-    """Every kernel's cases under ``root/<kernel>/``: what ``build.tcl``'s csim step feeds the testbenches."""
+    """Every kernel's cases of ``config``'s accelerator under ``root/<kernel>/``: what ``build.tcl``'s csim
+    step feeds the testbenches."""
     root = Path(root)
-    return {k: write_cases(k, root / k, config) for k in KERNELS}
+    return {k.name: write_cases(k.name, root / k.name, config) for k in load_config(config).spec.kernels}

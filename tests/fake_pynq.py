@@ -45,7 +45,26 @@ class FakeRegisterMap:
 
 
 class FakeBuffer(np.ndarray):
-    pass
+    """Like PYNQ's PynqBuffer: a slice keeps its byte offset in the allocation, and flush / invalidate of a
+    slice touch only its bytes (recorded as (offset, nbytes) in the state)."""
+
+    def __array_finalize__(self, obj):
+        if isinstance(obj, FakeBuffer) and hasattr(obj, "state"):
+            base = obj.__array_interface__["data"][0]
+            self.offset = getattr(obj, "offset", 0) + self.__array_interface__["data"][0] - base
+            self.state = obj.state
+            self.device_address = obj.device_address + self.offset - getattr(obj, "offset", 0)
+
+    def flush(self):
+        self.state.flushes += 1
+        self.state.flushed.append((self.offset, self.nbytes))
+
+    def invalidate(self):
+        self.state.invalidates += 1
+        self.state.invalidated.append((self.offset, self.nbytes))
+
+    def freebuffer(self):
+        pass
 
 
 def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool = False, on_target: bool = True,
@@ -53,7 +72,7 @@ def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool =
     """A module object named ``pynq``; ``mod.state`` exposes the emulated hardware for assertions."""
     mod = types.ModuleType("pynq")
     mod.__spec__ = importlib.machinery.ModuleSpec("pynq", None)
-    state = types.SimpleNamespace(buffers=[], flushes=0, invalidates=0, overlays=[], writes=[], emu=None, emu_buf=None,
+    state = types.SimpleNamespace(buffers=[], flushes=0, invalidates=0, flushed=[], invalidated=[], overlays=[], writes=[], emu=None, emu_buf=None,
                                   next_addr=0x6000_0000, config=config, hang=hang)
 
     class DefaultIP:
@@ -116,16 +135,8 @@ def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool =
 
     def allocate(shape, dtype="u4", **kwargs):
         a = np.zeros(shape, dtype=dtype).view(FakeBuffer)
-        a.device_address = state.next_addr
+        a.device_address, a.offset, a.state = state.next_addr, 0, state
         state.next_addr += 0x0100_0000
-
-        def flush():
-            state.flushes += 1
-
-        def invalidate():
-            state.invalidates += 1
-
-        a.flush, a.invalidate, a.freebuffer = flush, invalidate, (lambda: None)
         state.buffers.append(a)
         return a
 

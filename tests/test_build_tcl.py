@@ -196,12 +196,13 @@ def run_build(tmp_path: Path, argv, *, reports=None, wns: str = "0.12", whs: str
         return argv[i] if i < len(argv) else default
 
     board = arg("--board", "x")
-    proj = "vitaccel_" + arg("--config", board)
+    variant = "vitcod-" + arg("--config", board)
+    proj = "vitaccel_" + variant.replace("-", "_")
     bdir = tmp_path / "build"
     e = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.log"), FAKE_ARGV=" ".join(argv + ["--build", str(bdir)]),
              BUILD_TCL=str(root / "build.tcl"), FAKE_REPORTS=str(rdir), FAKE_WNS=wns, FAKE_WHS=whs,
              FAKE_RUN_DIR=str(tmp_path / "runs" / "impl_1"),
-             FAKE_HWH_BASES=" ".join(str(bdir / board / "vivado" / f"{proj}.{w}") for w in hwh_in))
+             FAKE_HWH_BASES=" ".join(str(bdir / board / variant / "vivado" / f"{proj}.{w}") for w in hwh_in))
     e.update(env or {})
     r = subprocess.run(["tclsh", str(harness)], capture_output=True, text=True, timeout=60, env=e)
     log = (tmp_path / "calls.log").read_text().splitlines() if (tmp_path / "calls.log").exists() else []
@@ -226,6 +227,7 @@ def steps_run(out: str):
     (["--board", "zcu104", "--steps"], "option '--steps' needs a value"),
     (["--board", "--steps", "bd"], "option '--board' needs a value"),
     (["--board", "zcu104", "--jobs", "zero"], "--jobs must be a positive integer"),
+    (["--board", "zcu104", "--accelerator", "tpu"], "unknown accelerator 'tpu' (known: vitcod)"),
 ])
 def test_bad_arguments_fail_clearly(tmp_path, argv, needle):
     rc, out, log, _ = run_build(tmp_path, argv)
@@ -255,7 +257,8 @@ def test_without_vivado_it_says_so(tmp_path):
     h.write_text(f"set argv {{--board zcu104 --build {tmp_path / 'b'}}}\nsource {BUILD_TCL}\n")
     r = subprocess.run(["tclsh", str(h)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "steps bd and bit run inside Vivado" in r.stderr
-    assert not (tmp_path / "b" / "zcu104" / "golden_zcu104").exists(), "no step may start before that check"
+    assert not (tmp_path / "b" / "zcu104" / "vitcod-zcu104" / "golden_zcu104").exists(), \
+        "no step may start before that check"
     # The HLS steps alone run under plain tclsh; here with neither vitaccel nor Vitis on PATH.
     h.write_text(f"set argv {{--board zcu104 --steps csim --build {tmp_path / 'b'}}}\nsource {BUILD_TCL}\n")
     r = subprocess.run([shutil.which("tclsh"), str(h)], capture_output=True, text=True, timeout=30,
@@ -334,11 +337,12 @@ def test_full_build_order_files_and_manifest(tmp_path, board):
     assert order == ["create_bd_design", "assign_bd_address", "validate_bd_design", "make_wrapper", "launch_runs"]
 
     # The overlay files and the manifest.
-    od = root / "overlay" / board
-    name = f"vitaccel_{board}"
+    name = f"vitcod-{board}"
+    od = root / "overlay" / board / name
     assert (od / f"{name}.bit").exists() and (od / f"{name}.hwh").read_text() == ".gen"
     m = json.loads((od / "manifest.json").read_text())
     assert m["config"] == board and m["config_hash"] == cfg.hash and m["config_hash32"] == f"0x{cfg.hash32:08x}"
+    assert m["accelerator"] == "vitcod"
     assert m["board"] == board and m["part"] == cfg.part and m["tool"] == "2024.1" and m["name"] == name
     assert m["clock_mhz"] == cfg.clock_mhz and m["clock_period_ns"] == pytest.approx(1000.0 / cfg.clock_mhz)
     assert m["wns_ns"] == 0.12 and m["whs_ns"] == 0.03 and m["hls_estimated_period_ns"] == 4.1
@@ -351,7 +355,7 @@ def test_hwh_from_either_location_newest_wins(tmp_path, where, expect):
     # Vivado 2020.2+ writes <proj>.gen/.../hw_handoff, older releases <proj>.srcs/...; the newer file wins.
     rc, out, _, root = run_build(tmp_path, ["--board", "pynq-z2", "--steps", "hls,bd,bit"], hwh_in=where)
     assert rc == 0, out
-    assert (root / "overlay" / "pynq-z2" / "vitaccel_pynq-z2.hwh").read_text() == expect
+    assert (root / "overlay" / "pynq-z2" / "vitcod-pynq-z2" / "vitcod-pynq-z2.hwh").read_text() == expect
 
 
 def test_step_subsets_keep_the_canonical_order(tmp_path):
@@ -400,7 +404,7 @@ def test_csynth_report_failures(tmp_path, reports, needle):
 def test_timing_failure_writes_no_overlay(tmp_path, wns, whs, needle):
     rc, out, _, root = run_build(tmp_path, ["--board", "zcu104"], wns=wns, whs=whs)
     assert rc != 0 and needle in out, out
-    assert not (root / "overlay" / "zcu104").exists()
+    assert not (root / "overlay" / "zcu104" / "vitcod-zcu104").exists()
 
 
 def test_missing_tools_and_failing_csim(tmp_path):
@@ -458,5 +462,5 @@ def test_real_build_pynq_z2(tmp_path):
                         "--board", "pynq-z2", "--build", str(tmp_path)], capture_output=True, text=True,
                        timeout=6 * 3600, cwd=REPO_ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    m = json.loads((REPO_ROOT / "overlay" / "pynq-z2" / "manifest.json").read_text())
+    m = json.loads((REPO_ROOT / "overlay" / "pynq-z2" / "vitcod-pynq-z2" / "manifest.json").read_text())
     assert m["wns_ns"] >= 0 and m["whs_ns"] >= 0 and m["config_hash"] == load_config("pynq-z2").hash

@@ -1,5 +1,8 @@
 """The deployment bundle (host/bundle/, host/BUNDLE.md) and the sparse attention format (sim/vitcod/sparse_format.py).
 
+(Long because it is the table of every corruption the loader must name by field: schema, container,
+atomic writes and the seeded fuzz share its builders.)
+
 Invalid files are built with the unchecked encoder (``encode_unchecked`` / ``assemble_unchecked``), so what
 is tested is the loader, not the writer; the writer's own refusal is tested separately.
 """

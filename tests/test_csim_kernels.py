@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from vitaccel.hls import HLS_DIR, INCLUDE_DIR
+from vitaccel import accelerators
 from vitaccel.hwconfig import load_config
 from vitaccel.sim import csim, golden
 from vitaccel.sim.vitcod import csim_kernels as ck
@@ -450,7 +451,8 @@ def test_transformer_block_csim_vs_simulator(klib, hc):
 
 # -- the FINN-style testbenches --------------------------------------------------------------------
 
-TESTBENCHES = {"gemm": "common/gemm", "autoencoder": "vitcod/autoencoder", "attention": "vitcod/attention"}
+#: Kernel -> its folder under hls/, from the registry (the same table build.tcl's csim step reads).
+TESTBENCHES = {k.name: k.hls_dir for k in accelerators.get("vitcod").kernels}
 
 
 def _tb_command(kernel: str, out: Path) -> List[str]:

@@ -11,11 +11,13 @@
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from vitaccel.host.accelerator import Accelerator
-from vitaccel.host.driver import AcceleratorError, AcceleratorTimeout, HardwareMismatch, VitcodDriver
+from vitaccel.host.driver import AcceleratorError, AcceleratorTimeout, HardwareMismatch, Driver
 from vitaccel.host.emulated import EmulatedDevice
 from vitaccel.host.vitcod.program import compile_device_program
 from vitaccel.sim.vitcod.model import compile_program, forward, program_cycles
@@ -106,8 +108,42 @@ def test_board_backend_over_a_stand_in_pynq(monkeypatch, small, reference, split
     starts = [w for w in emu.log if w[0] == "w" and w[1] == "CTRL"]
     assert len(starts) == 1 + 5 * 3 * small.depth                    # ID check + 3 runs per layer and image
     assert st.flushes >= len(starts) - 1 and st.invalidates >= len(starts) - 1
+    # Syncs cover only what a start reads or the host reads back: after the open-time write of the program
+    # image, no flush or invalidate spans the whole window, and each lies inside it.
+    window = st.buffers[0].nbytes
+    assert st.flushed[0] == (0, acc.program.mem_bytes)
+    for off, n in st.flushed[1:] + st.invalidated:
+        assert 0 <= off and off + n <= window and n < window, (off, n)
+    reg = acc.program.regions
+    assert {off for off, _ in st.flushed[1:]} <= {reg.h8, reg.m8, reg.g8}
+    assert {off for off, _ in st.invalidated} <= {reg.proj, reg.fc1, reg.fc2}
     assert res.report.latency_kind == "measured" and res.report.latency_us > 0
     assert res.report.top1 is not None
+
+
+def test_overlays_are_keyed_by_accelerator_and_config(monkeypatch, tmp_path):
+    import vitaccel.host.pynq_backend as pb
+    from vitaccel.hwconfig import load_config
+
+    monkeypatch.setattr(pb, "OVERLAY_DIR", tmp_path)
+    monkeypatch.setenv("BOARD", "zcu104")
+    cfg = load_config("zcu104")
+    with pytest.raises(RuntimeError, match="no bitstream .*zcu104/vitcod-zcu104/vitcod-zcu104.bit"):
+        pb.find_overlay(cfg)
+    d = pb.overlay_dir("zcu104", "vitcod", "zcu104")
+    assert d == tmp_path / "zcu104" / "vitcod-zcu104"
+    d.mkdir(parents=True)
+    (d / "vitcod-zcu104.bit").write_bytes(b"bit")
+    # Another accelerator's or config's overlay on the same board is never taken for this one.
+    other = tmp_path / "zcu104" / "vitcod-other"
+    other.mkdir()
+    (other / "vitcod-other.bit").write_bytes(b"bit")
+    assert pb.find_overlay(cfg) == d / "vitcod-zcu104.bit"
+    (d / "manifest.json").write_text(json.dumps({"accelerator": "vitcod", "config": "zcu104", "config_hash": "0" * 64}))
+    with pytest.raises(RuntimeError, match="built for config_hash '0000"):
+        pb.find_overlay(cfg)
+    (d / "manifest.json").write_text(json.dumps({"accelerator": "vitcod", "config": "zcu104", "config_hash": cfg.hash}))
+    assert pb.find_overlay(cfg) == d / "vitcod-zcu104.bit"
 
 
 def test_board_refuses_another_config(monkeypatch, small):
@@ -145,7 +181,7 @@ def test_driver_polls_until_done_and_reports_failures(small):
     p = compile_device_program(small)
     dev = EmulatedDevice(p.mem_bytes, "paper", busy_reads=3)
     dev.mem[:] = p.image
-    drv = VitcodDriver(dev, timeout_s=5)
+    drv = Driver(dev, timeout_s=5)
     assert drv.hardware_id() == p.hash32
     s = p.layer_starts(1)[0][1]
     assert drv.run(s.desc_off, s.count) == 0
@@ -162,7 +198,7 @@ def test_driver_polls_until_done_and_reports_failures(small):
 
 def test_driver_refuses_a_busy_accelerator(small):
     dev = EmulatedDevice(4096, "paper", hang=True)
-    drv = VitcodDriver(dev, timeout_s=0.01)
+    drv = Driver(dev, timeout_s=0.01)
     with pytest.raises(AcceleratorTimeout):
         drv.run(0, 0)
     with pytest.raises(AcceleratorError, match="busy before a start"):

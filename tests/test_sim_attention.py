@@ -8,7 +8,8 @@ import pytest
 from vitaccel.hwconfig import load_config
 from vitaccel.sim import numerics as nx
 from vitaccel.sim.vitcod.api import attention, attention_baselines
-from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, default_theta_d, sanger_cycles
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, default_theta_d
+from vitaccel.sim.vitcod.baselines import sanger_cycles
 from vitaccel.sim.common.gemm import gemm, gemm_cycles
 
 CONFIGS = ["paper", "zcu104", "kv260", "pynq-z2"]

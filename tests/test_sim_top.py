@@ -1,5 +1,8 @@
 """The simulator's model of ``vitcod_top`` (sim/vitcod/top.py) against the C-simulation of the C++ top.
 
+(Long because it walks every status code and every partial-output rule of DESCRIPTOR.md in turn, each
+case against the same compiled C++; the cases share one fixture and one comparison helper.)
+
 Every test runs the same program on two copies of one window, ``run_top`` on one and the C++ ``vitcod_top``
 (``kernels_library(config).run``, what ``run_descriptors`` calls, without its check) on the other, and
 requires byte-identical windows afterwards, the same status and the same ID register. Outputs are

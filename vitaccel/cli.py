@@ -14,8 +14,8 @@ import sys
 import time
 from typing import List, Optional
 
-from vitaccel import __version__
-from vitaccel.hwconfig import ConfigError, FIELDS, list_configs, load_config, stale_generated, write_generated
+from vitaccel import __version__, accelerators
+from vitaccel.hwconfig import COMMON_FIELDS, ConfigError, list_configs, load_config, stale_generated, write_generated
 
 
 def _backend() -> dict:
@@ -42,11 +42,15 @@ def cmd_info(args) -> int:
     if args.config:
         c = cfgs[0]
         print(f"\nconfig '{c.name}': {c.description}")
-        width = max(len(f.name) for f in FIELDS)
-        for f in FIELDS:
+        section = c.spec.section
+        width = max(len(f.name) for f in (*COMMON_FIELDS, *section)) + len(c.accelerator) + 1
+        for f in COMMON_FIELDS:
             if f.name in ("name", "description"):
                 continue
             print(f"  {f.name:<{width}}  {getattr(c, f.name)!s:<22} {f.doc}")
+        print(f"  {'accelerator':<{width}}  {c.accelerator:<22} {c.spec.title}")
+        for f in section:
+            print(f"  {c.accelerator + '.' + f.name:<{width}}  {getattr(c, f.name)!s:<22} {f.doc}")
         print("\n  derived:")
         for k, v in c.derived().items():
             print(f"  {k:<{width}}  {v}")
@@ -256,9 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--images", help=".npy (B, C, H, W), .npz with 'images' [and 'labels'], an image file, or a "
                                       "folder of images (labels from integer sub-folder names)")
     run.add_argument("--config", help="hardware config to compile for (default: the bundle's)")
-    run.add_argument("--backend", default="auto", choices=("auto", "pynq", "sim", "csim"),
-                     help="auto: the board when PYNQ reports one, else sim; csim: the HLS C++ via g++ (default auto)")
-    run.add_argument("--overlay", metavar="BIT", help="bitstream to load on a board (default: overlay/$BOARD/*.bit)")
+    run.add_argument("--backend", default="auto", choices=tuple(accelerators.BACKENDS),
+                     help="; ".join(f"{k}: {v}" for k, v in accelerators.BACKENDS.items()) + " (default auto)")
+    run.add_argument("--overlay", metavar="BIT", help="bitstream to load on a board (default: overlay/$BOARD/"
+                                                      "<accelerator>-<config>/<accelerator>-<config>.bit)")
     run.add_argument("--batch-size", type=int, help="images per accelerator start (default: 1 on a board, so the "
                                                     "measured latency is one image's; 16 on the emulated backends)")
     run.add_argument("--limit", type=int, help="run only the first N images")

@@ -1,7 +1,8 @@
 """The one hardware spec: a config file per target drives HLS, build.tcl, the simulator and the host.
 
 A target is a JSON file in ``configs/`` (shipped as ``vitaccel.configs``). ``load_config`` reads it into a
-frozen :class:`HardwareConfig` after checking every key against :data:`FIELDS`; a bad value raises
+frozen :class:`HardwareConfig` after checking every key against :data:`COMMON_FIELDS` and the section table
+of the accelerator it names (:mod:`vitaccel.accelerators`); a bad value raises
 :class:`ConfigError` naming the key and the allowed range. From the same object we render
 
 * ``hls/include/configs/<ident>.h`` - C++ constants for the HLS kernels (selected by
@@ -27,7 +28,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 __all__ = [
     "ConfigError",
     "HardwareConfig",
-    "FIELDS",
+    "COMMON_FIELDS",
+    "ACCELERATOR_KEY",
     "list_configs",
     "load_config",
     "config_from_dict",
@@ -45,7 +47,7 @@ except Exception:  # pragma: no cover - only when configs is not importable
     pass
 
 #: Bumped when the meaning of a field changes; part of the hash.
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: common fields + an accelerator section
 
 
 class ConfigError(ValueError):
@@ -65,25 +67,20 @@ class Field:
     power_of_two: bool = False
 
 
-#: Every key a config file must have, with its type, range and meaning.
-FIELDS: Tuple[Field, ...] = (
+#: Every key a config file must have, whatever its accelerator, with its type, range and meaning.
+COMMON_FIELDS: Tuple[Field, ...] = (
     Field("name", str, doc="target name; also the file name without .json", hashed=True),
     Field("description", str, doc="one sentence for humans", hashed=False),
     Field("kind", str, choices=("asic", "fpga"), doc="asic: a paper design, no board; fpga: a PYNQ board"),
     Field("board", str, nullable=True, choices=("zcu104", "kv260", "pynq-z2"), doc="PYNQ board, null for asic"),
     Field("part", str, nullable=True, doc="FPGA part number for Vivado, null for asic"),
     Field("clock_mhz", float, 1, 2000, doc="kernel clock in MHz"),
-    Field("mac_lines", int, 1, 1024, doc="number of MAC lines (PE lines) shared by the denser/sparser engines"),
-    Field("macs_per_line", int, 1, 64, power_of_two=True, doc="int8 MACs per line (the feature dim is mapped across them)"),
-    Field("softmax_lanes", int, 1, 1024, doc="elements per cycle the softmax unit handles in each of its two passes"),
-    Field("sparse_q_ports", int, 1, 1024, doc="Q rows per cycle the sparser engine can gather by index from the Q buffer (banks)"),
-    Field("ae_lines", int, 0, 1023, doc="MAC lines the encoder/decoder engines take from the pool while an AE runs"),
     Field("dram_gbps", float, 0.01, 10000, doc="usable off-chip bandwidth in GB/s (1e9 bytes/s)"),
     Field("axi_bits", int, 32, 1024, power_of_two=True, doc="data width of each m_axi port in bits"),
     Field("burst_setup_cycles", int, 0, 10000, doc="cycles before a DRAM burst streams (latency per transfer)"),
-    Field("qkvs_buffer_kb", int, 1, 65536, doc="Q/K/S/V buffer, KiB"),
-    Field("index_buffer_kb", int, 1, 65536, doc="CSC index buffer, KiB"),
-    Field("output_buffer_kb", int, 1, 65536, doc="output buffer (both engines), KiB"),
+    Field("qkvs_buffer_kb", int, 1, 65536, doc="activation (Q/K/S/V) buffer, KiB"),
+    Field("index_buffer_kb", int, 1, 65536, doc="index buffer, KiB"),
+    Field("output_buffer_kb", int, 1, 65536, doc="output buffer, KiB"),
     Field("weight_buffer_kb", int, 1, 65536, doc="weight buffer, KiB"),
     Field("max_tokens", int, 2, 4096, doc="largest sequence length N (tokens incl. CLS) the kernels accept"),
     Field("max_heads", int, 1, 64, doc="largest number of attention heads"),
@@ -91,14 +88,27 @@ FIELDS: Tuple[Field, ...] = (
     Field("max_embed_dim", int, 8, 8192, doc="largest model width"),
     Field("max_mlp_dim", int, 8, 32768, doc="largest MLP hidden width"),
 )
-_FIELD_BY_NAME = {f.name: f for f in FIELDS}
-#: Keys allowed besides FIELDS: free documentation.
+_FIELD_BY_NAME = {f.name: f for f in COMMON_FIELDS}
+#: Keys allowed besides the common fields: free documentation, and which accelerator the config is for
+#: (its section is the key named after the accelerator).
 _DOC_KEYS = ("assumptions",)
+ACCELERATOR_KEY = "accelerator"
+
+
+def _spec(name: str):
+    from vitaccel import accelerators
+
+    return accelerators.get(name)
 
 
 @dataclasses.dataclass(frozen=True)
 class HardwareConfig:
-    """One hardware target. Build with :func:`load_config`; fields are validated, then frozen."""
+    """One hardware target: the common fields, the accelerator it is for, and that accelerator's section.
+
+    Build with :func:`load_config`; fields are validated, then frozen. The section's fields read as
+    attributes too (``cfg.mac_lines`` is ``cfg.section_dict["mac_lines"]``): each engine reads its own
+    accelerator's fields, and no section field may repeat a common one (the registry refuses that).
+    """
 
     name: str
     description: str
@@ -106,11 +116,6 @@ class HardwareConfig:
     board: Optional[str]
     part: Optional[str]
     clock_mhz: float
-    mac_lines: int
-    macs_per_line: int
-    softmax_lanes: int
-    sparse_q_ports: int
-    ae_lines: int
     dram_gbps: float
     axi_bits: int
     burst_setup_cycles: int
@@ -123,16 +128,60 @@ class HardwareConfig:
     max_head_dim: int
     max_embed_dim: int
     max_mlp_dim: int
+    accelerator: str = "vitcod"
+    #: The accelerator's section, ``((field, value), ...)`` in its table's order (a tuple, so hashable).
+    section: Tuple[Tuple[str, Any], ...] = ()
     assumptions: Tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: a section field, or a real AttributeError.
+        if not name.startswith("__") and name != "section":
+            for k, v in object.__getattribute__(self, "section"):
+                if k == name:
+                    return v
+        raise AttributeError(f"{type(self).__name__!s} {self.name!r} ({self.accelerator}) has no field {name!r}")
+
+    @property
+    def section_dict(self) -> Dict[str, Any]:
+        return dict(self.section)
+
+    @property
+    def gemm_array(self) -> Tuple[int, int]:
+        """(lines, MACs per line) of the MAC array the common GEMM runs on (the accelerator's ``gemm_array``)."""
+        lines, lanes = self.spec.gemm_array
+        return getattr(self, lines), getattr(self, lanes)
+
+    @property
+    def spec(self):
+        """The accelerator's registry entry (:mod:`vitaccel.accelerators`)."""
+        return _spec(self.accelerator)
+
+    def replace(self, **changes: Any) -> "HardwareConfig":
+        """A validated copy with some common or section fields changed (``cfg.replace(sparse_q_ports=64)``)."""
+        raw = self.to_dict()
+        for k, v in changes.items():
+            if k in _FIELD_BY_NAME or k in (ACCELERATOR_KEY, "assumptions"):
+                raw[k] = v
+            elif k in raw[self.accelerator]:
+                raw[self.accelerator][k] = v
+            else:
+                raise ConfigError(f"config {self.name!r}: no field {k!r} (common or {self.accelerator})")
+        return config_from_dict(raw, where=f"config {self.name!r} (replaced {', '.join(changes)})")
 
     # -- identity ---------------------------------------------------------------------------------
     def hashed_dict(self) -> Dict[str, Any]:
-        """The fields that define the hardware, plus the spec and numerics versions."""
+        """What defines the hardware: the common fields, the accelerator and its section, the spec version,
+        the shared numerics version and the accelerator's own numerics version. Nothing of any other
+        accelerator, so adding a field to one accelerator's table leaves every other's hashes alone."""
         from vitaccel.sim.numerics import NUMERICS_VERSION
 
-        d = {f.name: getattr(self, f.name) for f in FIELDS if f.hashed}
+        d: Dict[str, Any] = {f.name: getattr(self, f.name) for f in COMMON_FIELDS if f.hashed}
+        spec = self.spec
+        d[ACCELERATOR_KEY] = self.accelerator
+        d[self.accelerator] = {f.name: getattr(self, f.name) for f in spec.section if f.hashed}
         d["_spec_version"] = SPEC_VERSION
         d["_numerics_version"] = NUMERICS_VERSION
+        d["_accelerator_numerics_version"] = spec.numerics_version
         return d
 
     @property
@@ -199,8 +248,11 @@ class HardwareConfig:
         }
 
     def to_dict(self) -> Dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in FIELDS}
+        """The config as its JSON file holds it."""
+        d: Dict[str, Any] = {f.name: getattr(self, f.name) for f in COMMON_FIELDS}
         d["assumptions"] = list(self.assumptions)
+        d[ACCELERATOR_KEY] = self.accelerator
+        d[self.accelerator] = self.section_dict
         return d
 
 
@@ -238,15 +290,33 @@ def _check_field(f: Field, value: Any, where: str) -> Any:
 
 
 def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> HardwareConfig:
-    """Validate a parsed config mapping and freeze it. ``where`` names the source in error messages."""
+    """Validate a parsed config mapping and freeze it. ``where`` names the source in error messages.
+
+    The common fields are checked against :data:`COMMON_FIELDS`; ``"accelerator"`` names a registered
+    accelerator (:mod:`vitaccel.accelerators`), and the object under that accelerator's name is checked
+    against its section table and its cross-field rules."""
+    from vitaccel import accelerators
+
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a JSON object at top level, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_FIELD_BY_NAME) - set(_DOC_KEYS))
+    accel = raw.get(ACCELERATOR_KEY)
+    if accel is None:
+        raise ConfigError(f"{where}: missing key '{ACCELERATOR_KEY}' (which accelerator the config is for: "
+                          f"{', '.join(accelerators.names())})")
+    if not isinstance(accel, str) or accel not in accelerators.ACCELERATORS:
+        raise ConfigError(f"{where}: key '{ACCELERATOR_KEY}' is {accel!r}; allowed: {', '.join(accelerators.names())}")
+    spec = accelerators.get(accel)
+    unknown = sorted(set(raw) - set(_FIELD_BY_NAME) - set(_DOC_KEYS) - {ACCELERATOR_KEY, accel})
     if unknown:
+        moved = [k for k in unknown if any(f.name == k for f in spec.section)]
+        if moved:
+            raise ConfigError(f"{where}: key(s) {', '.join(repr(k) for k in moved)} belong in the accelerator's "
+                              f"section now: move them into \"{accel}\": {{...}}")
         raise ConfigError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
-                          f"allowed: {', '.join(f.name for f in FIELDS)}, {', '.join(_DOC_KEYS)}")
+                          f"allowed: {', '.join(f.name for f in COMMON_FIELDS)}, {ACCELERATOR_KEY}, {accel}, "
+                          f"{', '.join(_DOC_KEYS)}")
     values: Dict[str, Any] = {}
-    for f in FIELDS:
+    for f in COMMON_FIELDS:
         if f.name not in raw:
             raise ConfigError(f"{where}: missing key '{f.name}' ({f.doc})")
         values[f.name] = _check_field(f, raw[f.name], where)
@@ -254,6 +324,20 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> HardwareC
     if not isinstance(assumptions, list) or not all(isinstance(a, str) for a in assumptions):
         raise ConfigError(f"{where}: key 'assumptions' must be a list of strings")
     values["assumptions"] = tuple(assumptions)
+
+    sec_raw = raw.get(accel)
+    if not isinstance(sec_raw, Mapping):
+        raise ConfigError(f"{where}: key '{accel}' must be an object with the {accel} section "
+                          f"({', '.join(f.name for f in spec.section)}), got {type(sec_raw).__name__}")
+    extra = sorted(set(sec_raw) - {f.name for f in spec.section})
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(repr(f'{accel}.{k}') for k in extra)}; allowed in "
+                          f"'{accel}': {', '.join(f.name for f in spec.section)}")
+    section: Dict[str, Any] = {}
+    for f in spec.section:
+        if f.name not in sec_raw:
+            raise ConfigError(f"{where}: missing key '{accel}.{f.name}' ({f.doc})")
+        section[f.name] = _check_field(dataclasses.replace(f, name=f"{accel}.{f.name}"), sec_raw[f.name], where)
 
     # Cross-field rules: each names the key that is wrong.
     if values["kind"] == "fpga":
@@ -264,15 +348,8 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> HardwareC
         for key in ("board", "part"):
             if values[key] is not None:
                 raise ConfigError(f"{where}: key '{key}' must be null when kind is 'asic'")
-    if values["ae_lines"] >= values["mac_lines"]:
-        raise ConfigError(f"{where}: key 'ae_lines' ({values['ae_lines']}) must be smaller than mac_lines "
-                          f"({values['mac_lines']}): the attention engines need at least one line")
-    if values["sparse_q_ports"] > values["mac_lines"]:
-        raise ConfigError(f"{where}: key 'sparse_q_ports' ({values['sparse_q_ports']}) exceeds mac_lines "
-                          f"({values['mac_lines']}): each port feeds one line")
-    if values["max_head_dim"] % values["macs_per_line"] != 0:
-        raise ConfigError(f"{where}: key 'max_head_dim' ({values['max_head_dim']}) must be a multiple of "
-                          f"macs_per_line ({values['macs_per_line']}): the feature dim is mapped across a line")
+    if spec.check:
+        spec.load("check")(values, section, where)
     if values["max_heads"] * values["max_head_dim"] < values["max_embed_dim"]:
         raise ConfigError(f"{where}: key 'max_embed_dim' ({values['max_embed_dim']}) exceeds "
                           f"max_heads x max_head_dim ({values['max_heads'] * values['max_head_dim']})")
@@ -280,7 +357,7 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> HardwareC
     if values["max_tokens"] * 4 > values["qkvs_buffer_kb"] * 1024:
         raise ConfigError(f"{where}: key 'qkvs_buffer_kb' ({values['qkvs_buffer_kb']}) is too small for one "
                           f"row of {values['max_tokens']} int32 scores")
-    return HardwareConfig(**values)
+    return HardwareConfig(**values, accelerator=accel, section=tuple(section.items()))
 
 
 ConfigLike = Union[str, os.PathLike, HardwareConfig]
@@ -315,9 +392,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _BANNER = "Generated by `vitaccel config gen` from configs/{src}. Do not edit: edit the config and regenerate."
 
 
+def _c_value(f: Field, v: Any) -> str:
+    if f.kind is int:
+        return f"static const int {f.name.upper()} = {v};"
+    if f.kind is float:
+        return f"static const double {f.name.upper()} = {v!r};"
+    return f'static const char* const {f.name.upper()} = "{v}";'
+
+
 def _c_header(cfg: HardwareConfig) -> str:
+    """Common constants in ``vitaccel::cfg``, the accelerator's section in ``vitaccel::cfg::<accelerator>``
+    (so two accelerators' C++ compiles into one C-simulation library without clashes)."""
     guard = f"VITACCEL_CONFIG_{cfg.ident}_H"
     b = cfg.buffer_bytes()
+    spec = cfg.spec
     lines = [
         f"// {_BANNER.format(src=cfg.name + '.json')}",
         f"// {cfg.description}",
@@ -327,17 +415,13 @@ def _c_header(cfg: HardwareConfig) -> str:
         f'#define VITACCEL_CONFIG_NAME "{cfg.name}"',
         f'#define VITACCEL_CONFIG_HASH "{cfg.hash}"',
         f"#define VITACCEL_CONFIG_HASH32 0x{cfg.hash32:08x}u",
+        f'#define VITACCEL_ACCELERATOR "{cfg.accelerator}"',
+        f"#define VITACCEL_ACCELERATOR_{cfg.accelerator.upper()} 1",
         "",
         "namespace vitaccel {",
         "namespace cfg {",
         f"static const unsigned CONFIG_HASH32 = 0x{cfg.hash32:08x}u;  // read-only ID register",
         f"static const unsigned CLOCK_KHZ = {int(round(cfg.clock_mhz * 1000))};",
-        f"static const int MAC_LINES = {cfg.mac_lines};",
-        f"static const int MACS_PER_LINE = {cfg.macs_per_line};",
-        f"static const int PEAK_MACS = {cfg.peak_macs_per_cycle};",
-        f"static const int SOFTMAX_LANES = {cfg.softmax_lanes};",
-        f"static const int SPARSE_Q_PORTS = {cfg.sparse_q_ports};",
-        f"static const int AE_LINES = {cfg.ae_lines};",
         f"static const int AXI_BITS = {cfg.axi_bits};",
         f"static const int AXI_BYTES = {cfg.axi_bytes};",
         f"static const int BURST_SETUP_CYCLES = {cfg.burst_setup_cycles};",
@@ -350,6 +434,19 @@ def _c_header(cfg: HardwareConfig) -> str:
         f"static const int MAX_HEAD_DIM = {cfg.max_head_dim};",
         f"static const int MAX_EMBED_DIM = {cfg.max_embed_dim};",
         f"static const int MAX_MLP_DIM = {cfg.max_mlp_dim};",
+        "",
+        "// The MAC array the common GEMM (hls/common/gemm/gemm.h) is instantiated on.",
+        "struct GemmArray {",
+        f"    static const int LINES = {getattr(cfg, spec.gemm_array[0])};",
+        f"    static const int LANES = {getattr(cfg, spec.gemm_array[1])};",
+        "    static const int WEIGHT_BYTES = WEIGHT_BUFFER_BYTES;",
+        "    static const int ACT_BYTES = QKVS_BUFFER_BYTES;",
+        "};",
+        "",
+        f"// {spec.name}: {spec.title}",
+        f"namespace {cfg.accelerator} {{",
+        *[_c_value(f, getattr(cfg, f.name)) for f in spec.section],
+        f"}}  // namespace {cfg.accelerator}",
         "}  // namespace cfg",
         "}  // namespace vitaccel",
         "",
@@ -364,10 +461,13 @@ def _tcl(cfg: HardwareConfig) -> str:
         return "{}" if v is None else (f"{{{v}}}" if isinstance(v, str) else repr(v))
 
     lines = [f"# {_BANNER.format(src=cfg.name + '.json')}", f"# {cfg.description}"]
-    for f in FIELDS:
+    for f in COMMON_FIELDS:
         if f.name == "description":
             continue
         lines.append(f"set VITACCEL_{f.name.upper()} {q(getattr(cfg, f.name))}")
+    lines.append(f"set VITACCEL_ACCELERATOR {cfg.accelerator}")
+    for f in cfg.spec.section:
+        lines.append(f"set VITACCEL_{cfg.accelerator.upper()}_{f.name.upper()} {q(getattr(cfg, f.name))}")
     lines += [
         f"set VITACCEL_IDENT {cfg.ident}",
         f"set VITACCEL_CONFIG_HASH {cfg.hash}",
@@ -376,6 +476,22 @@ def _tcl(cfg: HardwareConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _accelerators_tcl() -> str:
+    """The registry as tcl, for build.tcl: per accelerator its top, source, VLNV, AXI bundles, include
+    folders and kernels (name and folder under hls/)."""
+    from vitaccel import accelerators
+
+    lines = ["# Generated by `vitaccel config gen` from vitaccel/accelerators.py. Do not edit.",
+             "# ACCELERATORS: name -> dict(top, top_source, vlnv, axi_bundles, include_dirs, kernels {name dir ...})",
+             "set ACCELERATORS [dict create]"]
+    for spec in accelerators.ACCELERATORS.values():
+        kernels = " ".join(f"{k.name} {k.hls_dir}" for k in spec.kernels)
+        lines.append(f"dict set ACCELERATORS {spec.name} [dict create top {spec.hls_top} top_source {spec.top_source} "
+                     f"vlnv {spec.vlnv} axi_bundles {{{' '.join(spec.axi_bundles)}}} "
+                     f"include_dirs {{{' '.join(spec.include_dirs)}}} kernels {{{kernels}}}]")
+    return "\n".join(lines) + "\n"
 
 
 def _dispatch_header(cfgs: List[HardwareConfig]) -> str:
@@ -423,7 +539,8 @@ def _exp_lut_header() -> str:
 
 
 def generated_files(root: Path = REPO_ROOT) -> Dict[Path, str]:
-    """Every file rendered from the shipped configs and the numerics, by path: what ``config gen`` writes."""
+    """Every file rendered from the shipped configs, the numerics and the accelerator registry (its ISA
+    tables), by path: what ``config gen`` writes."""
     cfgs = [load_config(n) for n in list_configs()]
     out: Dict[Path, str] = {
         root / "hls" / "include" / "vitaccel_config.h": _dispatch_header(cfgs),
@@ -440,6 +557,26 @@ def generated_files(root: Path = REPO_ROOT) -> Dict[Path, str]:
                               f"({BOARDS[c.board].part}, vitaccel/boards.py)")
     out[root / "overlay" / "boards.tcl"] = boards_tcl(cfgs)
     out[root / "overlay" / "BOARDS.md"] = boards_markdown(cfgs)
+    out[root / "overlay" / "accelerators.tcl"] = _accelerators_tcl()
+    out.update(_isa_files(root))
+    return out
+
+
+def _isa_files(root: Path) -> Dict[Path, str]:
+    """Each accelerator's ISA header, and the status table inside its DESCRIPTOR.md, from its ISA table."""
+    import importlib
+
+    from vitaccel import accelerators
+    from vitaccel.sim.isa import common_c_header, with_status_table
+
+    out: Dict[Path, str] = {root / "hls" / "include" / "isa" / "common_isa.h": common_c_header("vitaccel/sim/isa.py")}
+    for spec in accelerators.ACCELERATORS.values():
+        isa = importlib.import_module(spec.isa).ISA
+        out[root / "hls" / "include" / "isa" / f"{spec.name}_isa.h"] = isa.c_header(spec.isa.replace(".", "/") + ".py")
+        rel = Path("hls") / Path(spec.top_source).parent / "DESCRIPTOR.md"
+        # The prose is hand-written; only the table between the markers is rendered.
+        src = root / rel if (root / rel).exists() else REPO_ROOT / rel
+        out[root / rel] = with_status_table(src.read_text(encoding="utf-8"), isa, str(src))
     return out
 
 

@@ -7,24 +7,22 @@
 #ifndef VITACCEL_KERNELS_SCHEDULE_H
 #define VITACCEL_KERNELS_SCHEDULE_H
 
-#include "vitaccel_config.h"
-
 namespace vitaccel {
 namespace sched {
 
 constexpr int log2i(int x) { return x <= 1 ? 0 : 1 + log2i(x / 2); }
 
-// Dot-product nest on a MAC line (inter-PE mode) or an accumulate-over-tokens nest (intra-PE mode):
-// operand read, multiply, adder tree over the line's MACS_PER_LINE products, accumulate, write.
-static const int PIPE_DOT = 4 + log2i(cfg::MACS_PER_LINE);
+// Dot-product nest on a MAC line of `lanes` MACs (inter-PE mode) or an accumulate-over-tokens nest
+// (intra-PE mode): operand read, multiply, adder tree over the line's products, accumulate, write.
+constexpr int pipe_dot(int lanes) { return 4 + log2i(lanes); }
 // Requantiser (one per MAC line): add, multiply by the multiplier, round and shift, clip and write.
 static const int PIPE_RQ = 4;
-// Mix engine (AE encoder / decoder): a dot product over input heads, then the line's requantiser.
-static const int PIPE_MIX = PIPE_DOT + PIPE_RQ;
-// Softmax unit, max stage: read SOFTMAX_LANES scores, compare tree, hand the row maximum to the exp stage.
-static const int PIPE_SM_MAX = 2 + log2i(cfg::SOFTMAX_LANES);
+// Mix engine (dot product over input heads, then the line's requantiser).
+constexpr int pipe_mix(int lanes) { return pipe_dot(lanes) + PIPE_RQ; }
+// Softmax unit of `lanes` elements per cycle, max stage: read, compare tree, hand the row maximum on.
+constexpr int pipe_sm_max(int lanes) { return 2 + log2i(lanes); }
 // Softmax unit, exp stage: read, subtract / multiply / shift, table read and shift, adder tree, sum.
-static const int PIPE_SM_EXP = 6 + log2i(cfg::SOFTMAX_LANES);
+constexpr int pipe_sm_exp(int lanes) { return 6 + log2i(lanes); }
 // Reciprocal 2^40 / sum: a restoring divider with one quotient bit per stage, fully pipelined.
 static const int PIPE_DIV = 41;
 

@@ -16,7 +16,7 @@
 #include "autoencoder/autoencoder.h"
 #include "gemm/gemm.h"
 #include "perf.h"
-#include "schedule.h"
+#include "vitcod_schedule.h"
 #include "vitaccel_config.h"
 
 // hls/vitcod/vitcod_top.cpp (compiled alongside; a signature mismatch fails to link).
@@ -38,8 +38,8 @@ unsigned vitaccel_kernels_config_hash32(void) { return vitaccel::cfg::CONFIG_HAS
 // attention DENSE_LINES (lines without a Q gather port, denser-only), ae AE_L (the config's ae_lines).
 int vitaccel_kernels_limits(int32_t* out, int n) {
     using namespace vitaccel;
-    const int32_t v[] = {cfg::MAX_TOKENS, cfg::MAX_HEADS, cfg::MAX_HEAD_DIM, cfg::MAC_LINES, cfg::MACS_PER_LINE,
-                         gemm::MAX_K,     gemm::WLINE,    gemm::XWORDS,      attention::DENSE_LINES, ae::AE_L};
+    const int32_t v[] = {cfg::MAX_TOKENS, cfg::MAX_HEADS, cfg::MAX_HEAD_DIM, cfg::vitcod::MAC_LINES, cfg::vitcod::MACS_PER_LINE,
+                         gemm::Gemm<cfg::GemmArray>::MAX_K, gemm::Gemm<cfg::GemmArray>::WLINE, gemm::Gemm<cfg::GemmArray>::XWORDS,      attention::DENSE_LINES, ae::AE_L};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
     return count;
@@ -50,8 +50,8 @@ int vitaccel_kernels_limits(int32_t* out, int n) {
 // (TN), mix engine lines.
 int vitaccel_schedule_constants(int32_t* out, int n) {
     using namespace vitaccel;
-    const int32_t v[] = {sched::PIPE_DOT,    sched::PIPE_RQ,      sched::PIPE_MIX, sched::PIPE_SM_MAX,
-                         sched::PIPE_SM_EXP, sched::PIPE_DIV,     cfg::SOFTMAX_LANES, attention::PS,
+    const int32_t v[] = {vitcod_sched::PIPE_DOT,    vitcod_sched::PIPE_RQ,      vitcod_sched::PIPE_MIX, vitcod_sched::PIPE_SM_MAX,
+                         vitcod_sched::PIPE_SM_EXP, vitcod_sched::PIPE_DIV,     cfg::vitcod::SOFTMAX_LANES, attention::PS,
                          ae::TN,             ae::LINES};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
@@ -79,7 +79,7 @@ int vitaccel_perf_heads(int64_t* out, int n) {
 // x (M, K), w (O, K), bias / mult / shift (O,), y (M, O).
 int vitaccel_gemm(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult, const int32_t* shift,
                   int8_t* y, int M, int K, int O) {
-    return vitaccel::gemm::gemm_layer(x, w, bias, mult, shift, y, M, K, O);
+    return vitaccel::gemm::Gemm<vitaccel::cfg::GemmArray>::gemm_layer(x, w, bias, mult, shift, y, M, K, O);
 }
 
 // x (Hin, N, d), w (C, Hin), b (C,), y (C, N, d), contiguous.

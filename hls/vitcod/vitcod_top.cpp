@@ -1,7 +1,7 @@
 // The ViTCoD accelerator's top-level function: runs a list of layer descriptors (GEMM, AE mix, attention)
-// that the host wrote into DRAM, dispatching each to its engine. Register map and descriptor layout:
-// DESCRIPTOR.md (keep the two in step; tests/test_csim_kernels.py checks the word indices against
-// vitaccel/sim/vitcod/csim_kernels.py through vitcod_desc_layout below).
+// that the host wrote into DRAM, dispatching each to its engine. Register map: DESCRIPTOR.md. The
+// descriptor layout and status codes are the generated hls/include/isa/vitcod_isa.h (from
+// vitaccel/sim/vitcod/isa.py); vitcod_desc_layout below reports the compiled values to the tests.
 //
 // Memory model: one DRAM window of mem_bytes bytes. Every m_axi port's base-address register is set by
 // the host to the start of that window (one physically contiguous buffer); descriptors carry byte offsets
@@ -18,43 +18,15 @@
 #include "autoencoder/autoencoder.h"
 #include "gemm/gemm.h"
 #include "vitaccel_config.h"
+#include "isa/vitcod_isa.h"
 
 namespace vitaccel {
 namespace top {
 
-static const int DESC_WORDS = 64;  // one descriptor: 64 int32 words (256 bytes)
-
-enum Op { OP_NOP = 0, OP_GEMM = 1, OP_AE_MIX = 2, OP_ATTENTION = 3 };
-
-// Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
-enum Word {
-    W_OP = 0,
-    W_FLAGS = 1,  // reserved, must be 0
-    // OP_GEMM: y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), row-major
-    G_M = 2, G_K = 3, G_O = 4, G_X = 5, G_W = 6, G_BIAS = 7, G_MULT = 8, G_SHIFT = 9, G_Y = 10,
-    // OP_AE_MIX: y[c, n, f] = requantize(sum_h w[c, h] x[h, n, f] + b[c], mult, shift)
-    E_HIN = 2, E_C = 3, E_N = 4, E_D = 5, E_X = 6, E_X_HS = 7, E_X_NS = 8, E_W = 9, E_B = 10, E_MULT = 11,
-    E_SHIFT = 12, E_Y = 13, E_Y_HS = 14, E_Y_NS = 15,
-    // OP_ATTENTION: one layer, attention.h
-    A_H = 2, A_N = 3, A_D = 4, A_HC = 5,
-    A_Q = 6, A_Q_HS = 7, A_Q_NS = 8, A_K = 9, A_K_HS = 10, A_K_NS = 11, A_V = 12, A_V_HS = 13, A_V_NS = 14,
-    A_O = 15, A_O_HS = 16, A_O_NS = 17,
-    A_MASK = 18, A_ORDER = 19, A_COLPTR = 20, A_HEADPTR = 21, A_ROWIDX = 22,
-    A_M_EXP = 23, A_S_EXP = 24, A_M_OUT = 25, A_S_OUT = 26,
-    A_DQ_W = 27, A_DQ_B = 28, A_DQ_M = 29, A_DQ_S = 30, A_DK_W = 31, A_DK_B = 32, A_DK_M = 33, A_DK_S = 34,
-    A_NGLOBAL = 48,  // word 48 + h: n_global[h] in bits 0..15, the sparser engine's lines for head h in bits 16..31
-};
-static const int NGLOBAL_SLOTS = DESC_WORDS - A_NGLOBAL;
+// The descriptor format and status codes: the generated ISA table (vitaccel/sim/vitcod/isa.py).
+using namespace isa;
+using namespace isa::vitcod;
 static_assert(cfg::MAX_HEADS <= NGLOBAL_SLOTS, "n_global needs one descriptor word per head");
-
-// Status codes of the dispatcher itself (the engines' are 0x1xx, 0x2xx, 0x3xx). The returned status is
-// (index of the failing descriptor << 16) | code, 0 when every descriptor ran.
-static const int OK = 0;
-static const int ERR_OP = 0x001;       // unknown opcode or nonzero reserved word
-static const int ERR_ALIGN = 0x002;    // an int32 array (or the descriptor list) not 4-byte aligned
-static const int ERR_RANGE = 0x003;    // a range outside [0, mem_bytes)
-static const int ERR_STRIDE = 0x004;   // a negative stride
-static const int ERR_COUNT = 0x005;    // num_instr >= 65536
 
 typedef uint64_t addr_t;
 
@@ -69,13 +41,13 @@ inline addr_t span3(int heads, int N, int d, int32_t hs, int32_t ns) {
 inline int run_gemm(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int8_t* wgt,
                     const int32_t* wconst, uint32_t mem) {
     const int M = dw[G_M], K = dw[G_K], O = dw[G_O];
-    if (M < 1 || K < 1 || O < 1) return gemm::ERR_DIMS;
+    if (M < 1 || K < 1 || O < 1) return GEMM_ERR_DIMS;
     const uint32_t x = dw[G_X], w = dw[G_W], b = dw[G_BIAS], m = dw[G_MULT], s = dw[G_SHIFT], y = dw[G_Y];
     if ((b | m | s) & 3) return ERR_ALIGN;
     if (!in_window(x, (addr_t)M * K, mem) || !in_window(w, (addr_t)O * K, mem) || !in_window(b, 4 * (addr_t)O, mem) ||
         !in_window(m, 4 * (addr_t)O, mem) || !in_window(s, 4 * (addr_t)O, mem) || !in_window(y, (addr_t)M * O, mem))
         return ERR_RANGE;
-    return gemm::gemm_layer(act_in + x, wgt + w, wconst + b / 4, wconst + m / 4, wconst + s / 4, act_out + y, M, K, O);
+    return gemm::Gemm<cfg::GemmArray>::gemm_layer(act_in + x, wgt + w, wconst + b / 4, wconst + m / 4, wconst + s / 4, act_out + y, M, K, O);
 }
 
 inline int run_ae(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int8_t* wgt,
@@ -83,7 +55,7 @@ inline int run_ae(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* ac
     const int Hin = dw[E_HIN], C = dw[E_C], N = dw[E_N], d = dw[E_D];
     if (Hin < 1 || Hin > cfg::MAX_HEADS || C < 1 || C > cfg::MAX_HEADS || N < 1 || N > cfg::MAX_TOKENS || d < 1 ||
         d > cfg::MAX_HEAD_DIM)
-        return ae::ERR_DIMS;
+        return AE_ERR_DIMS;
     if (dw[E_X_HS] < 0 || dw[E_X_NS] < 0 || dw[E_Y_HS] < 0 || dw[E_Y_NS] < 0) return ERR_STRIDE;
     const uint32_t x = dw[E_X], w = dw[E_W], b = dw[E_B], y = dw[E_Y];
     if (b & 3) return ERR_ALIGN;
@@ -104,7 +76,7 @@ inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int
     const int H = a.H, N = a.N, d = a.d, Hc = a.Hc;
     if (H < 1 || H > cfg::MAX_HEADS || N < 1 || N > cfg::MAX_TOKENS || d < 1 || d > cfg::MAX_HEAD_DIM || Hc < 0 ||
         Hc > H)
-        return attention::ERR_DIMS;
+        return ATT_ERR_DIMS;
     if (dw[A_Q_HS] < 0 || dw[A_Q_NS] < 0 || dw[A_K_HS] < 0 || dw[A_K_NS] < 0 || dw[A_V_HS] < 0 || dw[A_V_NS] < 0 ||
         dw[A_O_HS] < 0 || dw[A_O_NS] < 0)
         return ERR_STRIDE;
@@ -126,7 +98,7 @@ inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int
     a.dk_s = dw[A_DK_S];
     for (int h = 0; h < attention::MAX_H; ++h) {
 #pragma HLS UNROLL
-        const uint32_t word = (h < H) ? (uint32_t)dw[A_NGLOBAL + h] : 0u;
+        const uint32_t word = (h < H) ? (uint32_t)dw[A_N_GLOBAL + h] : 0u;
         a.n_global[h] = (int32_t)(word & 0xFFFFu);
         a.sparse_lines[h] = (int32_t)(word >> 16);
     }
@@ -174,7 +146,7 @@ int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const 
 #pragma HLS INTERFACE s_axilite port = return bundle = control
     using namespace vitaccel::top;
     *hw_id = vitaccel::cfg::CONFIG_HASH32;
-    if (num_instr >= 65536) return ERR_COUNT;
+    if (num_instr >= MAX_INSTR) return ERR_COUNT;
     if (desc_off & 3) return ERR_ALIGN;
     if (!in_window(desc_off, (addr_t)num_instr * DESC_WORDS * 4, mem_bytes)) return ERR_RANGE;
 
@@ -212,15 +184,18 @@ TOP_INSTRUCTIONS:
 // this file. Writes up to n (name index, value) pairs in the order of DESC_LAYOUT_NAMES in
 // vitaccel/sim/vitcod/csim_kernels.py; returns how many values the layout has.
 extern "C" int vitcod_desc_layout(int32_t* out, int n) {
-    using namespace vitaccel::top;
-    const int32_t v[] = {DESC_WORDS, OP_NOP,  OP_GEMM,  OP_AE_MIX, OP_ATTENTION, W_OP,    W_FLAGS,  G_M,
-                         G_K,        G_O,     G_X,      G_W,       G_BIAS,       G_MULT,  G_SHIFT,  G_Y,
-                         E_HIN,      E_C,     E_N,      E_D,       E_X,          E_X_HS,  E_X_NS,   E_W,
-                         E_B,        E_MULT,  E_SHIFT,  E_Y,       E_Y_HS,       E_Y_NS,  A_H,      A_N,
-                         A_D,        A_HC,    A_Q,      A_Q_HS,    A_Q_NS,       A_K,     A_K_HS,   A_K_NS,
-                         A_V,        A_V_HS,  A_V_NS,   A_O,       A_O_HS,       A_O_NS,  A_MASK,   A_ORDER,
-                         A_COLPTR,   A_HEADPTR, A_ROWIDX, A_M_EXP, A_S_EXP,      A_M_OUT, A_S_OUT,  A_DQ_W,
-                         A_DQ_B,     A_DQ_M,  A_DQ_S,   A_DK_W,    A_DK_B,       A_DK_M,  A_DK_S,   A_NGLOBAL};
+    using namespace vitaccel::isa::vitcod;
+    // The order of Isa.layout() in vitaccel/sim/isa.py: DESC_WORDS, the opcodes, the header words, each
+    // operation's words, the extra constants.
+    const int32_t v[] = {DESC_WORDS, OP_NOP,   OP_GEMM,   OP_AE_MIX, OP_ATTENTION, W_OP,     W_FLAGS,  G_M,
+                         G_K,        G_O,      G_X,       G_W,       G_BIAS,       G_MULT,   G_SHIFT,  G_Y,
+                         E_HIN,      E_C,      E_N,       E_D,       E_X,          E_X_HS,   E_X_NS,   E_W,
+                         E_B,        E_MULT,   E_SHIFT,   E_Y,       E_Y_HS,       E_Y_NS,   A_H,      A_N,
+                         A_D,        A_HC,     A_Q,       A_Q_HS,    A_Q_NS,       A_K,      A_K_HS,   A_K_NS,
+                         A_V,        A_V_HS,   A_V_NS,    A_O,       A_O_HS,       A_O_NS,   A_MASK,   A_ORDER,
+                         A_COLPTR,   A_HEADPTR, A_ROWIDX, A_M_EXP,   A_S_EXP,      A_M_OUT,  A_S_OUT,  A_DQ_W,
+                         A_DQ_B,     A_DQ_M,   A_DQ_S,    A_DK_W,    A_DK_B,       A_DK_M,   A_DK_S,   A_N_GLOBAL,
+                         NGLOBAL_SLOTS};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
     return count;

@@ -5,7 +5,7 @@ nest counted as iterations x II (1) + its depth (``tests/test_cycle_model_vs_hls
 the C++'s counters):
 
 * Weights go through the weight buffer in tiles: half the buffer (the other half is the double buffer)
-  split evenly over the ``L = mac_lines`` lines, ``WLINE`` words of ``M = macs_per_line`` bytes each.
+  split evenly over the ``L`` lines, ``WLINE`` words of ``M`` bytes each (L x M: the config's ``gemm_array``).
   A tile gives each line ``R = WLINE // ceil(K / M)`` whole rows (``To = R L`` outputs, at most O); a
   row longer than a line's share is cut into K slices of ``WLINE`` chunks (``R = 1``) whose partial sums
   wait in the output buffer, and the slices are reloaded for every activation tile. Bias, multiplier and
@@ -17,9 +17,9 @@ the C++'s counters):
   cycle through the lines' requantisers, last slice only: ``+ PIPE_RQ`` after the last group).
 * Off-chip: loads of the next step and the store of the previous one overlap the current step's compute
   (double buffering, which the HLS does not write out yet: it loads in sequence).
-* With ``encode`` (the qkv layer of an AE model) the qkv output is stored whole and the encoder runs
-  after it as two OP_AE_MIX operations (Q and K) on every MAC line (:mod:`.autoencoder`): its mix nests
-  are ``preprocess``, its transfers not hidden by them ``data``.
+
+The array is the one the config's accelerator names for its GEMM mode (``HardwareConfig.gemm_array``:
+ViTCoD's MAC lines), as the C++ is instantiated on ``cfg::GemmArray``.
 """
 from __future__ import annotations
 
@@ -29,9 +29,8 @@ import numpy as np
 
 from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.vitcod.attention import PIPE_RQ, pipe_dot
-from vitaccel.sim.vitcod.autoencoder import mix_tiles
-from vitaccel.sim.common.dram import transfer_cycles
+from vitaccel.sim import schedule
+from vitaccel.sim.common.dram import overlap, transfer_cycles
 from vitaccel.sim.report import KernelReport
 
 __all__ = ["gemm", "gemm_cycles", "gemm_tiles", "gemm_plan"]
@@ -58,7 +57,7 @@ def gemm(x, w, bias, mult, shift) -> np.ndarray:
 def gemm_plan(cfg: HardwareConfig, m: int, k: int, o: int) -> Dict[str, int]:
     """The HLS tile plan (gemm.h ``plan_tiles``): KC chunks per row, KS chunks per K slice, NKS slices, R rows
     per line, To rows per weight tile, Tm rows per activation tile."""
-    lines, lanes = cfg.mac_lines, cfg.macs_per_line
+    lines, lanes = cfg.gemm_array
     wline = cfg.weight_buffer_kb * 1024 // 2 // (lines * lanes)
     xwords = cfg.qkvs_buffer_kb * 1024 // 2 // lanes
     if wline < 1:
@@ -79,34 +78,16 @@ def gemm_tiles(cfg: HardwareConfig, m: int, k: int, o: int) -> Tuple[int, int, b
     return p["To"], p["Tm"], p["Tm"] >= m
 
 
-def _overlap(steps: List[Tuple[int, int, int]]) -> Tuple[int, int]:
-    """``(compute, data)`` of steps ``(load before, compute, store after)`` with the next step's load and the
-    previous step's store under the current step's compute."""
-    if not steps:
-        return 0, 0
-    compute = 0
-    data = steps[0][0]
-    for i, (_, comp, _) in enumerate(steps):
-        nxt = (steps[i + 1][0] if i + 1 < len(steps) else 0) + (steps[i - 1][2] if i > 0 else 0)
-        compute += comp
-        data += max(comp, nxt) - comp
-    return compute, data + steps[-1][2]
-
-
 def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gemm", layer: Optional[int] = None,
-                encode: Optional[Tuple[int, int, int]] = None) -> KernelReport:
-    """Cycles of ``(m x k) @ (k x o)`` in GEMM mode; ``encode=(H, Hc, d)`` adds the AE encoder after it (qkv)."""
+                ) -> KernelReport:
+    """Cycles of ``(m x k) @ (k x o)`` in GEMM mode on the config's MAC array."""
     if min(m, k, o) < 1:
         raise ValueError(f"GEMM dims must be >= 1, got m={m}, k={k}, o={o}")
     p = gemm_plan(cfg, m, k, o)
     to, tm, r, kc, ks, nks = p["To"], p["Tm"], p["R"], p["KC"], p["KS"], p["NKS"]
     resident = tm >= m
-    lanes = cfg.macs_per_line
-    pd = pipe_dot(cfg)
-    if encode:
-        h, hc, d = encode
-        if 3 * h * d != o:
-            raise ValueError(f"encode={encode} does not match a qkv output of width {o}")
+    lanes = cfg.gemm_array[1]
+    pd = schedule.pipe_dot(lanes)
 
     # The HLS nest: weight tiles, activation tiles, K slices; one step per run_slice.
     steps: List[Tuple[int, int, int]] = []  # (load cycles before it, compute cycles, store cycles after)
@@ -131,30 +112,15 @@ def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gem
                 last = s == nks - 1
                 iters = mh * r * cn
                 mac_iters += iters
-                comp = iters + pd + (PIPE_RQ if last else 0)
+                comp = iters + pd + (schedule.PIPE_RQ if last else 0)
                 store = mh * ow if last else 0
                 loaded += sum(sl)
                 stored += store
                 steps.append((sum(transfer_cycles(cfg, b) for b in sl), comp, transfer_cycles(cfg, store)))
-    compute, data = _overlap(steps)
+    compute, data = overlap(steps)
     engines = {"gemm": compute, "mac_iterations": mac_iters, "dma": sum(st[0] + st[2] for st in steps)}
     macs = m * k * o
     preprocess = 0
     dram = loaded + stored
     notes = [] if resident else [f"activations re-streamed {-(-o // to)}x"]
-    if encode:
-        h, hc, d = encode
-        enc_steps: List[Tuple[int, int, int]] = []
-        for _ in range(2):  # Q, then K
-            w_bytes = [hc * h, 4 * hc]
-            for i, (lb, cyc, sb, _) in enumerate(mix_tiles(cfg, h, hc, m, d)):
-                enc_steps.append((sum(transfer_cycles(cfg, b) for b in (w_bytes if i == 0 else []) + [lb]), cyc,
-                                  transfer_cycles(cfg, sb)))
-                dram += (sum(w_bytes) if i == 0 else 0) + lb + sb
-        enc_c, enc_d = _overlap(enc_steps)
-        engines["encoder"] = enc_c
-        engines["dma"] += sum(st[0] + st[2] for st in enc_steps)
-        preprocess = enc_c
-        data += enc_d
-        macs += 2 * hc * h * m * d
     return KernelReport("gemm", name, layer, compute, preprocess, data, macs, m * k * o, dram, engines, [], notes)

@@ -9,7 +9,8 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, attention_int, sanger_cycles
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, attention_int
+from vitaccel.sim.vitcod.baselines import sanger_cycles
 from vitaccel.sim.report import KernelReport, Report
 
 __all__ = ["AttentionResult", "attention", "attention_baselines", "DEFAULT_QK_SCALE", "DEFAULT_OUT_RATIO"]

@@ -8,8 +8,8 @@ a time, requantised by the line's requantiser (``hls/vitcod/autoencoder/autoenco
   or K out of the GEMM's output: token tiles of :func:`ae_tile_tokens` tokens, each loaded, mixed
   (``ceil(C tn d / L) * ceil(H_in / M)`` iterations + ``pipe_mix``) and stored. Nothing else runs
   meanwhile, so it has all ``mac_lines`` lines; ``ae_lines`` is not used by the engines.
-  :func:`encode_cycles` counts the mix nests; the qkv layer's report (``gemm_cycles(encode=...)``) adds
-  the tiles' transfers.
+  :func:`encode_cycles` counts the mix nests; :func:`ae_mix_cycles` is one descriptor's report, tiles'
+  transfers included.
 * The decoder's cycles are part of the attention kernel's schedule (``attention.decode_cycles``): it runs
   beside the softmax unit, decoding the next head.
 """
@@ -21,6 +21,9 @@ import numpy as np
 
 from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
+from vitaccel.sim import schedule
+from vitaccel.sim.common.dram import overlap, transfer_cycles
+from vitaccel.sim.report import KernelReport
 
 __all__ = ["ae_encode", "ae_decode", "mix_heads", "encode_cycles", "mix_tiles", "ae_tile_tokens"]
 
@@ -62,14 +65,12 @@ def ae_tile_tokens(cfg: HardwareConfig) -> int:
 def mix_tiles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int) -> List[Tuple[int, int, int, int]]:
     """One OP_AE_MIX (``hin`` -> ``c`` heads, ``n`` tokens) tile by tile: ``(load bytes, mix cycles, store
     bytes, tokens)`` per tile."""
-    from vitaccel.sim.vitcod.attention import pipe_mix
-
     tn_max = ae_tile_tokens(cfg)
     kh = -(-hin // cfg.macs_per_line)
     out = []
     for n0 in range(0, n, tn_max):
         tn = min(tn_max, n - n0)
-        cyc = -(-c * tn * d // cfg.mac_lines) * kh + pipe_mix(cfg)
+        cyc = -(-c * tn * d // cfg.mac_lines) * kh + schedule.pipe_mix(cfg.macs_per_line)
         out.append((hin * tn * d, cyc, c * tn * d, tn))
     return out
 
@@ -85,10 +86,6 @@ def ae_mix_cycles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int, *, name
     """One OP_AE_MIX descriptor (the encoder on Q or on K): weights, then per token tile load, mix, store,
     with the next tile's load and the previous tile's store under the current tile's mix. The mix cycles
     are ``preprocess`` (the AE's cost on the critical path), exposed transfers ``data``."""
-    from vitaccel.sim.common.dram import transfer_cycles
-    from vitaccel.sim.common.gemm import _overlap
-    from vitaccel.sim.report import KernelReport
-
     w_bytes = [c * hin, 4 * c]
     steps = []
     dram = sum(w_bytes)
@@ -96,7 +93,7 @@ def ae_mix_cycles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int, *, name
         steps.append((sum(transfer_cycles(cfg, b) for b in (w_bytes if i == 0 else []) + [lb]), cyc,
                       transfer_cycles(cfg, sb)))
         dram += lb + sb
-    comp, data = _overlap(steps)
+    comp, data = overlap(steps)
     macs = c * hin * n * d
     return KernelReport("ae_encoder", name, layer, 0, comp, data, macs, macs, dram,
                         {"encoder": comp, "dma": sum(s[0] + s[2] for s in steps)}, [], [])

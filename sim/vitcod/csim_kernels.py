@@ -29,6 +29,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vitaccel import accelerators
 from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
 from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_LAYOUT, DESC_WORDS, GEMM_WORDS, OP_AE_MIX,  # noqa: F401
@@ -68,10 +69,11 @@ __all__ = [
     "PERF_HEAD",
 ]
 
-#: Sources of the kernels library, relative to ``hls/``.
-KERNEL_SOURCES = ("vitcod/vitcod_capi.cpp", "vitcod/vitcod_top.cpp")
+_SPEC = accelerators.get("vitcod")
+#: Sources of the kernels library, relative to ``hls/`` (the registry's ``csim_sources``).
+KERNEL_SOURCES = _SPEC.csim_sources
 #: On the include path, so the sources' ``"gemm/gemm.h"`` resolve and the kernel headers are in the cache key.
-KERNELS_INCLUDE_DIR = (HLS_DIR / "common", HLS_DIR / "vitcod")
+KERNELS_INCLUDE_DIR = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
 
 
 class CsimKernelError(CsimError, ValueError):

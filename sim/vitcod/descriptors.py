@@ -1,4 +1,4 @@
-"""The accelerator's program format: descriptors, status codes and the DRAM window (hls/vitcod/DESCRIPTOR.md).
+"""``vitcod_top``'s program format: descriptor builders over the ISA table (hls/vitcod/DESCRIPTOR.md).
 
 Pure numpy, so the host runtime (``vitaccel.host``), the NumPy model of the top-level function
 (:mod:`vitaccel.sim.vitcod.top`) and the C-simulation (:mod:`vitaccel.sim.vitcod.csim_kernels`) all build and read the
@@ -10,7 +10,10 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vitaccel.sim.isa import HEADER_WORDS
 from vitaccel.sim.vitcod.attention import SparsePlan, default_sparse_lines
+from vitaccel.sim.vitcod.isa import ISA
+from vitaccel.sim.window import Dram
 
 __all__ = [
     "DESC_WORDS", "OP_NOP", "OP_GEMM", "OP_AE_MIX", "OP_ATTENTION", "GEMM_WORDS", "AE_WORDS", "ATT_WORDS",
@@ -18,63 +21,21 @@ __all__ = [
     "ae_descriptor", "attention_descriptor",
 ]
 
-# -- the descriptor layout (hls/vitcod/DESCRIPTOR.md; checked against vitcod_top.cpp by the tests) ---------
+# -- the descriptor layout: the ISA table (vitaccel.sim.vitcod.isa), under the names the builders use ------
 
-DESC_WORDS = 64
-OP_NOP, OP_GEMM, OP_AE_MIX, OP_ATTENTION = 0, 1, 2, 3
-W_OP, W_FLAGS = 0, 1
-GEMM_WORDS = {"M": 2, "K": 3, "O": 4, "x": 5, "w": 6, "bias": 7, "mult": 8, "shift": 9, "y": 10}
-AE_WORDS = {"Hin": 2, "C": 3, "N": 4, "d": 5, "x": 6, "x_hs": 7, "x_ns": 8, "w": 9, "b": 10, "mult": 11,
-            "shift": 12, "y": 13, "y_hs": 14, "y_ns": 15}
-ATT_WORDS = {"H": 2, "N": 3, "d": 4, "Hc": 5, "q": 6, "q_hs": 7, "q_ns": 8, "k": 9, "k_hs": 10, "k_ns": 11,
-             "v": 12, "v_hs": 13, "v_ns": 14, "o": 15, "o_hs": 16, "o_ns": 17, "mask": 18, "order": 19,
-             "colptr": 20, "headptr": 21, "rowidx": 22, "m_exp": 23, "s_exp": 24, "m_out": 25, "s_out": 26,
-             "dq_w": 27, "dq_b": 28, "dq_m": 29, "dq_s": 30, "dk_w": 31, "dk_b": 32, "dk_m": 33, "dk_s": 34,
-             "n_global": 48}
+DESC_WORDS = ISA.desc_words
+OP_NOP, OP_GEMM, OP_AE_MIX, OP_ATTENTION = (ISA.opcode(o) for o in ("NOP", "GEMM", "AE_MIX", "ATTENTION"))
+W_OP, W_FLAGS = (w for _, w in HEADER_WORDS)
+GEMM_WORDS = ISA.words("GEMM")
+AE_WORDS = ISA.words("AE_MIX")
+ATT_WORDS = ISA.words("ATTENTION")
 
 #: Every constant of the layout, in the order ``vitcod_desc_layout`` (vitcod_top.cpp) reports them.
-DESC_LAYOUT: Tuple[Tuple[str, int], ...] = (
-    ("DESC_WORDS", DESC_WORDS), ("OP_NOP", OP_NOP), ("OP_GEMM", OP_GEMM), ("OP_AE_MIX", OP_AE_MIX),
-    ("OP_ATTENTION", OP_ATTENTION), ("W_OP", W_OP), ("W_FLAGS", W_FLAGS),
-    *((f"G_{k}", v) for k, v in GEMM_WORDS.items()),
-    *((f"E_{k}", v) for k, v in AE_WORDS.items()),
-    *((f"A_{k}", v) for k, v in ATT_WORDS.items()),
-)
+DESC_LAYOUT: Tuple[Tuple[str, int], ...] = ISA.layout()
 
-STATUS_CODES = {
-    0x001: "unknown opcode or nonzero reserved word",
-    0x002: "an int32 array or the descriptor list is not 4-byte aligned",
-    0x003: "a range outside the DRAM window",
-    0x004: "a negative stride",
-    0x005: "too many descriptors (>= 65536)",
-    0x101: "GEMM: M, K or O < 1",
-    0x102: "GEMM: K too long for the activation buffer",
-    0x103: "GEMM: multiplier outside [0, 2^31)",
-    0x104: "GEMM: shift outside [0, 63]",
-    0x201: "AE: H_in, C, N or d out of range",
-    0x202: "AE: multiplier or shift out of range",
-    0x301: "attention: H, N, d or Hc out of range",
-    0x302: "attention: a multiplier or shift out of range",
-    0x303: "attention: n_global outside [0, N]",
-    0x304: "attention: order outside [0, N)",
-    0x305: "attention: colptr / headptr inconsistent or outside rowidx",
-    0x306: "attention: rowidx outside [0, N) or not increasing within a column",
-    0x307: "attention: invalid MAC-line split for a head",
-    -1: "C API: bad arguments (DRAM window too large or misaligned)",
-}
-
-
-def status_message(status: int) -> str:
-    """Human-readable form of an engine or ``vitcod_top`` status (``(index << 16) | code``)."""
-    status = int(status)
-    if status == 0:
-        return "ok"
-    if status < 0:
-        return STATUS_CODES.get(status, f"C API error {status}")
-    index, code = status >> 16, status & 0xFFFF
-    what = STATUS_CODES.get(code, f"unknown code 0x{code:03x}")
-    return f"descriptor {index}: {what} (0x{code:03x})" if index else f"{what} (0x{code:03x})"
-
+#: Status code -> message (DESCRIPTOR.md's table, generated from the same ISA table).
+STATUS_CODES = ISA.messages
+status_message = ISA.status_message
 
 
 def pack_mask_bits(plan: SparsePlan) -> np.ndarray:
@@ -82,59 +43,6 @@ def pack_mask_bits(plan: SparsePlan) -> np.ndarray:
     byte c / 8 for reordered column c (key ``order[h, c]``)."""
     mr = np.take_along_axis(plan.mask, plan.order[:, None, :].astype(np.intp), axis=2)
     return np.packbits(mr, axis=2, bitorder="little")
-
-
-# -- the top-level function on an emulated DRAM window ------------------------------------------------------
-
-class Dram:
-    """An emulated DRAM window: a growable byte buffer with an aligned bump allocator. Offsets are what
-    descriptors carry."""
-
-    ALIGN = 64
-
-    def __init__(self, capacity: int = 1 << 20):
-        self._buf = np.zeros(max(int(capacity), 64), np.uint8)
-        self.used = 0
-
-    @property
-    def buffer(self) -> np.ndarray:
-        """The window, ``used`` bytes long (a view: writes go to DRAM)."""
-        return self._buf[:self.used]
-
-    def alloc(self, nbytes: int, align: int = ALIGN) -> int:
-        off = -(-self.used // align) * align
-        end = off + max(int(nbytes), 0)
-        if end > (1 << 32) - 1:
-            raise ValueError("the DRAM window would exceed 4 GiB (32-bit offsets)")
-        if end > self._buf.size:
-            grown = np.zeros(max(end, 2 * self._buf.size), np.uint8)
-            grown[:self.used] = self._buf[:self.used]
-            self._buf = grown
-        self.used = end
-        return off
-
-    def put(self, array, align: int = ALIGN) -> int:
-        """Copy ``array`` (its bytes, C order) into a fresh region; returns its offset."""
-        a = np.ascontiguousarray(array)
-        off = self.alloc(a.nbytes, align)
-        self._buf[off:off + a.nbytes] = a.reshape(-1).view(np.uint8)
-        return off
-
-    def write(self, offset: int, array) -> None:
-        """Overwrite the region at ``offset`` with ``array``'s bytes (what the host does between programs)."""
-        a = np.ascontiguousarray(array)
-        if offset < 0 or offset + a.nbytes > self.used:
-            raise ValueError("region outside the window")
-        self._buf[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8)
-
-    def get(self, offset: int, shape, dtype) -> np.ndarray:
-        """A copy of the region at ``offset`` as an array of ``shape`` and ``dtype``."""
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        raw = self._buf[offset:offset + count * dt.itemsize]
-        if raw.size != count * dt.itemsize:
-            raise ValueError("region outside the window")
-        return raw.copy().view(dt).reshape(shape)
 
 
 def _desc(op: int, layout: Dict[str, int], values: Dict[str, int]) -> np.ndarray:

@@ -1,6 +1,9 @@
 """The simulator's model of ``vitcod_top`` (hls/vitcod/vitcod_top.cpp): a descriptor program executed on a
 DRAM window exactly as the C++ executes it, plus one cycle-model report per descriptor that ran.
 
+(Over 600 lines because it mirrors vitcod_top.cpp check for check and store for store, the dispatcher and
+its three engines, so that windows and status codes stay byte-identical; each engine is its own function.)
+
 The host runtime's simulator backend (``vitaccel.host.emulated``) and ``Accelerator.predict`` start this, so
 the board, the C-simulation (:func:`vitaccel.sim.vitcod.csim_kernels.run_descriptors`) and the simulator run the
 same compiled program. ``tests/test_sim_top.py`` requires this model and the C-simulation to leave
@@ -69,17 +72,22 @@ from vitaccel.sim.vitcod.attention import SparsePlan, attention_cycles, valid_sp
 from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens
 from vitaccel.sim.common.gemm import gemm_cycles, gemm_plan
 from vitaccel.sim.report import KernelReport
+from vitaccel.sim.vitcod.isa import ISA
 
 __all__ = ["TopResult", "TopModelError", "run_top", "gemm_max_k", "softmax_kept"]
 
-# Status codes (DESCRIPTOR.md; the dispatcher's, then the engines').
-ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_STRIDE, ERR_COUNT = 0x001, 0x002, 0x003, 0x004, 0x005
-G_DIMS, G_K, G_MULT, G_SHIFT = 0x101, 0x102, 0x103, 0x104
-E_DIMS, E_QUANT = 0x201, 0x202
-A_DIMS, A_QUANT, A_NGLOBAL, A_ORDER, A_PTR, A_ROWIDX, A_SPLIT = 0x301, 0x302, 0x303, 0x304, 0x305, 0x306, 0x307
+# Status codes: the ISA table (vitaccel.sim.vitcod.isa), the one the C++ header is generated from.
+_C = ISA.code
+ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_STRIDE, ERR_COUNT = (_C(n) for n in ("ERR_OP", "ERR_ALIGN", "ERR_RANGE",
+                                                                      "ERR_STRIDE", "ERR_COUNT"))
+G_DIMS, G_K, G_MULT, G_SHIFT = (_C(n) for n in ("GEMM_ERR_DIMS", "GEMM_ERR_K_TOO_LONG", "GEMM_ERR_MULT",
+                                                "GEMM_ERR_SHIFT"))
+E_DIMS, E_QUANT = _C("AE_ERR_DIMS"), _C("AE_ERR_QUANT")
+A_DIMS, A_QUANT, A_NGLOBAL, A_ORDER, A_PTR, A_ROWIDX, A_SPLIT = (
+    _C(f"ATT_ERR_{n}") for n in ("DIMS", "QUANT", "NGLOBAL", "ORDER", "PTR", "ROWIDX", "SPLIT"))
 
 DESC_BYTES = 4 * DESC_WORDS
-MAX_INSTR = 1 << 16
+MAX_INSTR = ISA.max_instr
 #: Layer plans kept by the default cache (a model has one per layer).
 PLAN_CACHE_SIZE = 64
 

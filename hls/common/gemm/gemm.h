@@ -43,299 +43,306 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
+#include "isa/common_isa.h"
 #include "perf.h"
 #include "schedule.h"
 
 namespace vitaccel {
 namespace gemm {
 
-static const int LINES = cfg::MAC_LINES;
-static const int LANES = cfg::MACS_PER_LINE;
-// Half of each buffer: the other half is the double buffer the cycle model assumes.
-static const int W_HALF = cfg::WEIGHT_BUFFER_BYTES / 2;
-static const int A_HALF = cfg::QKVS_BUFFER_BYTES / 2;
-// Words (MACS_PER_LINE bytes each) of weights per line.
-static const int WLINE = W_HALF / (LINES * LANES);
-// Words of activations in the activation tile.
-static const int XWORDS = A_HALF / LANES;
-// Longest K: one activation row must fit the activation tile.
-static const int MAX_K = XWORDS * LANES;
-// Rows of partial sums: only used when K is sliced, i.e. ceil(K / LANES) > WLINE, so Tm < XWORDS / WLINE.
-static const int PS_ROWS = XWORDS / WLINE;
-// Most output rows a line holds in one tile (K <= LANES).
-static const int RMAX = WLINE;
+// The status codes come from the generated ISA table (hls/include/isa/common_isa.h, vitaccel/sim/isa.py).
+static const int OK = isa::OK;
+static const int ERR_DIMS = isa::GEMM_ERR_DIMS;
+static const int ERR_K_TOO_LONG = isa::GEMM_ERR_K_TOO_LONG;
+static const int ERR_MULT = isa::GEMM_ERR_MULT;
+static const int ERR_SHIFT = isa::GEMM_ERR_SHIFT;
 
-static_assert(WLINE >= 1, "the weight buffer must give every MAC line at least one word");
-static_assert(XWORDS >= 1 && PS_ROWS >= 1, "the Q/K/S/V buffer is too small for a GEMM activation tile");
+// One GEMM engine on the MAC array ARRAY describes (hls4ml's config-struct idiom: each accelerator's config
+// header defines cfg::GemmArray, so one GEMM serves every top): ARRAY::LINES lines of ARRAY::LANES MACs,
+// tiling by ARRAY::WEIGHT_BYTES of weight buffer and ARRAY::ACT_BYTES of activation buffer.
+template <class ARRAY>
+struct Gemm {
+    static const int LINES = ARRAY::LINES;
+    static const int LANES = ARRAY::LANES;
+    // Half of each buffer: the other half is the double buffer the cycle model assumes.
+    static const int W_HALF = ARRAY::WEIGHT_BYTES / 2;
+    static const int A_HALF = ARRAY::ACT_BYTES / 2;
+    // Words (MACS_PER_LINE bytes each) of weights per line.
+    static const int WLINE = W_HALF / (LINES * LANES);
+    // Words of activations in the activation tile.
+    static const int XWORDS = A_HALF / LANES;
+    // Longest K: one activation row must fit the activation tile.
+    static const int MAX_K = XWORDS * LANES;
+    // Rows of partial sums: only used when K is sliced, i.e. ceil(K / LANES) > WLINE, so Tm < XWORDS / WLINE.
+    static const int PS_ROWS = XWORDS / WLINE;
+    // Most output rows a line holds in one tile (K <= LANES).
+    static const int RMAX = WLINE;
 
-// Status codes (DESCRIPTOR.md): 0 is success.
-static const int OK = 0;
-static const int ERR_DIMS = 0x101;       // M, K or O < 1
-static const int ERR_K_TOO_LONG = 0x102;  // one activation row does not fit half the Q/K/S/V buffer
-static const int ERR_MULT = 0x103;        // a multiplier outside [0, 2^31)
-static const int ERR_SHIFT = 0x104;       // a shift outside [0, 63]
+    static_assert(WLINE >= 1, "the weight buffer must give every MAC line at least one word");
+    static_assert(XWORDS >= 1 && PS_ROWS >= 1, "the Q/K/S/V buffer is too small for a GEMM activation tile");
 
-// The tile shape for one GEMM, fixed before the first load.
-struct Plan {
-    int KC;   // chunks of LANES bytes per row: ceil(K / LANES)
-    int KS;   // chunks per K slice (== KC unless sliced)
-    int NKS;  // number of K slices
-    int R;    // output rows per line per weight tile
-    int To;   // output rows per weight tile (R * LINES, at most O)
-    int Tm;   // activation rows per activation tile
-};
+    // The tile shape for one GEMM, fixed before the first load.
+    struct Plan {
+        int KC;   // chunks of LANES bytes per row: ceil(K / LANES)
+        int KS;   // chunks per K slice (== KC unless sliced)
+        int NKS;  // number of K slices
+        int R;    // output rows per line per weight tile
+        int To;   // output rows per weight tile (R * LINES, at most O)
+        int Tm;   // activation rows per activation tile
+    };
 
-inline Plan plan_tiles(int M, int K, int O) {
-    Plan p;
-    p.KC = (K + LANES - 1) / LANES;
-    p.KS = p.KC < WLINE ? p.KC : WLINE;
-    p.NKS = (p.KC + p.KS - 1) / p.KS;
-    const int groups = (O + LINES - 1) / LINES;  // rows per line needed for all of O
-    int r = (p.NKS == 1) ? WLINE / p.KC : 1;
-    if (r > groups) r = groups;
-    p.R = r;
-    p.To = (r * LINES < O) ? r * LINES : O;
-    const int tm = XWORDS / p.KC;
-    p.Tm = tm < M ? tm : M;
-    return p;
-}
+    static Plan plan_tiles(int M, int K, int O) {
+        Plan p;
+        p.KC = (K + LANES - 1) / LANES;
+        p.KS = p.KC < WLINE ? p.KC : WLINE;
+        p.NKS = (p.KC + p.KS - 1) / p.KS;
+        const int groups = (O + LINES - 1) / LINES;  // rows per line needed for all of O
+        int r = (p.NKS == 1) ? WLINE / p.KC : 1;
+        if (r > groups) r = groups;
+        p.R = r;
+        p.To = (r * LINES < O) ? r * LINES : O;
+        const int tm = XWORDS / p.KC;
+        p.Tm = tm < M ? tm : M;
+        return p;
+    }
 
-// R groups of LINES accumulators, one per output row of the line group, for one activation row.
-struct OutGroup {
-    acc_t v[LINES];
-};
+    // R groups of LINES accumulators, one per output row of the line group, for one activation row.
+    struct OutGroup {
+        acc_t v[LINES];
+    };
 
-// Activation rows [m0, m0 + mh) into xbuf: row m at words m * KC .. m * KC + KC - 1, zero-padded past K.
-inline void load_x_tile(const int8_t* x, int64_t m0, int mh, int K, int KC, data_t xbuf[XWORDS][LANES]) {
-GEMM_LOAD_X_ROWS:
-    for (int m = 0; m < mh; ++m) {
+    // Activation rows [m0, m0 + mh) into xbuf: row m at words m * KC .. m * KC + KC - 1, zero-padded past K.
+    static void load_x_tile(const int8_t* x, int64_t m0, int mh, int K, int KC, data_t xbuf[XWORDS][LANES]) {
+    GEMM_LOAD_X_ROWS:
+        for (int m = 0; m < mh; ++m) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-    GEMM_LOAD_X_K:
-        for (int k = 0; k < KC * LANES; ++k) {
+        GEMM_LOAD_X_K:
+            for (int k = 0; k < KC * LANES; ++k) {
 #pragma HLS LOOP_TRIPCOUNT min = 8 max = 3072
 #pragma HLS PIPELINE II = 1
-            const int8_t v = (k < K) ? x[(m0 + m) * K + k] : int8_t(0);
-            xbuf[m * KC + k / LANES][k % LANES] = v;
+                const int8_t v = (k < K) ? x[(m0 + m) * K + k] : int8_t(0);
+                xbuf[m * KC + k / LANES][k % LANES] = v;
+            }
         }
+        VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, (int64_t)mh * K));
     }
-    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, (int64_t)mh * K));
-}
 
-// Weight rows [o0, o0 + ow), chunks [c0, c0 + cn) of the slice: row r to line r % LINES, word
-// (r / LINES) * KS + c. Zero past K.
-inline void load_w_slice(const int8_t* w, int64_t o0, int ow, int K, int c0, int cn, int KS,
-                         data_t wbuf[LINES][WLINE][LANES]) {
-GEMM_LOAD_W_ROWS:
-    for (int r = 0; r < ow; ++r) {
+    // Weight rows [o0, o0 + ow), chunks [c0, c0 + cn) of the slice: row r to line r % LINES, word
+    // (r / LINES) * KS + c. Zero past K.
+    static void load_w_slice(const int8_t* w, int64_t o0, int ow, int K, int c0, int cn, int KS,
+                             data_t wbuf[LINES][WLINE][LANES]) {
+    GEMM_LOAD_W_ROWS:
+        for (int r = 0; r < ow; ++r) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096
-    GEMM_LOAD_W_K:
-        for (int k = 0; k < cn * LANES; ++k) {
+        GEMM_LOAD_W_K:
+            for (int k = 0; k < cn * LANES; ++k) {
 #pragma HLS LOOP_TRIPCOUNT min = 8 max = 512
 #pragma HLS PIPELINE II = 1
-            const int kk = c0 * LANES + k;
-            const int8_t v = (kk < K) ? w[(o0 + r) * K + kk] : int8_t(0);
-            wbuf[r % LINES][(r / LINES) * KS + k / LANES][k % LANES] = v;
+                const int kk = c0 * LANES + k;
+                const int8_t v = (kk < K) ? w[(o0 + r) * K + kk] : int8_t(0);
+                wbuf[r % LINES][(r / LINES) * KS + k / LANES][k % LANES] = v;
+            }
         }
+        const int k_end = (c0 + cn) * LANES < K ? (c0 + cn) * LANES : K;
+        VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, (int64_t)ow * (k_end - c0 * LANES)));
+        (void)k_end;
     }
-    const int k_end = (c0 + cn) * LANES < K ? (c0 + cn) * LANES : K;
-    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, (int64_t)ow * (k_end - c0 * LANES)));
-    (void)k_end;
-}
 
-// Bias, multiplier and shift of the tile's outputs, laid out like the weight rows. Checks the ranges
-// NUMERICS.md allows, because ap_uint would silently wrap a negative multiplier.
-inline int load_consts(const int32_t* bias, const int32_t* mult, const int32_t* shift, int64_t o0, int ow,
-                       acc_t cb[LINES][RMAX], mult_t cm[LINES][RMAX], shift_t cs[LINES][RMAX]) {
-    int status = OK;
-GEMM_LOAD_CONSTS:
-    for (int r = 0; r < ow; ++r) {
+    // Bias, multiplier and shift of the tile's outputs, laid out like the weight rows. Checks the ranges
+    // NUMERICS.md allows, because ap_uint would silently wrap a negative multiplier.
+    static int load_consts(const int32_t* bias, const int32_t* mult, const int32_t* shift, int64_t o0, int ow,
+                           acc_t cb[LINES][RMAX], mult_t cm[LINES][RMAX], shift_t cs[LINES][RMAX]) {
+        int status = OK;
+    GEMM_LOAD_CONSTS:
+        for (int r = 0; r < ow; ++r) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096
 #pragma HLS PIPELINE II = 1
-        const int32_t b = bias[o0 + r];
-        const int32_t m = mult[o0 + r];
-        const int32_t s = shift[o0 + r];
-        if (m < 0) status = ERR_MULT;
-        if (s < 0 || s > 63) status = ERR_SHIFT;
-        cb[r % LINES][r / LINES] = b;
-        cm[r % LINES][r / LINES] = mult_t(m < 0 ? 0 : m);
-        cs[r % LINES][r / LINES] = shift_t((s < 0 || s > 63) ? 0 : s);
+            const int32_t b = bias[o0 + r];
+            const int32_t m = mult[o0 + r];
+            const int32_t s = shift[o0 + r];
+            if (m < 0) status = ERR_MULT;
+            if (s < 0 || s > 63) status = ERR_SHIFT;
+            cb[r % LINES][r / LINES] = b;
+            cm[r % LINES][r / LINES] = mult_t(m < 0 ? 0 : m);
+            cs[r % LINES][r / LINES] = shift_t((s < 0 || s > 63) ? 0 : s);
+        }
+        VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, 12 * (int64_t)ow));
+        return status;
     }
-    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_IN, 12 * (int64_t)ow));
-    return status;
-}
 
-// One K slice of one (weight tile, activation tile): every line accumulates cn chunks for each of its R
-// rows and each activation row. first: start from 0 (else from psum); last: emit the sums to the store
-// stage (else park them in psum).
-inline void compute_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
-                          acc_t psum[PS_ROWS][LINES], int mh, int R, int KC, int KS, int c0, int cn, bool first,
-                          bool last, hls::stream<OutGroup>& out, int64_t* iters) {
-    acc_t acc[LINES];
+    // One K slice of one (weight tile, activation tile): every line accumulates cn chunks for each of its R
+    // rows and each activation row. first: start from 0 (else from psum); last: emit the sums to the store
+    // stage (else park them in psum).
+    static void compute_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
+                              acc_t psum[PS_ROWS][LINES], int mh, int R, int KC, int KS, int c0, int cn, bool first,
+                              bool last, hls::stream<OutGroup>& out, int64_t* iters) {
+        acc_t acc[LINES];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
-    const int steps = mh * R * cn;
-    int m = 0, rr = 0, c = 0;
-GEMM_MAC:
-    for (int t = 0; t < steps; ++t) {
+        const int steps = mh * R * cn;
+        int m = 0, rr = 0, c = 0;
+    GEMM_MAC:
+        for (int t = 0; t < steps; ++t) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 65536
 #pragma HLS PIPELINE II = 1
-// psum[m] is read at the first chunk of row m and written at its last: distinct rows never overlap.
+    // psum[m] is read at the first chunk of row m and written at its last: distinct rows never overlap.
 #pragma HLS DEPENDENCE variable = psum inter false
-        VITACCEL_PERF(++*iters);
-        data_t xv[LANES];
+            VITACCEL_PERF(++*iters);
+            data_t xv[LANES];
 #pragma HLS ARRAY_PARTITION variable = xv complete dim = 1
-        for (int j = 0; j < LANES; ++j) {
-#pragma HLS UNROLL
-            xv[j] = xbuf[m * KC + c0 + c][j];
-        }
-        OutGroup g;
-        for (int l = 0; l < LINES; ++l) {
-#pragma HLS UNROLL
-            // The line's adder tree: LANES int8 x int8 products, exact.
-            ap_int<16 + 8> dot = 0;
             for (int j = 0; j < LANES; ++j) {
 #pragma HLS UNROLL
-                dot += xv[j] * wbuf[l][rr * KS + c][j];
+                xv[j] = xbuf[m * KC + c0 + c][j];
             }
-            const acc_t base = (c == 0) ? (first ? acc_t(0) : psum[m][l]) : acc[l];
-            acc[l] = base + dot;
-            g.v[l] = acc[l];
-        }
-        if (c == cn - 1) {
-            if (last) {
-                out.write(g);
-            } else {
-                for (int l = 0; l < LINES; ++l) {
+            OutGroup g;
+            for (int l = 0; l < LINES; ++l) {
 #pragma HLS UNROLL
-                    psum[m][l] = acc[l];
+                // The line's adder tree: LANES int8 x int8 products, exact.
+                ap_int<16 + 8> dot = 0;
+                for (int j = 0; j < LANES; ++j) {
+#pragma HLS UNROLL
+                    dot += xv[j] * wbuf[l][rr * KS + c][j];
+                }
+                const acc_t base = (c == 0) ? (first ? acc_t(0) : psum[m][l]) : acc[l];
+                acc[l] = base + dot;
+                g.v[l] = acc[l];
+            }
+            if (c == cn - 1) {
+                if (last) {
+                    out.write(g);
+                } else {
+                    for (int l = 0; l < LINES; ++l) {
+#pragma HLS UNROLL
+                        psum[m][l] = acc[l];
+                    }
                 }
             }
+            // Counters instead of div/mod: c fastest, then the line group rr, then the activation row m.
+            if (c == cn - 1) {
+                c = 0;
+                if (rr == R - 1) {
+                    rr = 0;
+                    ++m;
+                } else {
+                    ++rr;
+                }
+            } else {
+                ++c;
+            }
         }
-        // Counters instead of div/mod: c fastest, then the line group rr, then the activation row m.
-        if (c == cn - 1) {
-            c = 0;
+    }
+
+    // Bias, requantisation and the write to y for every group compute_slice emitted (none unless last): one
+    // group per cycle, MAC_LINES requantisers (one per line). Returns the iterations.
+    static int64_t store_tile(hls::stream<OutGroup>& in, const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
+                              const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
+                              int O, bool last) {
+        const int steps = last ? mh * R : 0;
+        int64_t iters = 0;
+        int m = 0, rr = 0;
+    GEMM_STORE:
+        for (int t = 0; t < steps; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 4096
+#pragma HLS PIPELINE II = 1
+            VITACCEL_PERF(++iters);
+            const OutGroup g = in.read();
+            for (int l = 0; l < LINES; ++l) {
+#pragma HLS UNROLL
+                const int o = rr * LINES + l;
+                if (o < ow) {
+                    const acc_t a = g.v[l] + cb[l][rr];  // |sum| <= 2^30 and |bias| < 2^30 (NUMERICS.md)
+                    y[(m0 + m) * O + o0 + o] = int8_t(requantize(a, cm[l][rr], cs[l][rr]).to_int());
+                }
+            }
             if (rr == R - 1) {
                 rr = 0;
                 ++m;
             } else {
                 ++rr;
             }
-        } else {
-            ++c;
         }
+        const int64_t written = last ? (int64_t)mh * ow : 0;
+        VITACCEL_PERF(perf::add(perf::GEMM_BYTES_OUT, written));
+        (void)written;
+        return iters;
     }
-}
 
-// Bias, requantisation and the write to y for every group compute_slice emitted (none unless last): one
-// group per cycle, MAC_LINES requantisers (one per line). Returns the iterations.
-inline int64_t store_tile(hls::stream<OutGroup>& in, const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
-                          const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
-                          int O, bool last) {
-    const int steps = last ? mh * R : 0;
-    int64_t iters = 0;
-    int m = 0, rr = 0;
-GEMM_STORE:
-    for (int t = 0; t < steps; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = 4096
-#pragma HLS PIPELINE II = 1
-        VITACCEL_PERF(++iters);
-        const OutGroup g = in.read();
-        for (int l = 0; l < LINES; ++l) {
-#pragma HLS UNROLL
-            const int o = rr * LINES + l;
-            if (o < ow) {
-                const acc_t a = g.v[l] + cb[l][rr];  // |sum| <= 2^30 and |bias| < 2^30 (NUMERICS.md)
-                y[(m0 + m) * O + o0 + o] = int8_t(requantize(a, cm[l][rr], cs[l][rr]).to_int());
-            }
-        }
-        if (rr == R - 1) {
-            rr = 0;
-            ++m;
-        } else {
-            ++rr;
-        }
-    }
-    const int64_t written = last ? (int64_t)mh * ow : 0;
-    VITACCEL_PERF(perf::add(perf::GEMM_BYTES_OUT, written));
-    (void)written;
-    return iters;
-}
-
-// Compute and store overlap: the store drains a group while the lines work on the next one. Returns the
-// cycles of the DATAFLOW region: the MAC nest, its depth, and the store's depth after the last group
-// (a group takes cn >= 1 cycles to compute and one to store, so the store never falls behind).
-inline int64_t run_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
-                         acc_t psum[PS_ROWS][LINES], const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
-                         const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
-                         int KC, int KS, int c0, int cn, bool first, bool last, int O) {
+    // Compute and store overlap: the store drains a group while the lines work on the next one. Returns the
+    // cycles of the DATAFLOW region: the MAC nest, its depth, and the store's depth after the last group
+    // (a group takes cn >= 1 cycles to compute and one to store, so the store never falls behind).
+    static int64_t run_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
+                             acc_t psum[PS_ROWS][LINES], const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
+                             const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
+                             int KC, int KS, int c0, int cn, bool first, bool last, int O) {
 #pragma HLS DATAFLOW
-    // (hls::stream<T, N> would be the Vitis spelling; the g++ model in hls/include/csim does not convert
-    // it to hls::stream<T>&, so the depth is given by pragma.)
-    hls::stream<OutGroup> groups("gemm_groups");
+        // (hls::stream<T, N> would be the Vitis spelling; the g++ model in hls/include/csim does not convert
+        // it to hls::stream<T>&, so the depth is given by pragma.)
+        hls::stream<OutGroup> groups("gemm_groups");
 #pragma HLS STREAM variable = groups depth = 4
-    int64_t mac = 0;
-    compute_slice(xbuf, wbuf, psum, mh, R, KC, KS, c0, cn, first, last, groups, &mac);
-    const int64_t st = store_tile(groups, cb, cm, cs, y, m0, mh, o0, ow, R, O, last);
-    VITACCEL_PERF(perf::add(perf::GEMM_MAC_ITERS, mac));
-    (void)st;
-    return mac + sched::PIPE_DOT + (last ? sched::PIPE_RQ : 0);
-}
+        int64_t mac = 0;
+        compute_slice(xbuf, wbuf, psum, mh, R, KC, KS, c0, cn, first, last, groups, &mac);
+        const int64_t st = store_tile(groups, cb, cm, cs, y, m0, mh, o0, ow, R, O, last);
+        VITACCEL_PERF(perf::add(perf::GEMM_MAC_ITERS, mac));
+        (void)st;
+        return mac + sched::pipe_dot(LANES) + (last ? sched::PIPE_RQ : 0);
+    }
 
-// y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), all row-major. Returns a status code;
-// on an error the outputs written so far are left as they are.
-inline int gemm_layer(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult,
-                      const int32_t* shift, int8_t* y, int M, int K, int O) {
-    // Static: one copy in hardware (BRAM), and off the stack in C-simulation.
-    static data_t xbuf[XWORDS][LANES];
+    // y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), all row-major. Returns a status code;
+    // on an error the outputs written so far are left as they are.
+    static int gemm_layer(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult,
+                          const int32_t* shift, int8_t* y, int M, int K, int O) {
+        // Static: one copy in hardware (BRAM), and off the stack in C-simulation.
+        static data_t xbuf[XWORDS][LANES];
 #pragma HLS ARRAY_PARTITION variable = xbuf complete dim = 2
-    static data_t wbuf[LINES][WLINE][LANES];
+        static data_t wbuf[LINES][WLINE][LANES];
 #pragma HLS ARRAY_PARTITION variable = wbuf complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = wbuf complete dim = 3
-    static acc_t psum[PS_ROWS][LINES];
+        static acc_t psum[PS_ROWS][LINES];
 #pragma HLS ARRAY_PARTITION variable = psum complete dim = 2
-    static acc_t cb[LINES][RMAX];
-    static mult_t cm[LINES][RMAX];
-    static shift_t cs[LINES][RMAX];
+        static acc_t cb[LINES][RMAX];
+        static mult_t cm[LINES][RMAX];
+        static shift_t cs[LINES][RMAX];
 #pragma HLS ARRAY_PARTITION variable = cb complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = cm complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = cs complete dim = 1
 
-    if (M < 1 || K < 1 || O < 1) return ERR_DIMS;
-    if (K > MAX_K) return ERR_K_TOO_LONG;
-    const Plan p = plan_tiles(M, K, O);
-    const bool resident = p.Tm >= M;
-    bool x_loaded = false;
-    VITACCEL_PERF(perf::add(perf::GEMM_CALLS, 1));
+        if (M < 1 || K < 1 || O < 1) return ERR_DIMS;
+        if (K > MAX_K) return ERR_K_TOO_LONG;
+        const Plan p = plan_tiles(M, K, O);
+        const bool resident = p.Tm >= M;
+        bool x_loaded = false;
+        VITACCEL_PERF(perf::add(perf::GEMM_CALLS, 1));
 
-GEMM_O_TILES:
-    for (int o0 = 0; o0 < O; o0 += p.To) {
+    GEMM_O_TILES:
+        for (int o0 = 0; o0 < O; o0 += p.To) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 72
-        const int ow = (O - o0 < p.To) ? O - o0 : p.To;
-        const int st = load_consts(bias, mult, shift, o0, ow, cb, cm, cs);
-        if (st != OK) return st;
-        if (p.NKS == 1) load_w_slice(w, o0, ow, K, 0, p.KC, p.KS, wbuf);
-    GEMM_M_TILES:
-        for (int m0 = 0; m0 < M; m0 += p.Tm) {
+            const int ow = (O - o0 < p.To) ? O - o0 : p.To;
+            const int st = load_consts(bias, mult, shift, o0, ow, cb, cm, cs);
+            if (st != OK) return st;
+            if (p.NKS == 1) load_w_slice(w, o0, ow, K, 0, p.KC, p.KS, wbuf);
+        GEMM_M_TILES:
+            for (int m0 = 0; m0 < M; m0 += p.Tm) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 4
-            const int mh = (M - m0 < p.Tm) ? M - m0 : p.Tm;
-            if (!resident || !x_loaded) {
-                load_x_tile(x, m0, mh, K, p.KC, xbuf);
-                x_loaded = true;
-            }
-        GEMM_K_SLICES:
-            for (int s = 0; s < p.NKS; ++s) {
+                const int mh = (M - m0 < p.Tm) ? M - m0 : p.Tm;
+                if (!resident || !x_loaded) {
+                    load_x_tile(x, m0, mh, K, p.KC, xbuf);
+                    x_loaded = true;
+                }
+            GEMM_K_SLICES:
+                for (int s = 0; s < p.NKS; ++s) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 6
-                const int c0 = s * p.KS;
-                const int cn = (p.KC - c0 < p.KS) ? p.KC - c0 : p.KS;
-                if (p.NKS > 1) load_w_slice(w, o0, ow, K, c0, cn, p.KS, wbuf);
-                const int64_t t = run_slice(xbuf, wbuf, psum, cb, cm, cs, y, m0, mh, o0, ow, p.R, p.KC, p.KS, c0,
-                                            cn, s == 0, s == p.NKS - 1, O);
-                VITACCEL_PERF(perf::add(perf::GEMM_COMPUTE, t));
-                (void)t;
+                    const int c0 = s * p.KS;
+                    const int cn = (p.KC - c0 < p.KS) ? p.KC - c0 : p.KS;
+                    if (p.NKS > 1) load_w_slice(w, o0, ow, K, c0, cn, p.KS, wbuf);
+                    const int64_t t = run_slice(xbuf, wbuf, psum, cb, cm, cs, y, m0, mh, o0, ow, p.R, p.KC, p.KS, c0,
+                                                cn, s == 0, s == p.NKS - 1, O);
+                    VITACCEL_PERF(perf::add(perf::GEMM_COMPUTE, t));
+                    (void)t;
+                }
             }
         }
+        return OK;
     }
-    return OK;
-}
+};  // struct Gemm
 
 }  // namespace gemm
 }  // namespace vitaccel

@@ -15,5 +15,5 @@ int gemm_top(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_
 #pragma HLS INTERFACE s_axilite port = K bundle = control
 #pragma HLS INTERFACE s_axilite port = O bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
-    return vitaccel::gemm::gemm_layer(x, w, bias, mult, shift, y, M, K, O);
+    return vitaccel::gemm::Gemm<vitaccel::cfg::GemmArray>::gemm_layer(x, w, bias, mult, shift, y, M, K, O);
 }

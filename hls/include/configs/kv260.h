@@ -4,19 +4,15 @@
 #define VITACCEL_CONFIG_KV260_H
 
 #define VITACCEL_CONFIG_NAME "kv260"
-#define VITACCEL_CONFIG_HASH "73d307c8e806bfaed5ebde91c374a7b9ec4f6857da4d99b021749e34f6c6ad97"
-#define VITACCEL_CONFIG_HASH32 0x73d307c8u
+#define VITACCEL_CONFIG_HASH "f3fc8ef1eb78d8e53cb1e940a1725bd45381ef055c924235b6f770b68d48e4b5"
+#define VITACCEL_CONFIG_HASH32 0xf3fc8ef1u
+#define VITACCEL_ACCELERATOR "vitcod"
+#define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x73d307c8u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0xf3fc8ef1u;  // read-only ID register
 static const unsigned CLOCK_KHZ = 200000;
-static const int MAC_LINES = 64;
-static const int MACS_PER_LINE = 8;
-static const int PEAK_MACS = 512;
-static const int SOFTMAX_LANES = 16;
-static const int SPARSE_Q_PORTS = 16;
-static const int AE_LINES = 8;
 static const int AXI_BITS = 128;
 static const int AXI_BYTES = 16;
 static const int BURST_SETUP_CYCLES = 40;
@@ -29,6 +25,23 @@ static const int MAX_HEADS = 12;
 static const int MAX_HEAD_DIM = 64;
 static const int MAX_EMBED_DIM = 768;
 static const int MAX_MLP_DIM = 3072;
+
+// The MAC array the common GEMM (hls/common/gemm/gemm.h) is instantiated on.
+struct GemmArray {
+    static const int LINES = 64;
+    static const int LANES = 8;
+    static const int WEIGHT_BYTES = WEIGHT_BUFFER_BYTES;
+    static const int ACT_BYTES = QKVS_BUFFER_BYTES;
+};
+
+// vitcod: ViTCoD (HPCA 2023): denser/sparser two-pronged attention engines and a Q/K auto-encoder
+namespace vitcod {
+static const int MAC_LINES = 64;
+static const int MACS_PER_LINE = 8;
+static const int SOFTMAX_LANES = 16;
+static const int SPARSE_Q_PORTS = 16;
+static const int AE_LINES = 8;
+}  // namespace vitcod
 }  // namespace cfg
 }  // namespace vitaccel
 

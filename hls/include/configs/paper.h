@@ -4,19 +4,15 @@
 #define VITACCEL_CONFIG_PAPER_H
 
 #define VITACCEL_CONFIG_NAME "paper"
-#define VITACCEL_CONFIG_HASH "01fe09dad607426f835f60d98f156b920525406a5abaa97baf20299c3290c566"
-#define VITACCEL_CONFIG_HASH32 0x01fe09dau
+#define VITACCEL_CONFIG_HASH "f555e78b485e716b5ed6a0516f28bc080a367106f432c334bef169db6456e6a1"
+#define VITACCEL_CONFIG_HASH32 0xf555e78bu
+#define VITACCEL_ACCELERATOR "vitcod"
+#define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x01fe09dau;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0xf555e78bu;  // read-only ID register
 static const unsigned CLOCK_KHZ = 500000;
-static const int MAC_LINES = 64;
-static const int MACS_PER_LINE = 8;
-static const int PEAK_MACS = 512;
-static const int SOFTMAX_LANES = 16;
-static const int SPARSE_Q_PORTS = 16;
-static const int AE_LINES = 8;
 static const int AXI_BITS = 512;
 static const int AXI_BYTES = 64;
 static const int BURST_SETUP_CYCLES = 32;
@@ -29,6 +25,23 @@ static const int MAX_HEADS = 12;
 static const int MAX_HEAD_DIM = 64;
 static const int MAX_EMBED_DIM = 768;
 static const int MAX_MLP_DIM = 3072;
+
+// The MAC array the common GEMM (hls/common/gemm/gemm.h) is instantiated on.
+struct GemmArray {
+    static const int LINES = 64;
+    static const int LANES = 8;
+    static const int WEIGHT_BYTES = WEIGHT_BUFFER_BYTES;
+    static const int ACT_BYTES = QKVS_BUFFER_BYTES;
+};
+
+// vitcod: ViTCoD (HPCA 2023): denser/sparser two-pronged attention engines and a Q/K auto-encoder
+namespace vitcod {
+static const int MAC_LINES = 64;
+static const int MACS_PER_LINE = 8;
+static const int SOFTMAX_LANES = 16;
+static const int SPARSE_Q_PORTS = 16;
+static const int AE_LINES = 8;
+}  // namespace vitcod
 }  // namespace cfg
 }  // namespace vitaccel
 

@@ -4,19 +4,15 @@
 #define VITACCEL_CONFIG_PYNQ_Z2_H
 
 #define VITACCEL_CONFIG_NAME "pynq-z2"
-#define VITACCEL_CONFIG_HASH "440fc8453f7a2a15f9866a80b55e540fce98b5f17172853dff33955e9563523a"
-#define VITACCEL_CONFIG_HASH32 0x440fc845u
+#define VITACCEL_CONFIG_HASH "6f602287228ecdf5156d71ab5cb37ff1d6bcba60409a93fb10862f1b784b5a97"
+#define VITACCEL_CONFIG_HASH32 0x6f602287u
+#define VITACCEL_ACCELERATOR "vitcod"
+#define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x440fc845u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x6f602287u;  // read-only ID register
 static const unsigned CLOCK_KHZ = 100000;
-static const int MAC_LINES = 16;
-static const int MACS_PER_LINE = 8;
-static const int PEAK_MACS = 128;
-static const int SOFTMAX_LANES = 4;
-static const int SPARSE_Q_PORTS = 4;
-static const int AE_LINES = 2;
 static const int AXI_BITS = 64;
 static const int AXI_BYTES = 8;
 static const int BURST_SETUP_CYCLES = 30;
@@ -29,6 +25,23 @@ static const int MAX_HEADS = 6;
 static const int MAX_HEAD_DIM = 64;
 static const int MAX_EMBED_DIM = 384;
 static const int MAX_MLP_DIM = 1536;
+
+// The MAC array the common GEMM (hls/common/gemm/gemm.h) is instantiated on.
+struct GemmArray {
+    static const int LINES = 16;
+    static const int LANES = 8;
+    static const int WEIGHT_BYTES = WEIGHT_BUFFER_BYTES;
+    static const int ACT_BYTES = QKVS_BUFFER_BYTES;
+};
+
+// vitcod: ViTCoD (HPCA 2023): denser/sparser two-pronged attention engines and a Q/K auto-encoder
+namespace vitcod {
+static const int MAC_LINES = 16;
+static const int MACS_PER_LINE = 8;
+static const int SOFTMAX_LANES = 4;
+static const int SPARSE_Q_PORTS = 4;
+static const int AE_LINES = 2;
+}  // namespace vitcod
 }  // namespace cfg
 }  // namespace vitaccel
 

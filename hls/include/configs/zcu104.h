@@ -4,19 +4,15 @@
 #define VITACCEL_CONFIG_ZCU104_H
 
 #define VITACCEL_CONFIG_NAME "zcu104"
-#define VITACCEL_CONFIG_HASH "1d6aec48f34483fa1b862ba624d71c53eb0839c7eaf9ba16fc2ffabcef2f08f8"
-#define VITACCEL_CONFIG_HASH32 0x1d6aec48u
+#define VITACCEL_CONFIG_HASH "2addd493696d3bf7f70cec3a011d71742347cef8836526199f73aa9dd6fceca3"
+#define VITACCEL_CONFIG_HASH32 0x2addd493u
+#define VITACCEL_ACCELERATOR "vitcod"
+#define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x1d6aec48u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x2addd493u;  // read-only ID register
 static const unsigned CLOCK_KHZ = 200000;
-static const int MAC_LINES = 64;
-static const int MACS_PER_LINE = 8;
-static const int PEAK_MACS = 512;
-static const int SOFTMAX_LANES = 16;
-static const int SPARSE_Q_PORTS = 16;
-static const int AE_LINES = 8;
 static const int AXI_BITS = 128;
 static const int AXI_BYTES = 16;
 static const int BURST_SETUP_CYCLES = 40;
@@ -29,6 +25,23 @@ static const int MAX_HEADS = 12;
 static const int MAX_HEAD_DIM = 64;
 static const int MAX_EMBED_DIM = 768;
 static const int MAX_MLP_DIM = 3072;
+
+// The MAC array the common GEMM (hls/common/gemm/gemm.h) is instantiated on.
+struct GemmArray {
+    static const int LINES = 64;
+    static const int LANES = 8;
+    static const int WEIGHT_BYTES = WEIGHT_BUFFER_BYTES;
+    static const int ACT_BYTES = QKVS_BUFFER_BYTES;
+};
+
+// vitcod: ViTCoD (HPCA 2023): denser/sparser two-pronged attention engines and a Q/K auto-encoder
+namespace vitcod {
+static const int MAC_LINES = 64;
+static const int MACS_PER_LINE = 8;
+static const int SOFTMAX_LANES = 16;
+static const int SPARSE_Q_PORTS = 16;
+static const int AE_LINES = 8;
+}  // namespace vitcod
 }  // namespace cfg
 }  // namespace vitaccel
 

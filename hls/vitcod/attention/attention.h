@@ -1,6 +1,10 @@
 // ViTCoD two-pronged sparse attention for one layer: denser and sparser engines on one MAC array, softmax
 // unit, decoder (AE), output requantisation.
 //
+// (Over 600 lines on purpose: the engines share one head loop and one set of on-chip buffers, and each nest
+// here has its term in sim/vitcod/attention.py's cycle model; split across files, the schedule the drift
+// test compares would no longer read in one place.)
+//
 // Bits: KERNELS.md "Attention"; the golden model is vitaccel.sim.vitcod.attention.attention_int, which
 // computes the same exact integer sums in another order. For head h, with q', k' the (optionally
 // AE-decoded) queries and keys:
@@ -71,24 +75,25 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
+#include "isa/vitcod_isa.h"
 #include "perf.h"
-#include "schedule.h"
+#include "vitcod_schedule.h"
 
 namespace vitaccel {
 namespace attention {
 
-static const int L = cfg::MAC_LINES;
-static const int LANES = cfg::MACS_PER_LINE;
+static const int L = cfg::vitcod::MAC_LINES;
+static const int LANES = cfg::vitcod::MACS_PER_LINE;
 static const int MAX_N = cfg::MAX_TOKENS;
 static const int MAX_H = cfg::MAX_HEADS;
 static const int MAX_D = cfg::MAX_HEAD_DIM;
 // Lines with a Q gather port: the most the sparser engine can have.
-static const int PS = cfg::SPARSE_Q_PORTS < cfg::MAC_LINES ? cfg::SPARSE_Q_PORTS : cfg::MAC_LINES;
+static const int PS = cfg::vitcod::SPARSE_Q_PORTS < cfg::vitcod::MAC_LINES ? cfg::vitcod::SPARSE_Q_PORTS : cfg::vitcod::MAC_LINES;
 // Lines without a gather port: they can only ever be denser lines.
 static const int DENSE_LINES = L - PS;
 // Dual-port copies of the Q buffer that provide the PS gather ports.
 static const int NQC = (PS + 1) / 2;
-static const int SL = cfg::SOFTMAX_LANES;
+static const int SL = cfg::vitcod::SOFTMAX_LANES;
 // Compressed heads are held head-minor, padded to whole M-wide words.
 static const int KHMAX = (MAX_H + LANES - 1) / LANES;
 static const int CW = KHMAX * LANES;
@@ -103,14 +108,15 @@ typedef ap_int<9> sprob_t;    // a probability as a signed operand, for p * v
 typedef ap_uint<16> expv_t;   // e of a kept entry, 2^15 * 2^-u
 typedef ap_uint<26> recip_t;  // 2^40 / sum of a row's e
 
-static const int OK = 0;
-static const int ERR_DIMS = 0x301;     // H, N, d or Hc out of range
-static const int ERR_QUANT = 0x302;    // a multiplier or shift out of range
-static const int ERR_NGLOBAL = 0x303;  // n_global[h] outside [0, N]
-static const int ERR_ORDER = 0x304;    // order[h][c] outside [0, N)
-static const int ERR_PTR = 0x305;      // colptr / headptr inconsistent or outside rowidx
-static const int ERR_ROWIDX = 0x306;   // rowidx outside [0, N) or not strictly increasing in a column
-static const int ERR_SPLIT = 0x307;    // sparse_lines[h] not a valid line split for head h
+// Status codes from the generated ISA table (hls/include/isa/vitcod_isa.h, vitaccel/sim/vitcod/isa.py).
+static const int OK = isa::OK;
+static const int ERR_DIMS = isa::vitcod::ATT_ERR_DIMS;
+static const int ERR_QUANT = isa::vitcod::ATT_ERR_QUANT;
+static const int ERR_NGLOBAL = isa::vitcod::ATT_ERR_NGLOBAL;
+static const int ERR_ORDER = isa::vitcod::ATT_ERR_ORDER;
+static const int ERR_PTR = isa::vitcod::ATT_ERR_PTR;
+static const int ERR_ROWIDX = isa::vitcod::ATT_ERR_ROWIDX;
+static const int ERR_SPLIT = isa::vitcod::ATT_ERR_SPLIT;
 
 // Scalar arguments of one attention layer (the descriptor's fields, DESCRIPTOR.md).
 struct Args {
@@ -302,7 +308,7 @@ ATT_DECODE:
             }
         }
     }
-    return iters + sched::PIPE_MIX;
+    return iters + vitcod_sched::PIPE_MIX;
 }
 
 // ---- SDDMM --------------------------------------------------------------------------------------
@@ -553,7 +559,7 @@ ATT_SOFTMAX_EXP:
             nl = live_blocks(keep, i, N, blk);
             sum = 0;
             // The row starts once the max stage has handed it over and this stage is done with the last.
-            VITACCEL_PERF(c2 = (c2 > r.c1 + sched::PIPE_SM_MAX) ? c2 : r.c1 + sched::PIPE_SM_MAX);
+            VITACCEL_PERF(c2 = (c2 > r.c1 + vitcod_sched::PIPE_SM_MAX) ? c2 : r.c1 + vitcod_sched::PIPE_SM_MAX);
         }
         VITACCEL_PERF(++c2);
         if (t < nl) {
@@ -574,7 +580,7 @@ ATT_SOFTMAX_EXP:
             ++i;
         }
     }
-    return c2 + sched::PIPE_SM_EXP + sched::PIPE_DIV;
+    return c2 + vitcod_sched::PIPE_SM_EXP + vitcod_sched::PIPE_DIV;
 }
 
 // The softmax unit: max stage and exp stage in DATAFLOW (a FIFO of row maxima between them), SL lanes
@@ -741,7 +747,7 @@ ATT_REQUANT:
             }
         }
     }
-    return iters + sched::PIPE_RQ;
+    return iters + vitcod_sched::PIPE_RQ;
 }
 
 inline void store_head(const data_t ob[MAX_N][MAX_D], int8_t* out, int64_t hs, int64_t ns, int h, int N, int d) {
@@ -864,7 +870,7 @@ ATT_HEADS:
         int64_t it1[2] = {0, 0};
         st = sddmm(qb, qg, kb, ord, cp, rowidx + hp, g, ld, ls, N, d, S, it1);
         if (st != OK) return st;
-        const int64_t t_sddmm = (it1[0] > it1[1] ? it1[0] : it1[1]) + sched::PIPE_DOT;
+        const int64_t t_sddmm = (it1[0] > it1[1] ? it1[0] : it1[1]) + vitcod_sched::PIPE_DOT;
 
         const int64_t t_soft = softmax_unit(S, keep, N, mult_t(a.m_exp), shift_t(a.s_exp), recip);
         int64_t t_dec = 0;
@@ -876,7 +882,7 @@ ATT_HEADS:
         int64_t it3[2] = {0, 0};
         st = spmm(S, keep, recip, vb, ord, cp, rowidx + hp, g, ld, ls, N, d, Od, Os, osv, it3);
         if (st != OK) return st;
-        const int64_t t_spmm = (it3[0] > it3[1] ? it3[0] : it3[1]) + sched::PIPE_DOT;
+        const int64_t t_spmm = (it3[0] > it3[1] ? it3[0] : it3[1]) + vitcod_sched::PIPE_DOT;
 
         const int64_t t_req = requant_out(Od, Os, osv, g, N, d, mult_t(a.m_out), shift_t(a.s_out), ob);
         store_head(ob, out, a.o_hs, a.o_ns, h, N, d);

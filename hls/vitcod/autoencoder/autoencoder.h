@@ -25,20 +25,21 @@
 
 #include "vitaccel_config.h"
 #include "vitaccel_numerics.h"
+#include "isa/vitcod_isa.h"
 #include "perf.h"
-#include "schedule.h"
+#include "vitcod_schedule.h"
 
 namespace vitaccel {
 namespace ae {
 
-static const int LANES = cfg::MACS_PER_LINE;
+static const int LANES = cfg::vitcod::MACS_PER_LINE;
 static const int MAX_H = cfg::MAX_HEADS;
 static const int MAX_D = cfg::MAX_HEAD_DIM;
 // The mix engine's lines: the whole MAC array.
-static const int LINES = cfg::MAC_LINES;
+static const int LINES = cfg::vitcod::MAC_LINES;
 // The config's ae_lines (0: all lines), reported by the C API. The engines do not use it: the encoder op
 // runs alone and the decoder runs while the engines' lines are idle, so both take every line.
-static const int AE_L = cfg::AE_LINES > 0 ? cfg::AE_LINES : cfg::MAC_LINES;
+static const int AE_L = cfg::vitcod::AE_LINES > 0 ? cfg::vitcod::AE_LINES : cfg::vitcod::MAC_LINES;
 // Input heads padded to whole words.
 static const int KHMAX = (MAX_H + LANES - 1) / LANES;
 static const int CW = KHMAX * LANES;
@@ -48,9 +49,10 @@ static const int TN = cfg::QKVS_BUFFER_BYTES / 2 / (MAX_D * CW);
 static_assert(MAX_D % LANES == 0, "MAX_HEAD_DIM must be a multiple of MACS_PER_LINE");
 static_assert(TN >= 1, "the Q/K/S/V buffer is too small for one token of the encoder");
 
-static const int OK = 0;
-static const int ERR_DIMS = 0x201;   // H_in, C, N or d out of [1, MAX_*]
-static const int ERR_QUANT = 0x202;  // multiplier or shift out of range
+// Status codes from the generated ISA table (hls/include/isa/vitcod_isa.h, vitaccel/sim/vitcod/isa.py).
+static const int OK = isa::OK;
+static const int ERR_DIMS = isa::vitcod::AE_ERR_DIMS;
+static const int ERR_QUANT = isa::vitcod::AE_ERR_QUANT;
 
 // Tokens [n0, n0 + tn), head-minor: xt[n * d + f][h] = x[h, n0 + n, f], zero for h >= Hin.
 inline void load_tile(const int8_t* x, int64_t x_hs, int64_t x_ns, int64_t n0, int tn, int Hin, int d,
@@ -106,7 +108,7 @@ AE_MIX:
             ++r;
         }
     }
-    return iters + sched::PIPE_MIX;
+    return iters + vitcod_sched::PIPE_MIX;
 }
 
 inline void store_tile(const data_t yt[MAX_H][TN * MAX_D], int8_t* y, int64_t y_hs, int64_t y_ns, int64_t n0, int tn,
