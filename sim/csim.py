@@ -274,16 +274,21 @@ class CFunction:
             names = ", ".join(n for n, _ in self.args)
             raise TypeError(f"{self.symbol}() takes {len(self.args)} arguments ({names}), got {len(values)}")
         converted = [self._convert(n, s, v) for (n, s), v in zip(self.args, values)]
-        # `values` holds the arrays alive for the duration of the call.
-        return self._fn(*converted)
+        # `values` holds the arrays alive for the duration of the call. ctypes releases the GIL during it,
+        # and the C++ keeps its buffers in function statics (one copy, as in hardware): one call at a time
+        # per loaded library.
+        with self._lib.lock:
+            return self._fn(*converted)
 
 
 class CsimLibrary:
     """A compiled, loaded shared library. ``compiled`` is True when this call ran the compiler, False
-    when the library came from the cache."""
+    when the library came from the cache. ``lock`` serialises calls into it (shared by every copy of this
+    object, since they share the loaded code and its static buffers)."""
 
     def __init__(self, name: str, path: Path, key: str, command: List[str], compiled: bool):
         self.name = name
+        self.lock = threading.RLock()
         self.path = path
         self.key = key
         self.command = command
@@ -300,6 +305,35 @@ class CsimLibrary:
 
 _LOADED: Dict[str, CsimLibrary] = {}
 _LOCK = threading.Lock()
+
+
+def _digest_path(lib: Path) -> Path:
+    return lib.with_name(lib.name + ".sha256")
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{h.hexdigest()} {path.stat().st_size}"
+
+
+def _write_digest(final: Path, built: Path) -> None:
+    """Record the sha256 and size of a freshly built library beside its cache entry (atomically)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".sha256.tmp", dir=final.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(_file_digest(built) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, _digest_path(final))
+
+
+def _cache_entry_ok(final: Path) -> bool:
+    """Whether a cached library is exactly the file that was built (checked before every dlopen)."""
+    try:
+        return _digest_path(final).read_text().strip() == _file_digest(final)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def compile_library(
@@ -363,6 +397,14 @@ def compile_library(
         out_dir = cache_dir()
         final = out_dir / f"lib{name}_{key[:20]}.so"
         compiled = False
+        if final.is_file() and not _cache_entry_ok(final):
+            # Truncated or altered (a killed copy, a full disk): dlopen of such a file can kill the process
+            # with SIGBUS, so it is never loaded; compile it again.
+            for p in (final, _digest_path(final)):
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
         if not final.is_file():
             fd, tmp = tempfile.mkstemp(prefix=f".lib{name}_", suffix=".so.tmp", dir=out_dir)
             os.close(fd)
@@ -373,6 +415,7 @@ def compile_library(
                     raise CsimCompileError(f"compiling {name} failed (exit {proc.returncode})", full, proc.stderr)
                 # mkstemp made it owner-only; a shared cache needs it loadable by others too.
                 os.chmod(tmp, 0o755)
+                _write_digest(final, Path(tmp))
                 # Atomic on POSIX: a concurrent process sees either no file or a complete one.
                 os.replace(tmp, final)
             finally:
