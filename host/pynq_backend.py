@@ -89,10 +89,11 @@ class PynqDevice(Device):
     The window is allocated once and reused by every run (the static region is written only at open time).
     """
 
-    def __init__(self, ip, mem_bytes: int, top: str = "vitcod_top"):
+    def __init__(self, ip, mem_bytes: int, top: str = "vitcod_top", overlay=None):
         import pynq
 
         self.ip = ip
+        self.overlay = overlay
         self.name = f"{top} at 0x{int(getattr(ip, 'mmio').base_addr):x}" if hasattr(ip, "mmio") else top
         self._buffer = pynq.allocate(shape=(int(mem_bytes),), dtype=np.uint8)
         self.mem = self._buffer
@@ -134,6 +135,13 @@ class PynqDevice(Device):
         """Invalidate only the bytes the host reads back."""
         if nbytes != 0:
             self._range(offset, nbytes).invalidate()
+
+    def reset(self) -> None:
+        """Reprogram the PL with the overlay's bitstream: the only reset an ap_ctrl_hs block without a reset
+        port has. The window (PS DRAM) is kept; register offsets are unchanged."""
+        if self.overlay is None:
+            raise NotImplementedError(f"{self.name}: no overlay object to reload (opened without one)")
+        self.overlay.download()
 
     def close(self) -> None:
         self._buffer.freebuffer()
@@ -177,4 +185,4 @@ def open_board(mem_bytes: int, config: ConfigLike, *, overlay: Optional[str] = N
     if not path.exists():
         raise FileNotFoundError(f"overlay {path} does not exist")
     ol = AcceleratorOverlay(str(path), accelerator=cfg.accelerator)
-    return ol, PynqDevice(ol.accel, mem_bytes, cfg.spec.hls_top)
+    return ol, PynqDevice(ol.accel, mem_bytes, cfg.spec.hls_top, overlay=ol)

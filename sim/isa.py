@@ -44,6 +44,8 @@ DISPATCH_STATUS = (
     Status(0x003, "ERR_RANGE", "top", "a range outside `[0, mem_bytes)` (descriptor list included)"),
     Status(0x004, "ERR_STRIDE", "top", "a negative stride"),
     Status(0x005, "ERR_COUNT", "top", "`num_instr >= 65536`"),
+    Status(0x006, "ERR_OVERLAP", "top", "an operation's output overlaps one of its inputs (checked after the ranges, "
+           "before the engine starts)"),
 )
 
 GEMM_OP = Op("GEMM", 1, "G", (("M", 2), ("K", 3), ("O", 4), ("x", 5), ("w", 6), ("bias", 7), ("mult", 8),

@@ -36,7 +36,7 @@ class FakeRegisterMap:
             else:
                 regs[name] = (off, 64)
             off += 12
-        for name in ("desc_off", "num_instr", "mem_bytes", "hw_id"):
+        for name in ("desc_off", "num_instr", "mem_bytes", "hw_id", "run_count"):
             regs[name] = (off, 32)
             off += 8
         for k, (a, w) in regs.items():
@@ -64,7 +64,7 @@ class FakeBuffer(np.ndarray):
         self.state.invalidated.append((self.offset, self.nbytes))
 
     def freebuffer(self):
-        pass
+        self.state.freed += 1
 
 
 def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool = False, on_target: bool = True,
@@ -72,7 +72,8 @@ def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool =
     """A module object named ``pynq``; ``mod.state`` exposes the emulated hardware for assertions."""
     mod = types.ModuleType("pynq")
     mod.__spec__ = importlib.machinery.ModuleSpec("pynq", None)
-    state = types.SimpleNamespace(buffers=[], flushes=0, invalidates=0, flushed=[], invalidated=[], overlays=[], writes=[], emu=None, emu_buf=None,
+    state = types.SimpleNamespace(buffers=[], flushes=0, invalidates=0, flushed=[], invalidated=[], overlays=[],
+                                  downloads=0, freed=0, writes=[], emu=None, emu_buf=None,
                                   next_addr=0x6000_0000, config=config, hang=hang)
 
     class DefaultIP:
@@ -132,6 +133,14 @@ def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool =
             ip_cls = pynq_classes()[0]
             setattr(self, ip_name, ip_cls(self.ip_dict[ip_name]))
             state.overlays.append(self)
+
+        def download(self):
+            """Reprogramming the PL resets the block (the emulated one here)."""
+            state.downloads += 1
+            if state.emu is not None:
+                state.emu.reset()
+                state.emu.faults.discard("hang")
+                state.emu.hang = False
 
     def allocate(shape, dtype="u4", **kwargs):
         a = np.zeros(shape, dtype=dtype).view(FakeBuffer)

@@ -293,10 +293,13 @@ def test_top_runs_a_program_and_reports_the_failing_descriptor(klib):
         ck.run_descriptors(dram, [g, changed(w=1 << 30)], CONFIG)
     # Descriptor list misaligned / outside the window: checked before anything runs.
     buf = dram.buffer
-    hw = np.zeros(1, np.uint32)
-    assert klib.run(buf, buf.size, 2, 1, hw) == 0x002
-    assert klib.run(buf, buf.size, buf.size - 128, 1, hw) == 0x003
-    assert klib.run(buf, buf.size, 0, 70000, hw) == 0x005
+    hw, runs = np.zeros(1, np.uint32), np.zeros(1, np.uint32)
+    assert klib.run(buf, buf.size, 2, 1, hw, runs) == 0x002
+    first = int(runs[0])
+    assert klib.run(buf, buf.size, buf.size - 128, 1, hw, runs) == 0x003
+    assert klib.run(buf, buf.size, 0, 70000, hw, runs) == 0x005
+    # The run counter counts every start, refused ones included.
+    assert int(runs[0]) == first + 2
 
 
 # -- a whole transformer block ---------------------------------------------------------------------

@@ -21,7 +21,8 @@
 
 // hls/vitcod/vitcod_top.cpp (compiled alongside; a signature mismatch fails to link).
 int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const uint8_t* mask, const int8_t* wgt,
-               const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id);
+               const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id,
+               uint32_t* run_count);
 
 namespace {
 
@@ -172,12 +173,13 @@ int vitaccel_attention(const int8_t* q, const int8_t* k, const int8_t* v, const 
 
 // The accelerator's top-level function on an emulated DRAM window: every m_axi port points at dram
 // (which must be 4-byte aligned), as the host sets every base-address register to one buffer.
-int vitaccel_run(uint8_t* dram, int64_t dram_bytes, uint32_t desc_off, uint32_t num_instr, uint32_t* hw_id) {
+int vitaccel_run(uint8_t* dram, int64_t dram_bytes, uint32_t desc_off, uint32_t num_instr, uint32_t* hw_id,
+                 uint32_t* run_count) {
     if (dram_bytes < 0 || dram_bytes > 0xffffffffLL || (reinterpret_cast<uintptr_t>(dram) & 3)) return ERR_CAPI_ARGS;
     return vitcod_top(reinterpret_cast<const int8_t*>(dram), reinterpret_cast<int8_t*>(dram),
                       reinterpret_cast<const int32_t*>(dram), dram, reinterpret_cast<const int8_t*>(dram),
                       reinterpret_cast<const int32_t*>(dram), desc_off, num_instr, static_cast<uint32_t>(dram_bytes),
-                      hw_id);
+                      hw_id, run_count);
 }
 
 }  // extern "C"

@@ -33,6 +33,11 @@ typedef uint64_t addr_t;
 // [off, off + len) inside the window.
 inline bool in_window(uint32_t off, addr_t len, uint32_t mem) { return (addr_t)off + len <= (addr_t)mem; }
 
+// [a, a + alen) and [b, b + blen) share a byte (empty ranges share none).
+inline bool overlaps(uint32_t a, addr_t alen, uint32_t b, addr_t blen) {
+    return alen > 0 && blen > 0 && (addr_t)a < (addr_t)b + blen && (addr_t)b < (addr_t)a + alen;
+}
+
 // Bytes spanned by a (heads, N, d) tensor with byte strides hs, ns.
 inline addr_t span3(int heads, int N, int d, int32_t hs, int32_t ns) {
     return (addr_t)(heads - 1) * (addr_t)hs + (addr_t)(N - 1) * (addr_t)ns + (addr_t)d;
@@ -47,6 +52,11 @@ inline int run_gemm(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* 
     if (!in_window(x, (addr_t)M * K, mem) || !in_window(w, (addr_t)O * K, mem) || !in_window(b, 4 * (addr_t)O, mem) ||
         !in_window(m, 4 * (addr_t)O, mem) || !in_window(s, 4 * (addr_t)O, mem) || !in_window(y, (addr_t)M * O, mem))
         return ERR_RANGE;
+    // The engine reads inputs while it writes outputs (tile by tile), so the two must not share a byte.
+    const addr_t ylen = (addr_t)M * O;
+    if (overlaps(y, ylen, x, (addr_t)M * K) || overlaps(y, ylen, w, (addr_t)O * K) || overlaps(y, ylen, b, 4 * (addr_t)O) ||
+        overlaps(y, ylen, m, 4 * (addr_t)O) || overlaps(y, ylen, s, 4 * (addr_t)O))
+        return ERR_OVERLAP;
     return gemm::Gemm<cfg::GemmArray>::gemm_layer(act_in + x, wgt + w, wconst + b / 4, wconst + m / 4, wconst + s / 4, act_out + y, M, K, O);
 }
 
@@ -59,9 +69,12 @@ inline int run_ae(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* ac
     if (dw[E_X_HS] < 0 || dw[E_X_NS] < 0 || dw[E_Y_HS] < 0 || dw[E_Y_NS] < 0) return ERR_STRIDE;
     const uint32_t x = dw[E_X], w = dw[E_W], b = dw[E_B], y = dw[E_Y];
     if (b & 3) return ERR_ALIGN;
-    if (!in_window(x, span3(Hin, N, d, dw[E_X_HS], dw[E_X_NS]), mem) || !in_window(w, (addr_t)C * Hin, mem) ||
-        !in_window(b, 4 * (addr_t)C, mem) || !in_window(y, span3(C, N, d, dw[E_Y_HS], dw[E_Y_NS]), mem))
+    const addr_t xlen = span3(Hin, N, d, dw[E_X_HS], dw[E_X_NS]), ylen = span3(C, N, d, dw[E_Y_HS], dw[E_Y_NS]);
+    if (!in_window(x, xlen, mem) || !in_window(w, (addr_t)C * Hin, mem) || !in_window(b, 4 * (addr_t)C, mem) ||
+        !in_window(y, ylen, mem))
         return ERR_RANGE;
+    if (overlaps(y, ylen, x, xlen) || overlaps(y, ylen, w, (addr_t)C * Hin) || overlaps(y, ylen, b, 4 * (addr_t)C))
+        return ERR_OVERLAP;
     return ae::ae_mix(act_in + x, dw[E_X_HS], dw[E_X_NS], wgt + w, wconst + b / 4, dw[E_MULT], dw[E_SHIFT],
                       act_out + y, dw[E_Y_HS], dw[E_Y_NS], Hin, C, N, d);
 }
@@ -118,6 +131,24 @@ inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int
     if (Hc > 0 && (!in_window(dqw, (addr_t)H * Hc, mem) || !in_window(dqb, 4 * (addr_t)H, mem) ||
                    !in_window(dkw, (addr_t)H * Hc, mem) || !in_window(dkb, 4 * (addr_t)H, mem)))
         return ERR_RANGE;
+    // The output must share no byte with what the engines read: Q, K, V, the index tables, rowidx up to
+    // headptr[H] (clipped to the window; a bad headptr fails later with 0x305) and the decoders.
+    {
+        const addr_t olen = span3(H, N, d, a.o_hs, a.o_ns);
+        const int32_t r_end = idx[hp / 4 + H];
+        const addr_t rlen0 = r_end > 0 ? 4 * (addr_t)r_end : 0;
+        const addr_t rlen = (addr_t)ri + rlen0 > mem ? (addr_t)mem - ri : rlen0;
+        bool ov = overlaps(o, olen, q, span3(hq, N, d, a.q_hs, a.q_ns)) ||
+                  overlaps(o, olen, k, span3(hq, N, d, a.k_hs, a.k_ns)) ||
+                  overlaps(o, olen, v, span3(H, N, d, a.v_hs, a.v_ns)) ||
+                  overlaps(o, olen, mk, (addr_t)H * N * ((N + 7) / 8)) || overlaps(o, olen, ord, 4 * (addr_t)H * N) ||
+                  overlaps(o, olen, cp, 4 * (addr_t)H * (N + 1)) || overlaps(o, olen, hp, 4 * (addr_t)(H + 1)) ||
+                  overlaps(o, olen, ri, rlen);
+        if (Hc > 0)
+            ov = ov || overlaps(o, olen, dqw, (addr_t)H * Hc) || overlaps(o, olen, dqb, 4 * (addr_t)H) ||
+                 overlaps(o, olen, dkw, (addr_t)H * Hc) || overlaps(o, olen, dkb, 4 * (addr_t)H);
+        if (ov) return ERR_OVERLAP;
+    }
     // rowidx may run to the end of the window; the engine checks every head's segment against it.
     const int64_t rowidx_len = (int64_t)(mem - ri) / 4;
     return attention::attention_layer(a, act_in + q, act_in + k, act_in + v, act_out + o, mask + mk, idx + ord / 4,
@@ -131,8 +162,11 @@ inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int
 // Runs descriptors [0, num_instr) found at byte offset desc_off of the window. Returns 0, or
 // (index << 16) | code for the first descriptor that failed (the ones before it ran to completion).
 // hw_id always receives vitaccel::cfg::CONFIG_HASH32, so a call with num_instr = 0 just reads the ID.
+// run_count receives the number of times the top has started since reset, this start included, so the
+// host can tell a run that happened from a done bit left over (a start that was lost).
 int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const uint8_t* mask, const int8_t* wgt,
-               const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id) {
+               const int32_t* wconst, uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id,
+               uint32_t* run_count) {
 #pragma HLS INTERFACE m_axi port = act_in offset = slave bundle = gmem_act max_read_burst_length = 64
 #pragma HLS INTERFACE m_axi port = act_out offset = slave bundle = gmem_act max_write_burst_length = 64
 #pragma HLS INTERFACE m_axi port = idx offset = slave bundle = gmem_idx max_read_burst_length = 64
@@ -143,9 +177,12 @@ int vitcod_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const 
 #pragma HLS INTERFACE s_axilite port = num_instr bundle = control
 #pragma HLS INTERFACE s_axilite port = mem_bytes bundle = control
 #pragma HLS INTERFACE s_axilite port = hw_id bundle = control
+#pragma HLS INTERFACE s_axilite port = run_count bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
     using namespace vitaccel::top;
+    static uint32_t runs = 0;  // a register: cleared by the block's reset, kept between starts
     *hw_id = vitaccel::cfg::CONFIG_HASH32;
+    *run_count = ++runs;
     if (num_instr >= MAX_INSTR) return ERR_COUNT;
     if (desc_off & 3) return ERR_ALIGN;
     if (!in_window(desc_off, (addr_t)num_instr * DESC_WORDS * 4, mem_bytes)) return ERR_RANGE;

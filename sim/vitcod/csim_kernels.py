@@ -106,7 +106,8 @@ class _KernelsLib:
             ("H", c_int), ("N", c_int), ("d", c_int)])
         self.run = lib.bind("vitaccel_run", [
             ("dram", Array(u8, out=True)), ("dram_bytes", ctypes.c_int64), ("desc_off", ctypes.c_uint32),
-            ("num_instr", ctypes.c_uint32), ("hw_id", Array(np.uint32, out=True))])
+            ("num_instr", ctypes.c_uint32), ("hw_id", Array(np.uint32, out=True)),
+            ("run_count", Array(np.uint32, out=True))])
         self.config_hash32 = lib.bind("vitaccel_kernels_config_hash32", [], restype=ctypes.c_uint32)
         self._limits = lib.bind("vitaccel_kernels_limits", [("out", Array(i32, out=True)), ("n", c_int)])
         self._layout = lib.bind("vitcod_desc_layout", [("out", Array(i32, out=True)), ("n", c_int)])
@@ -329,9 +330,9 @@ def run_descriptors(dram: Dram, descriptors: Iterable[np.ndarray], config="paper
             raise ValueError(f"descriptor {i} has shape {d.shape}, expected ({DESC_WORDS},)")
     off = dram.put(np.concatenate(descs) if descs else np.zeros(0, np.int32))
     lib = kernels_library(config)
-    hw_id = np.zeros(1, np.uint32)
+    hw_id, runs = np.zeros(1, np.uint32), np.zeros(1, np.uint32)
     buf = dram.buffer
-    status = int(lib.run(buf, buf.size, off, len(descs), hw_id))
+    status = int(lib.run(buf, buf.size, off, len(descs), hw_id, runs))
     if check and status != 0:
         raise CsimKernelError("vitcod_top", status)
     return status, int(hw_id[0])

@@ -14,11 +14,15 @@ byte-identical windows and to return the same status and ID register.
 * dispatcher: ``num_instr >= 65536`` (0x005), ``desc_off`` alignment (0x002), descriptor list range (0x003);
   then per descriptor, fetched from the window when its turn comes (an earlier descriptor may have
   rewritten it): reserved word (0x001), opcode (0x001);
-* GEMM: M, K, O (0x101), constant alignment (0x002), ranges (0x003), K limit (0x102), then per weight tile
+* GEMM: M, K, O (0x101), constant alignment (0x002), ranges (0x003), output over an input (0x006), K limit
+  (0x102), then per weight tile
   the multipliers and shifts (0x103 / 0x104: within a tile the *last* bad channel decides, as in
   ``load_consts``);
-* AE mix: dimensions (0x201), strides (0x004), alignment (0x002), ranges (0x003), multiplier/shift (0x202);
-* attention: dimensions (0x301), strides (0x004), alignment (0x002), ranges (0x003), constants (0x302), then
+* AE mix: dimensions (0x201), strides (0x004), alignment (0x002), ranges (0x003), output over an input
+  (0x006), multiplier/shift (0x202);
+* attention: dimensions (0x301), strides (0x004), alignment (0x002), ranges (0x003), output over an input
+  (0x006: Q, K, V, the index tables, rowidx up to headptr[H] clipped to the window, the decoders),
+  constants (0x302), then
   for heads in turn n_global (0x303) before the line split (0x307), then per head in turn: order
   (0x304), colptr / headptr (0x305, which wins over 0x304 in the same head because ``load_indexes``
   keeps its last error), rowidx of the sparser columns (0x306).
@@ -37,10 +41,9 @@ window after a run (successful or not) is byte-identical to the C++'s, including
   columns (the engines never read them);
 * products and sums exactly as the engines form them: every shipped config keeps a GEMM row short enough
   (K <= 65536) that no int32 accumulator can overflow, so only ``acc + bias`` ever wraps;
-* an output that overlaps its own inputs (against DESCRIPTOR.md's rules, but defined): the model then
-  follows the engines' load / store order tile by tile (GEMM: weight tile x activation tile; AE: token
-  tile; attention: head by head), and strided outputs whose elements alias each other keep the value the
-  engines write last.
+* strided outputs whose elements alias each other (allowed; an output over its inputs is refused with
+  0x006): the model follows the engines' store order (AE: token tile by tile; attention: head by head)
+  and keeps the value the engines write last.
 
 **One exception.** The engines compute scores for every row of the global columns and at the CSC's
 entries, and normalise over the mask bits. A kept mask bit in a sparser column with no CSC entry makes
@@ -78,8 +81,8 @@ __all__ = ["TopResult", "TopModelError", "run_top", "gemm_max_k", "softmax_kept"
 
 # Status codes: the ISA table (vitaccel.sim.vitcod.isa), the one the C++ header is generated from.
 _C = ISA.code
-ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_STRIDE, ERR_COUNT = (_C(n) for n in ("ERR_OP", "ERR_ALIGN", "ERR_RANGE",
-                                                                      "ERR_STRIDE", "ERR_COUNT"))
+ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_STRIDE, ERR_COUNT, ERR_OVERLAP = (
+    _C(n) for n in ("ERR_OP", "ERR_ALIGN", "ERR_RANGE", "ERR_STRIDE", "ERR_COUNT", "ERR_OVERLAP"))
 G_DIMS, G_K, G_MULT, G_SHIFT = (_C(n) for n in ("GEMM_ERR_DIMS", "GEMM_ERR_K_TOO_LONG", "GEMM_ERR_MULT",
                                                 "GEMM_ERR_SHIFT"))
 E_DIMS, E_QUANT = _C("AE_ERR_DIMS"), _C("AE_ERR_QUANT")
@@ -305,54 +308,24 @@ def _run_gemm(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Opt
     if not (win.fits(x, m * k) and win.fits(w, o * k) and win.fits(b, 4 * o) and win.fits(mu, 4 * o)
             and win.fits(sh, 4 * o) and win.fits(y, m * o)):
         raise _Fail(ERR_RANGE)
-    if k > mach.max_k:
-        raise _Fail(G_K)
-    p = mach.gemm_plan(m, k, o)
-    to = p["To"]
     ylen = m * o
     if any(_ranges_overlap(y, ylen, a, n) for a, n in ((x, m * k), (w, o * k), (b, 4 * o), (mu, 4 * o), (sh, 4 * o))):
-        _gemm_tiled(win, p, m, k, o, x, w, b, mu, sh, y)
-    else:
-        bias, mult, shift = win.i32(b, o), win.i32(mu, o), win.i32(sh, o)
-        o_end, code = o, 0
-        bad = (mult < 0) | (shift < 0) | (shift > 63)
-        if bad.any():
-            o_end = (int(np.argmax(bad)) // to) * to            # the first weight tile with a bad constant
-            code = _const_status(mult[o_end:o_end + to], shift[o_end:o_end + to])
-        if o_end > 0:
-            out = _gemm_bits(win.i8_2d(x, m, k), win.i8_2d(w, o_end, k), bias[:o_end], mult[:o_end], shift[:o_end])
-            win.i8_2d(y, m, o)[:, :o_end] = out
-        if code:
-            raise _Fail(code)
+        raise _Fail(ERR_OVERLAP)
+    if k > mach.max_k:
+        raise _Fail(G_K)
+    to = mach.gemm_plan(m, k, o)["To"]
+    bias, mult, shift = win.i32(b, o), win.i32(mu, o), win.i32(sh, o)
+    o_end, code = o, 0
+    bad = (mult < 0) | (shift < 0) | (shift > 63)
+    if bad.any():
+        o_end = (int(np.argmax(bad)) // to) * to            # the first weight tile with a bad constant
+        code = _const_status(mult[o_end:o_end + to], shift[o_end:o_end + to])
+    if o_end > 0:
+        out = _gemm_bits(win.i8_2d(x, m, k), win.i8_2d(w, o_end, k), bias[:o_end], mult[:o_end], shift[:o_end])
+        win.i8_2d(y, m, o)[:, :o_end] = out
+    if code:
+        raise _Fail(code)
     return ("gemm", m, k, o)
-
-
-def _gemm_tiled(win: _Window, p: Dict[str, int], m: int, k: int, o: int, x: int, w: int, b: int, mu: int, sh: int,
-                y: int) -> None:
-    """gemm_layer's tile nest, for an output that overlaps its inputs: every read happens when the engine
-    makes it (constants and, unsliced, weights per weight tile; activations once when resident, else per
-    activation tile; sliced weights per activation tile), every store after its tile's reads."""
-    to, tm = p["To"], p["Tm"]
-    resident, sliced = tm >= m, p["NKS"] > 1
-    x_all = None
-    for o0 in range(0, o, to):
-        ow = min(to, o - o0)
-        bias, mult, shift = (win.i32(a + 4 * o0, ow).copy() for a in (b, mu, sh))
-        code = _const_status(mult, shift)
-        if code:
-            raise _Fail(code)
-        wt = None if sliced else win.i8_2d(w + o0 * k, ow, k).copy()
-        for m0 in range(0, m, tm):
-            mh = min(tm, m - m0)
-            if resident:
-                if x_all is None:
-                    x_all = win.i8_2d(x, m, k).copy()
-                xt = x_all
-            else:
-                xt = win.i8_2d(x + m0 * k, mh, k).copy()
-            if sliced:
-                wt = win.i8_2d(w + o0 * k, ow, k).copy()
-            win.i8_2d(y, m, o)[m0:m0 + mh, o0:o0 + ow] = _gemm_bits(xt, wt, bias, mult, shift)
 
 
 # -- AE mix -------------------------------------------------------------------------------------------------
@@ -373,6 +346,8 @@ def _run_ae(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Optio
     x_len, y_len = _span3(hin, n, d, x_hs, x_ns), _span3(c, n, d, y_hs, y_ns)
     if not (win.fits(x, x_len) and win.fits(w, c * hin) and win.fits(b, 4 * c) and win.fits(y, y_len)):
         raise _Fail(ERR_RANGE)
+    if any(_ranges_overlap(y, y_len, a, ln) for a, ln in ((x, x_len), (w, c * hin), (b, 4 * c))):
+        raise _Fail(ERR_OVERLAP)
     mult, shift = sw[E["mult"]], sw[E["shift"]]
     if mult < 0 or shift < 0 or shift > 63:
         raise _Fail(E_QUANT)
@@ -380,7 +355,8 @@ def _run_ae(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Optio
     wts = win.i8_2d(w, c, hin).copy()
     bias = win.i32(b, c).copy()
     tn = mach.ae_tokens
-    whole = n <= tn or (not _ranges_overlap(y, y_len, x, x_len) and _distinct((c, n, d), (y_hs, y_ns, 1)))
+    # Token tiles matter only when the output's elements alias each other (the last store wins).
+    whole = n <= tn or _distinct((c, n, d), (y_hs, y_ns, 1))
     step = n if whole else tn
     for n0 in range(0, n, step):            # token tiles: load, mix, store
         t = min(step, n - n0)
@@ -545,6 +521,13 @@ def _run_attention(mach: _Machine, win: _Window, sw: List[int], uw: List[int], c
     if hc > 0 and not (win.fits(a["dq_w"], h * hc) and win.fits(a["dq_b"], 4 * h) and win.fits(a["dk_w"], h * hc)
                        and win.fits(a["dk_b"], 4 * h)):
         raise _Fail(ERR_RANGE)
+    r_end = int(win.i32(a["headptr"] + 4 * h, 1)[0])      # rowidx up to headptr[H], clipped to the window
+    r_len = min(4 * max(r_end, 0), win.mem - a["rowidx"])
+    inputs = [(a[f], ln) for f, ln in spans.items() if f != "o"] + [(a["rowidx"], r_len)]
+    if hc > 0:
+        inputs += [(a["dq_w"], h * hc), (a["dq_b"], 4 * h), (a["dk_w"], h * hc), (a["dk_b"], 4 * h)]
+    if any(_ranges_overlap(a["o"], spans["o"], off, ln) for off, ln in inputs):
+        raise _Fail(ERR_OVERLAP)
     qc = {f: sw[A[f]] for f in ("m_exp", "s_exp", "m_out", "s_out", "dq_m", "dq_s", "dk_m", "dk_s")}
     bad = lambda mm, ss: mm < 0 or ss < 0 or ss > 63  # noqa: E731
     if bad(qc["m_exp"], qc["s_exp"]) or bad(qc["m_out"], qc["s_out"]):
@@ -561,17 +544,9 @@ def _run_attention(mach: _Machine, win: _Window, sw: List[int], uw: List[int], c
         enc = tuple(win.tensor(a[f], hc, n, d, st[f + "_hs"], st[f + "_ns"]) for f in ("q", "k"))
         dec = tuple((win.i8_2d(a[f + "_w"], h, hc).copy(), win.i32(a[f + "_b"], h).copy(), qc[f + "_m"], qc[f + "_s"])
                     for f in ("dq", "dk"))
-    # Heads run in turn, each reading its inputs before storing its output. When the output overlaps no
-    # input that is read per head (nor aliases itself), all heads can be done at once.
-    hp = win.i32(a["headptr"], h + 1)
-    r_lo, r_hi = max(0, int(hp.min())), max(0, int(hp.max()))
-    inputs = [(a["v"], spans["v"]), (a["mask"], spans["mask"]), (a["order"], spans["order"]),
-              (a["colptr"], spans["colptr"]), (a["headptr"], spans["headptr"]),
-              (a["rowidx"] + 4 * r_lo, 4 * (r_hi - r_lo))]
-    if hc == 0:
-        inputs += [(a["q"], spans["q"]), (a["k"], spans["k"])]
-    at_once = (_distinct((h, n, d), (st["o_hs"], st["o_ns"], 1))
-               and not any(_ranges_overlap(a["o"], spans["o"], off, ln) for off, ln in inputs))
+    # Heads run in turn, each storing its output after reading its inputs; the output shares no byte with
+    # them (0x006 above), so all heads can be done at once unless the output's elements alias each other.
+    at_once = _distinct((h, n, d), (st["o_hs"], st["o_ns"], 1))
     groups = [(0, h)] if at_once else [(i, i + 1) for i in range(h)]
     pieces: List[_HeadPlan] = []
     for lo, hi in groups:

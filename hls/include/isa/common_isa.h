@@ -12,6 +12,7 @@ static const int ERR_ALIGN = 0x002;  // top: an int32 array, or the descriptor l
 static const int ERR_RANGE = 0x003;  // top: a range outside [0, mem_bytes) (descriptor list included)
 static const int ERR_STRIDE = 0x004;  // top: a negative stride
 static const int ERR_COUNT = 0x005;  // top: num_instr >= 65536
+static const int ERR_OVERLAP = 0x006;  // top: an operation's output overlaps one of its inputs (checked after the ranges, before the engine starts)
 static const int GEMM_ERR_DIMS = 0x101;  // GEMM: M, K or O < 1
 static const int GEMM_ERR_K_TOO_LONG = 0x102;  // GEMM: K longer than half the activation (Q/K/S/V) buffer: one activation row must fit
 static const int GEMM_ERR_MULT = 0x103;  // GEMM: a multiplier outside [0, 2^31) (per channel)
