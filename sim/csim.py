@@ -54,6 +54,9 @@ __all__ = [
     "Array",
     "CFunction",
     "CsimLibrary",
+    "build_executable",
+    "EXE_FLAGS",
+    "SANITIZE_FLAGS",
     "AP_TYPES_ENV",
     "CACHE_ENV",
     "CXXFLAGS",
@@ -336,24 +339,9 @@ def _cache_entry_ok(final: Path) -> bool:
         return False
 
 
-def compile_library(
-    name: str,
-    sources: Sequence[Union[str, os.PathLike]],
-    config="paper",
-    defines: Iterable[str] = (),
-    include_dirs: Iterable[Union[str, os.PathLike]] = (),
-    extra_flags: Iterable[str] = (),
-    cxx: str = "g++",
-) -> CsimLibrary:
-    """Compile ``sources`` (relative to ``hls/``, or absolute) into ``lib<name>_<key>.so`` and load it.
-
-    ``config`` (a shipped name, a path or a HardwareConfig; None for no target) selects
-    ``-DVITACCEL_TARGET_<IDENT>``. ``defines`` are extra ``NAME`` or ``NAME=VALUE`` macros; ``include_dirs``
-    are searched before ``hls/include`` and their headers are part of the cache key as well.
-    Returns a cached library when the key matches; raises :class:`CsimUnavailable` when g++ or the
-    ap_types headers are missing and :class:`CsimCompileError` with g++'s stderr when compilation fails.
-    """
-    _check_name(name)
+def _command_and_key(sources, config, defines, include_dirs, flags, cxx) -> Tuple[List[str], str]:
+    """The g++ command (without -o) and the cache key over it, the compiler's version, every source and
+    every header on the include path."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     if not sources:
@@ -363,7 +351,7 @@ def compile_library(
     srcs = [_resolve_source(s) for s in sources]
     extra_inc = [Path(d).expanduser().resolve() for d in include_dirs]
 
-    cmd: List[str] = [compiler, *CXXFLAGS, *extra_flags]
+    cmd: List[str] = [compiler, *flags]
     if config is not None:
         cmd.append(_target_define(config))
     cmd += [d if d.startswith("-D") else f"-D{d}" for d in defines]
@@ -386,45 +374,96 @@ def compile_library(
     for folder in [*extra_inc, INCLUDE_DIR, ap_types]:
         for hdr in _headers_under(folder):
             feed(f"hdr:{hdr}", hdr.read_bytes())
-    key = h.hexdigest()
+    return cmd, h.hexdigest()
 
+
+def _build_cached(final: Path, cmd: List[str], what: str) -> bool:
+    """Make ``final`` from ``cmd`` unless the cache holds a verified copy; True when it compiled. The
+    output is compiled into a temporary file and renamed into place, so concurrent processes can build
+    the same file safely."""
+    if final.is_file() and not _cache_entry_ok(final):
+        # Truncated or altered (a killed copy, a full disk): dlopen of such a file can kill the process
+        # with SIGBUS, so it is never loaded; compile it again.
+        for p in (final, _digest_path(final)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+    if final.is_file():
+        return False
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}_", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    full = cmd + ["-o", tmp]
+    try:
+        proc = subprocess.run(full, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise CsimCompileError(f"compiling {what} failed (exit {proc.returncode})", full, proc.stderr)
+        # mkstemp made it owner-only; a shared cache needs it loadable by others too.
+        os.chmod(tmp, 0o755)
+        _write_digest(final, Path(tmp))
+        # Atomic on POSIX: a concurrent process sees either no file or a complete one.
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
+
+
+def compile_library(
+    name: str,
+    sources: Sequence[Union[str, os.PathLike]],
+    config="paper",
+    defines: Iterable[str] = (),
+    include_dirs: Iterable[Union[str, os.PathLike]] = (),
+    extra_flags: Iterable[str] = (),
+    cxx: str = "g++",
+) -> CsimLibrary:
+    """Compile ``sources`` (relative to ``hls/``, or absolute) into ``lib<name>_<key>.so`` and load it.
+
+    ``config`` (a shipped name, a path or a HardwareConfig; None for no target) selects
+    ``-DVITACCEL_TARGET_<IDENT>``. ``defines`` are extra ``NAME`` or ``NAME=VALUE`` macros; ``include_dirs``
+    are searched before ``hls/include`` and their headers are part of the cache key as well.
+    Returns a cached library when the key matches; raises :class:`CsimUnavailable` when g++ or the
+    ap_types headers are missing and :class:`CsimCompileError` with g++'s stderr when compilation fails.
+    """
+    _check_name(name)
+    cmd, key = _command_and_key(sources, config, defines, include_dirs, [*CXXFLAGS, *extra_flags], cxx)
     with _LOCK:
         lib = _LOADED.get(key)
         if lib is not None:
             again = copy.copy(lib)
             again.compiled = False
             return again
-        out_dir = cache_dir()
-        final = out_dir / f"lib{name}_{key[:20]}.so"
-        compiled = False
-        if final.is_file() and not _cache_entry_ok(final):
-            # Truncated or altered (a killed copy, a full disk): dlopen of such a file can kill the process
-            # with SIGBUS, so it is never loaded; compile it again.
-            for p in (final, _digest_path(final)):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
-        if not final.is_file():
-            fd, tmp = tempfile.mkstemp(prefix=f".lib{name}_", suffix=".so.tmp", dir=out_dir)
-            os.close(fd)
-            full = cmd + ["-o", tmp]
-            try:
-                proc = subprocess.run(full, capture_output=True, text=True, check=False)
-                if proc.returncode != 0:
-                    raise CsimCompileError(f"compiling {name} failed (exit {proc.returncode})", full, proc.stderr)
-                # mkstemp made it owner-only; a shared cache needs it loadable by others too.
-                os.chmod(tmp, 0o755)
-                _write_digest(final, Path(tmp))
-                # Atomic on POSIX: a concurrent process sees either no file or a complete one.
-                os.replace(tmp, final)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            compiled = True
+        final = cache_dir() / f"lib{name}_{key[:20]}.so"
+        compiled = _build_cached(final, cmd, name)
         lib = CsimLibrary(name, final, key, cmd + ["-o", str(final)], compiled)
         _LOADED[key] = lib
         return lib
+
+
+#: Flags of an executable (a testbench): the library's, without the shared-object ones.
+EXE_FLAGS: Tuple[str, ...] = tuple(f for f in CXXFLAGS if f not in ("-shared", "-fPIC"))
+#: What a sanitizer build adds: address and undefined-behaviour sanitizers. UB checks stay recoverable,
+#: since UBSan applies its suppression file only to those; run with UBSAN_OPTIONS=halt_on_error=1.
+SANITIZE_FLAGS: Tuple[str, ...] = ("-O1", "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g")
+
+
+def build_executable(
+    name: str,
+    sources: Sequence[Union[str, os.PathLike]],
+    config="paper",
+    defines: Iterable[str] = (),
+    include_dirs: Iterable[Union[str, os.PathLike]] = (),
+    extra_flags: Iterable[str] = (),
+    cxx: str = "g++",
+) -> Path:
+    """Compile ``sources`` into a cached executable ``<name>_<key>`` (a testbench) and return its path; the
+    same cache, key and integrity check as :func:`compile_library`."""
+    _check_name(name)
+    cmd, key = _command_and_key(sources, config, defines, include_dirs, [*EXE_FLAGS, *extra_flags], cxx)
+    final = cache_dir() / f"{name}_{key[:20]}"
+    _build_cached(final, cmd, name)     # no shared state: safe to call from several threads at once
+    return final
 
 
 # -- the contract's numerics -----------------------------------------------------------------------

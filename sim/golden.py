@@ -10,19 +10,22 @@ from __future__ import annotations
 import importlib
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from vitaccel.hwconfig import load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.vitcod.descriptors import pack_mask_bits
-from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_int
+from vitaccel.sim.vitcod.descriptors import (ATT_WORDS, DESC_WORDS, Dram, ae_descriptor, attention_descriptor,
+                                             gemm_descriptor, pack_mask_bits)
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_int, gather_ports, line_split
 from vitaccel.sim.vitcod.autoencoder import ae_encode, mix_heads
 from vitaccel.sim.common.gemm import gemm
 from vitaccel.sim.vitcod.sparse_format import order_from_globals
 
-__all__ = ["write_cases", "write_golden", "rand_i8", "quant_for", "vitcod_mask", "plan_with", "random_ae",
+__all__ = ["write_cases", "make_block", "top_cases", "top_programs", "linear", "garbage", "edge_bias", "random_split",
+           "set_word", "get_word", "write_golden", "rand_i8", "quant_for", "vitcod_mask", "plan_with", "random_ae",
            "attention_params", "special_rows"]
 
 
@@ -174,3 +177,161 @@ def write_golden(root, config="paper") -> Dict[str, List[Path]]:
     step feeds the testbenches."""
     root = Path(root)
     return {k.name: write_cases(k.name, root / k.name, config) for k in load_config(config).spec.kernels}
+
+
+# -- programs for vitcod_top: a transformer block laid out as the host lays it out ---------------------------
+
+def set_word(window: np.ndarray, desc_off: int, i: int, word: int, value: int) -> None:
+    off = desc_off + 4 * (DESC_WORDS * i + word)
+    window[off:off + 4] = np.array([value & 0xFFFFFFFF], np.uint32).view(np.uint8)
+
+
+def get_word(window: np.ndarray, desc_off: int, i: int, word: int) -> int:
+    off = desc_off + 4 * (DESC_WORDS * i + word)
+    return int(window[off:off + 4].view(np.int32)[0])
+
+
+
+def edge_bias(rng, c: int) -> np.ndarray:
+    """Biases within a few thousand of the int32 limits: acc + bias wraps in the engines' 32-bit acc_t."""
+    near = rng.integers(0, 3000, c)
+    return np.where(rng.random(c) < 0.5, (1 << 31) - 1 - near, -(1 << 31) + near).astype(np.int32)
+
+
+def linear(dram: Dram, rng, k: int, o: int, wrap: bool = False) -> Dict:
+    w = rand_i8(rng, (o, k))
+    bias = edge_bias(rng, o) if wrap else rng.integers(-3000, 3000, o).astype(np.int32)
+    mult, shift = quant_for(74.0 ** 2 * np.sqrt(k), rng, o)
+    return dict(params=dict(weight=w, bias=bias, mult=mult, shift=shift),
+                offs=dict(w=dram.put(w), bias=dram.put(bias), mult=dram.put(mult), shift=dram.put(shift)))
+
+
+def garbage(dram: Dram, rng, nbytes: int) -> int:
+    """An output region pre-filled with random bytes."""
+    return dram.put(rng.integers(0, 256, max(nbytes, 1), dtype=np.uint8))
+
+
+def random_split(rng, cfg, g: int, n: int) -> int:
+    """A random line split the engines accept for a head with g of n columns global."""
+    if g >= n:
+        return 0
+    hi = min(gather_ports(cfg), cfg.mac_lines - 1 if g > 0 else cfg.mac_lines)
+    return int(rng.integers(1, hi + 1))
+
+
+def make_block(rng, n=40, h=3, d=16, mlp=96, hc=2, config="paper", mode="auto", split="host", density=0.12,
+               special=False):
+    """One block: program "attn" = qkv GEMM, (AE_MIX on Q and K), ATTENTION reading Q, K, V in place from the
+    (N, 3D) qkv output and writing (N, D) concat-heads, proj GEMM; programs "fc1" and "fc2" one GEMM each, on
+    host-written inputs."""
+    cfg = load_config(config)
+    dm = h * d
+    dram = Dram(1 << 16)
+    lin = {name: linear(dram, rng, k, o) for name, k, o in
+           (("qkv", dm, 3 * dm), ("proj", dm, dm), ("fc1", dm, mlp), ("fc2", mlp, dm))}
+    mask = vitcod_mask(rng, h, n, density=density)
+    if special:
+        mask = special_rows(mask)
+    plan = plan_with(mask, mode, rng, config)
+    if split == "host":
+        ls = line_split(cfg, plan, d)[1]
+    elif split == "random":
+        ls = np.array([random_split(rng, cfg, int(g), n) for g in plan.n_global], np.int32)
+    else:
+        ls = None
+    idx = dict(mask=dram.put(pack_mask_bits(plan)), order=dram.put(plan.order), colptr=dram.put(plan.colptr),
+               headptr=dram.put(plan.headptr),
+               rowidx=dram.put(plan.rowidx if plan.rowidx.size else np.zeros(1, np.int32)))
+    ae = (random_ae(rng, h, hc), random_ae(rng, h, hc)) if hc else None
+    r = SimpleNamespace(h8=dram.put(rand_i8(rng, (n, dm))), qkv=garbage(dram, rng, n * 3 * dm),
+                        attn=garbage(dram, rng, n * dm), proj=garbage(dram, rng, n * dm),
+                        f=dram.put(rand_i8(rng, (n, dm))), fc1=garbage(dram, rng, n * mlp),
+                        g=dram.put(rand_i8(rng, (n, mlp))), fc2=garbage(dram, rng, n * dm))
+    m_exp, s_exp, m_out, s_out = attention_params(d)
+    prog = [gemm_descriptor(M=n, K=dm, O=3 * dm, x=r.h8, y=r.qkv, **lin["qkv"]["offs"])]
+    names = ["layers.0.qkv"]
+    att = dict(H=h, N=n, d=d, n_global=plan.n_global, v=r.qkv + 2 * dm, v_hs=d, v_ns=3 * dm, o=r.attn, o_hs=d,
+               o_ns=dm, m_exp=m_exp, s_exp=s_exp, m_out=m_out, s_out=s_out, sparse_lines=ls, config=config, **idx)
+    enc = {}
+    if hc:
+        for j, (nm, p) in enumerate(zip("qk", ae)):
+            enc[nm] = garbage(dram, rng, hc * n * d)
+            prog.append(ae_descriptor(Hin=h, C=hc, N=n, d=d, x=r.qkv + j * dm, x_hs=d, x_ns=3 * dm,
+                                      w=dram.put(p.enc_weight), b=dram.put(p.enc_bias), mult=p.enc_mult,
+                                      shift=p.enc_shift, y=enc[nm], y_hs=n * d, y_ns=d))
+            names.append(f"layers.0.ae_{nm}[0]")
+            att.update({f"d{nm}_w": dram.put(p.dec_weight), f"d{nm}_b": dram.put(p.dec_bias),
+                        f"d{nm}_m": p.dec_mult, f"d{nm}_s": p.dec_shift})
+        att.update(Hc=hc, q=enc["q"], q_hs=n * d, q_ns=d, k=enc["k"], k_hs=n * d, k_ns=d)
+    else:
+        att.update(q=r.qkv, q_hs=d, q_ns=3 * dm, k=r.qkv + dm, k_hs=d, k_ns=3 * dm)
+    prog.append(attention_descriptor(**att))
+    names.append("layers.0.attn[0]")
+    prog.append(gemm_descriptor(M=n, K=dm, O=dm, x=r.attn, y=r.proj, **lin["proj"]["offs"]))
+    names.append("layers.0.proj")
+    starts = {"attn": (dram.put(np.concatenate(prog)), len(prog), names)}
+    for name, x, y, k, o in (("fc1", r.f, r.fc1, dm, mlp), ("fc2", r.g, r.fc2, mlp, dm)):
+        starts[name] = (dram.put(gemm_descriptor(M=n, K=k, O=o, x=x, y=y, **lin[name]["offs"])), 1, None)
+    split_used = ls if ls is not None else np.array(
+        [get_word(dram.buffer, starts["attn"][0], len(prog) - 2, ATT_WORDS["n_global"] + i) >> 16 for i in range(h)])
+    return SimpleNamespace(window=dram.buffer.copy(), cfg=cfg, n=n, h=h, d=d, dm=dm, mlp=mlp, hc=hc, plan=plan, ae=ae,
+                           lin=lin, r=r, enc=enc, idx=idx, starts=starts, att_index=len(prog) - 2,
+                           softmax=(m_exp, s_exp), out=(m_out, s_out), split=np.asarray(split_used))
+
+
+# -- vitcod_top's golden cases: whole programs, and hostile descriptors ------------------------------------
+
+#: Values a hostile descriptor word takes: limits, signs, sizes, offsets near the window's end.
+def _hostile_value(rng, window_bytes: int) -> int:
+    pick = rng.integers(0, 8)
+    if pick == 0:
+        return int(rng.choice([0, 1, -1, 2, 3, 63, 64, 65535, 65536]))
+    if pick == 1:
+        return int(rng.choice([(1 << 31) - 1, -(1 << 31), (1 << 32) - 1, 1 << 30]))
+    if pick == 2:
+        return int(window_bytes - rng.integers(0, 512))
+    if pick == 3:
+        return int(rng.integers(-(1 << 31), 1 << 31))
+    return int(rng.integers(0, window_bytes))
+
+
+def top_programs(rng, config="paper"):
+    """A few block programs (AE on and off, every n_global regime) as (window, desc_off, count)."""
+    out = []
+    for hc, mode in ((2, "auto"), (0, "none"), (0, "all"), (2, "shuffled")):
+        b = make_block(rng, n=int(rng.integers(17, 41)), hc=hc, mode=mode, config=config, split="random",
+                       special=True)
+        for name in ("attn", "fc1"):
+            off, count, _ = b.starts[name]
+            out.append((b.window, off, count))
+    return out
+
+
+def top_cases(root: Path, config="paper", hostile: int = 24, seed: int = 900) -> List[Path]:
+    """Golden cases for vitcod_top's testbench (hls/vitcod/vitcod_tb.cpp): compiled block programs and
+    ``hostile`` copies of them with one to three descriptor words set to hostile values, each with the
+    window, status and ID the NumPy top (:func:`vitaccel.sim.vitcod.top.run_top`) leaves. Programs the
+    model cannot run (:class:`~vitaccel.sim.vitcod.top.TopModelError`) are skipped."""
+    from vitaccel.sim.vitcod.top import TopModelError, run_top
+
+    rng = np.random.default_rng(seed)
+    progs = top_programs(rng, config)
+    cases: List[Path] = []
+    trials = [(w, off, cnt, 0) for w, off, cnt in progs]
+    trials += [(*progs[i % len(progs)], 1 + int(rng.integers(0, 3))) for i in range(hostile)]
+    for i, (window, off, count, flips) in enumerate(trials):
+        w = window.copy()
+        for _ in range(flips):
+            j = int(rng.integers(0, count))
+            word = int(rng.integers(0, DESC_WORDS))
+            set_word(w, off, j, word, _hostile_value(rng, w.size))
+        mem = w.size if rng.random() < 0.8 else int(rng.integers(off, w.size + 1))
+        after = w.copy()
+        try:
+            res = run_top(after, off, count, config, mem_bytes=mem, cycles=False)
+        except TopModelError:
+            continue
+        cases.append(_write_case(root / f"top{i}", dict(desc_off=off, num_instr=count, mem_bytes=mem,
+                                                        window_bytes=w.size, status=res.status, hw_id=res.hw_id),
+                                 dict(window=w, expected=after)))
+    return cases

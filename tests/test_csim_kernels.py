@@ -6,11 +6,11 @@ FINN-style testbenches (X_tb.cpp + X_top.cpp) once each, in parallel.
 """
 from __future__ import annotations
 
-import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
 import math
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -458,50 +458,21 @@ def test_transformer_block_csim_vs_simulator(klib, hc):
 TESTBENCHES = {k.name: k.hls_dir for k in accelerators.get("vitcod").kernels}
 
 
-def _tb_command(kernel: str, out: Path) -> List[str]:
-    """g++ command for kernels/<kernel>/<kernel>_tb.cpp + <kernel>_top.cpp, with sim/csim.py's flags and
-    include paths (an executable instead of a shared library)."""
-    folder = HLS_DIR / TESTBENCHES[kernel]
-    flags = [f for f in csim.CXXFLAGS if f not in ("-shared", "-fPIC")]
-    return [csim.find_compiler(), *flags, f"-DVITACCEL_TARGET_{load_config(CONFIG).ident}",
-            "-I", str(INCLUDE_DIR), *[a for d in ck.KERNELS_INCLUDE_DIR for a in ("-I", str(d))],
-            "-I", str(csim.CSIM_INCLUDE_DIR), "-isystem", str(csim.find_ap_types()),
-            str(folder / f"{kernel}_tb.cpp"), str(folder / f"{kernel}_top.cpp"), "-o", str(out)]
+def build_testbenches(kernels, extra_flags=(), suffix="") -> Dict[str, Path]:
+    """Each kernel's testbench (hls/<dir>/<kernel>_tb.cpp + <kernel>_top.cpp) as a cached executable, with
+    sim/csim.py's flags and include paths; missing ones are compiled two at a time."""
+    def build(k):
+        folder = TESTBENCHES[k]
+        return k, csim.build_executable(f"{k}_tb{suffix}", [f"{folder}/{k}_tb.cpp", f"{folder}/{k}_top.cpp"], CONFIG,
+                                        include_dirs=ck.KERNELS_INCLUDE_DIR, extra_flags=extra_flags)
 
-
-def _tb_key(kernel: str) -> str:
-    h = hashlib.sha256("\0".join(_tb_command(kernel, Path("-"))).encode())
-    folder = HLS_DIR / TESTBENCHES[kernel]
-    files = sorted(folder.glob("*")) + sorted(p for d in (INCLUDE_DIR, *ck.KERNELS_INCLUDE_DIR) for p in d.rglob("*")
-                                              if p.is_file())
-    for p in files:
-        h.update(str(p).encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:20]
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(build, kernels))
 
 
 @pytest.fixture(scope="module")
 def testbenches() -> Dict[str, Path]:
-    """The three testbench executables, cached beside the C-simulation libraries; missing ones are compiled
-    in parallel."""
-    cache = csim.cache_dir()
-    exes = {k: cache / f"{k}_tb_{_tb_key(k)}" for k in TESTBENCHES}
-    procs = []
-    for k, exe in exes.items():
-        if exe.is_file():
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{k}_tb_", dir=cache)
-        os.close(fd)
-        cmd = _tb_command(k, Path(tmp))
-        procs.append((k, exe, tmp, cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                         text=True)))
-    for k, exe, tmp, cmd, p in procs:
-        _, err = p.communicate()
-        if p.returncode != 0:
-            os.unlink(tmp)
-            raise csim.CsimCompileError(f"compiling the {k} testbench failed", cmd, err)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, exe)
-    return exes
+    return build_testbenches(TESTBENCHES)
 
 
 def _run_tb(exe: Path, cases: List[Path]) -> subprocess.CompletedProcess:

@@ -26,7 +26,8 @@ from vitaccel.sim.vitcod import csim_kernels as ck
 from vitaccel.sim import numerics as nx
 from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, W_FLAGS, W_OP, Dram, ae_descriptor,
                                      attention_descriptor, gemm_descriptor, pack_mask_bits)
-from vitaccel.sim.golden import attention_params, plan_with, quant_for, rand_i8, random_ae, special_rows, vitcod_mask
+from vitaccel.sim.golden import (attention_params, edge_bias, garbage, get_word, linear, make_block, plan_with, quant_for,
+                                 rand_i8, random_ae, random_split, set_word, special_rows, vitcod_mask)
 from vitaccel.sim.vitcod.attention import attention_cycles, attention_int, gather_ports, line_split
 from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens, mix_heads
 from vitaccel.sim.common.gemm import gemm, gemm_cycles, gemm_plan
@@ -64,107 +65,8 @@ def same(window: np.ndarray, desc_off: int, count: int, expect: Optional[int] = 
     return a, res
 
 
-def set_word(window: np.ndarray, desc_off: int, i: int, word: int, value: int) -> None:
-    off = desc_off + 4 * (DESC_WORDS * i + word)
-    window[off:off + 4] = np.array([value & 0xFFFFFFFF], np.uint32).view(np.uint8)
-
-
-def get_word(window: np.ndarray, desc_off: int, i: int, word: int) -> int:
-    off = desc_off + 4 * (DESC_WORDS * i + word)
-    return int(window[off:off + 4].view(np.int32)[0])
-
-
 def i32_at(window: np.ndarray, off: int, count: int) -> np.ndarray:
     return window[off:off + 4 * count].view(np.int32)
-
-
-# -- a transformer block laid out like tests/test_csim_kernels.py::run_block_on_top -----------------------
-
-def edge_bias(rng, c: int) -> np.ndarray:
-    """Biases within a few thousand of the int32 limits: acc + bias wraps in the engines' 32-bit acc_t."""
-    near = rng.integers(0, 3000, c)
-    return np.where(rng.random(c) < 0.5, (1 << 31) - 1 - near, -(1 << 31) + near).astype(np.int32)
-
-
-def linear(dram: Dram, rng, k: int, o: int, wrap: bool = False) -> Dict:
-    w = rand_i8(rng, (o, k))
-    bias = edge_bias(rng, o) if wrap else rng.integers(-3000, 3000, o).astype(np.int32)
-    mult, shift = quant_for(74.0 ** 2 * np.sqrt(k), rng, o)
-    return dict(params=dict(weight=w, bias=bias, mult=mult, shift=shift),
-                offs=dict(w=dram.put(w), bias=dram.put(bias), mult=dram.put(mult), shift=dram.put(shift)))
-
-
-def garbage(dram: Dram, rng, nbytes: int) -> int:
-    """An output region pre-filled with random bytes."""
-    return dram.put(rng.integers(0, 256, max(nbytes, 1), dtype=np.uint8))
-
-
-def random_split(rng, cfg, g: int, n: int) -> int:
-    """A random line split the engines accept for a head with g of n columns global."""
-    if g >= n:
-        return 0
-    hi = min(gather_ports(cfg), cfg.mac_lines - 1 if g > 0 else cfg.mac_lines)
-    return int(rng.integers(1, hi + 1))
-
-
-def make_block(rng, n=40, h=3, d=16, mlp=96, hc=2, config=CFG, mode="auto", split="host", density=0.12,
-               special=False):
-    """One block: program "attn" = qkv GEMM, (AE_MIX on Q and K), ATTENTION reading Q, K, V in place from the
-    (N, 3D) qkv output and writing (N, D) concat-heads, proj GEMM; programs "fc1" and "fc2" one GEMM each, on
-    host-written inputs."""
-    cfg = load_config(config)
-    dm = h * d
-    dram = Dram(1 << 16)
-    lin = {name: linear(dram, rng, k, o) for name, k, o in
-           (("qkv", dm, 3 * dm), ("proj", dm, dm), ("fc1", dm, mlp), ("fc2", mlp, dm))}
-    mask = vitcod_mask(rng, h, n, density=density)
-    if special:
-        mask = special_rows(mask)
-    plan = plan_with(mask, mode, rng, config)
-    if split == "host":
-        ls = line_split(cfg, plan, d)[1]
-    elif split == "random":
-        ls = np.array([random_split(rng, cfg, int(g), n) for g in plan.n_global], np.int32)
-    else:
-        ls = None
-    idx = dict(mask=dram.put(pack_mask_bits(plan)), order=dram.put(plan.order), colptr=dram.put(plan.colptr),
-               headptr=dram.put(plan.headptr),
-               rowidx=dram.put(plan.rowidx if plan.rowidx.size else np.zeros(1, np.int32)))
-    ae = (random_ae(rng, h, hc), random_ae(rng, h, hc)) if hc else None
-    r = SimpleNamespace(h8=dram.put(rand_i8(rng, (n, dm))), qkv=garbage(dram, rng, n * 3 * dm),
-                        attn=garbage(dram, rng, n * dm), proj=garbage(dram, rng, n * dm),
-                        f=dram.put(rand_i8(rng, (n, dm))), fc1=garbage(dram, rng, n * mlp),
-                        g=dram.put(rand_i8(rng, (n, mlp))), fc2=garbage(dram, rng, n * dm))
-    m_exp, s_exp, m_out, s_out = attention_params(d)
-    prog = [gemm_descriptor(M=n, K=dm, O=3 * dm, x=r.h8, y=r.qkv, **lin["qkv"]["offs"])]
-    names = ["layers.0.qkv"]
-    att = dict(H=h, N=n, d=d, n_global=plan.n_global, v=r.qkv + 2 * dm, v_hs=d, v_ns=3 * dm, o=r.attn, o_hs=d,
-               o_ns=dm, m_exp=m_exp, s_exp=s_exp, m_out=m_out, s_out=s_out, sparse_lines=ls, config=config, **idx)
-    enc = {}
-    if hc:
-        for j, (nm, p) in enumerate(zip("qk", ae)):
-            enc[nm] = garbage(dram, rng, hc * n * d)
-            prog.append(ae_descriptor(Hin=h, C=hc, N=n, d=d, x=r.qkv + j * dm, x_hs=d, x_ns=3 * dm,
-                                      w=dram.put(p.enc_weight), b=dram.put(p.enc_bias), mult=p.enc_mult,
-                                      shift=p.enc_shift, y=enc[nm], y_hs=n * d, y_ns=d))
-            names.append(f"layers.0.ae_{nm}[0]")
-            att.update({f"d{nm}_w": dram.put(p.dec_weight), f"d{nm}_b": dram.put(p.dec_bias),
-                        f"d{nm}_m": p.dec_mult, f"d{nm}_s": p.dec_shift})
-        att.update(Hc=hc, q=enc["q"], q_hs=n * d, q_ns=d, k=enc["k"], k_hs=n * d, k_ns=d)
-    else:
-        att.update(q=r.qkv, q_hs=d, q_ns=3 * dm, k=r.qkv + dm, k_hs=d, k_ns=3 * dm)
-    prog.append(attention_descriptor(**att))
-    names.append("layers.0.attn[0]")
-    prog.append(gemm_descriptor(M=n, K=dm, O=dm, x=r.attn, y=r.proj, **lin["proj"]["offs"]))
-    names.append("layers.0.proj")
-    starts = {"attn": (dram.put(np.concatenate(prog)), len(prog), names)}
-    for name, x, y, k, o in (("fc1", r.f, r.fc1, dm, mlp), ("fc2", r.g, r.fc2, mlp, dm)):
-        starts[name] = (dram.put(gemm_descriptor(M=n, K=k, O=o, x=x, y=y, **lin[name]["offs"])), 1, None)
-    split_used = ls if ls is not None else np.array(
-        [get_word(dram.buffer, starts["attn"][0], len(prog) - 2, A["n_global"] + i) >> 16 for i in range(h)])
-    return SimpleNamespace(window=dram.buffer.copy(), cfg=cfg, n=n, h=h, d=d, dm=dm, mlp=mlp, hc=hc, plan=plan, ae=ae,
-                           lin=lin, r=r, enc=enc, idx=idx, starts=starts, att_index=len(prog) - 2,
-                           softmax=(m_exp, s_exp), out=(m_out, s_out), split=np.asarray(split_used))
 
 
 @pytest.mark.parametrize("hc", [2, 0], ids=["ae", "no-ae"])

@@ -131,6 +131,8 @@ VITCOD = AcceleratorSpec(
         Kernel("gemm", "common/gemm", "vitaccel.sim.golden:gemm_cases"),
         Kernel("autoencoder", "vitcod/autoencoder", "vitaccel.sim.golden:ae_cases"),
         Kernel("attention", "vitcod/attention", "vitaccel.sim.golden:attention_cases"),
+        # The whole top (vitcod_top.cpp + vitcod_tb.cpp): block programs and hostile descriptors.
+        Kernel("vitcod", "vitcod", "vitaccel.sim.golden:top_cases"),
     ),
     hls_top="vitcod_top",
     top_source="vitcod/vitcod_top.cpp",
