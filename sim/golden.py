@@ -335,3 +335,48 @@ def top_cases(root: Path, config="paper", hostile: int = 24, seed: int = 900) ->
                                                         window_bytes=w.size, status=res.status, hw_id=res.hw_id),
                                  dict(window=w, expected=after)))
     return cases
+
+
+# -- the common vector kernels: LayerNorm and the residual add ------------------------------------------------
+
+def layernorm_vectors(rng, rows: int, d: int, spread: float = 300.0, extreme: bool = False):
+    """(x int16, g, b int32, shift, eps): a residual stream row set and parameters from float gamma/beta.
+    ``extreme`` mixes in saturated rows, constant rows (zero variance) and one-hot rows."""
+    from vitaccel.sim.common.layernorm import layernorm_params
+
+    x = np.clip(np.rint(rng.normal(size=(rows, d)) * spread * rng.uniform(0.05, 2.0, (rows, 1))), -32768, 32767)
+    if extreme and rows >= 4:
+        x[0] = 32767
+        x[1] = rng.choice([-32768, 32767], d)
+        x[2] = 0
+        x[3] = 0
+        x[3, rng.integers(0, d)] = -32768
+    p = layernorm_params(rng.normal(1.0, 0.3, d), rng.normal(0.0, 0.2, d), out_scale=float(rng.uniform(0.01, 0.1)),
+                         in_scale=float(rng.uniform(0.001, 0.05)), eps=1e-6)
+    return x.astype(np.int16), p["g"], p["b"], p["shift"], p["eps"]
+
+
+def layernorm_cases(root: Path, config="paper") -> List[Path]:
+    from vitaccel.sim.common.layernorm import layernorm_int
+
+    cases = []
+    for i, (rows, d, extreme) in enumerate([(5, 96, True), (17, 768, False), (3, 1, False)]):
+        rng = np.random.default_rng(800 + i)
+        x, g, b, s, eps = layernorm_vectors(rng, rows, d, extreme=extreme)
+        cases.append(_write_case(root / f"layernorm{i}", dict(rows=rows, D=d, shift=s, eps=eps), dict(
+            x=x, g=g, b=b, expected=layernorm_int(x, g, b, s, eps))))
+    return cases
+
+
+def eltwise_cases(root: Path, config="paper") -> List[Path]:
+    from vitaccel.sim.common.eltwise import add_params, add_requant
+
+    cases = []
+    for i, n in enumerate([1, 197 * 96 + 5, 4096]):
+        rng = np.random.default_rng(850 + i)
+        a = rng.integers(-32768, 32768, n).astype(np.int16)
+        b = rand_i8(rng, (n,))
+        ma, mb, s = add_params(float(rng.uniform(0.5, 2.0)), float(rng.uniform(0.5, 50.0)), 1.0)
+        cases.append(_write_case(root / f"eltwise{i}", dict(n=n, ma=ma, mb=mb, shift=s), dict(
+            a=a, b=b, expected=add_requant(a, ma, b, mb, s, 16))))
+    return cases

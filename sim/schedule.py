@@ -6,12 +6,19 @@ against the compiled C++.
 """
 from __future__ import annotations
 
-__all__ = ["log2i", "pipe_dot", "pipe_mix", "pipe_sm_max", "pipe_sm_exp", "PIPE_RQ", "PIPE_DIV"]
+__all__ = ["log2i", "pipe_dot", "pipe_mix", "pipe_sm_max", "pipe_sm_exp", "pipe_sum", "PIPE_RQ", "PIPE_DIV",
+           "PIPE_LN_NORM", "PIPE_ADD", "PIPE_LUT"]
 
 #: Requantiser (one per MAC line): add, multiply by the multiplier, round and shift, clip and write.
 PIPE_RQ = 4
 #: Reciprocal 2^40 / sum: a restoring divider with one quotient bit per stage, fully pipelined.
 PIPE_DIV = 41
+#: LayerNorm's normalising pass: subtract, multiply by the reciprocal, round, multiply by g, add, shift, clip.
+PIPE_LN_NORM = 7
+#: Residual add: two multiplies, add, round and shift, clip, write.
+PIPE_ADD = 5
+#: Table lookup: read, index, table read, write.
+PIPE_LUT = 3
 
 
 def log2i(x: int) -> int:
@@ -36,3 +43,8 @@ def pipe_sm_max(lanes: int) -> int:
 def pipe_sm_exp(lanes: int) -> int:
     """Softmax unit, exp stage: read, subtract / multiply / shift, table read and shift, adder tree, sum."""
     return 6 + log2i(lanes)
+
+
+def pipe_sum(lanes: int) -> int:
+    """A reduction pass over ``lanes`` elements per cycle: read, adder tree, accumulate."""
+    return 2 + log2i(lanes)

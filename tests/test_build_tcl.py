@@ -297,8 +297,10 @@ def test_full_build_order_files_and_manifest(tmp_path, board):
     assert first["exec"] < first["hls_script"] < first["create_project"] < first["create_bd_design"] < first["launch_runs"]
     assert log[first["exec"]].split()[1:4] == ["/opt/fake/vitaccel", "golden", "--config"], "golden files first"
     scripts = [line.split()[1] for line in log if line.startswith("hls_script")]
-    assert [Path(s).stem for s in scripts] == ["csim_gemm", "csim_autoencoder", "csim_attention", "csim_vitcod",
-                                               "hls_vitcod_top"]
+    # One csim per kernel of the registry, in its order, then the top's synthesis.
+    assert [Path(s).stem for s in scripts] == [f"csim_{k.name}" for k in accelerators.get("vitcod").kernels] + \
+        ["hls_vitcod_top"]
+    assert [Path(s).stem for s in scripts][:3] == ["csim_gemm", "csim_autoencoder", "csim_attention"]
 
     # Every file and include folder the HLS scripts name exists, and they are enough for every quoted
     # #include; the right target macro, part and clock.

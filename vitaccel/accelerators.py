@@ -131,6 +131,9 @@ VITCOD = AcceleratorSpec(
         Kernel("gemm", "common/gemm", "vitaccel.sim.golden:gemm_cases"),
         Kernel("autoencoder", "vitcod/autoencoder", "vitaccel.sim.golden:ae_cases"),
         Kernel("attention", "vitcod/attention", "vitaccel.sim.golden:attention_cases"),
+        # The common vector kernels of the integer whole model (not dispatched by vitcod_top yet).
+        Kernel("layernorm", "common/layernorm", "vitaccel.sim.golden:layernorm_cases"),
+        Kernel("eltwise", "common/eltwise", "vitaccel.sim.golden:eltwise_cases"),
         # The whole top (vitcod_top.cpp + vitcod_tb.cpp): block programs and hostile descriptors.
         Kernel("vitcod", "vitcod", "vitaccel.sim.golden:top_cases"),
     ),
@@ -143,7 +146,7 @@ VITCOD = AcceleratorSpec(
     compiler="vitaccel.host.vitcod.program:compile_device_program",
     top_model="vitaccel.sim.vitcod.top:run_top",
     csim_library="vitaccel.sim.vitcod.csim_kernels:kernels_library",
-    csim_sources=("vitcod/vitcod_capi.cpp", "vitcod/vitcod_top.cpp"),
+    csim_sources=("vitcod/vitcod_capi.cpp", "vitcod/vitcod_top.cpp", "common/vector_capi.cpp"),
     include_dirs=("common", "vitcod"),
     check="vitaccel.accelerators:_vitcod_check",
 )

@@ -54,6 +54,14 @@ enum Total {
     AE_COMPUTE,        // mix nests of the encoder op (per token tile)
     AE_BYTES_IN,
     AE_BYTES_OUT,
+    LN_CALLS,          // layernorm layer calls
+    LN_COMPUTE,        // per row: three passes and the square root loop (iterations) + depths and dividers
+    LN_BYTES_IN,
+    LN_BYTES_OUT,
+    ELT_CALLS,         // element-wise add / table calls
+    ELT_COMPUTE,       // the pipelined loop's iterations + depth
+    ELT_BYTES_IN,
+    ELT_BYTES_OUT,
     N_TOTALS
 };
 

@@ -25,6 +25,14 @@ constexpr int pipe_sm_max(int lanes) { return 2 + log2i(lanes); }
 constexpr int pipe_sm_exp(int lanes) { return 6 + log2i(lanes); }
 // Reciprocal 2^40 / sum: a restoring divider with one quotient bit per stage, fully pipelined.
 static const int PIPE_DIV = 41;
+// A reduction pass over `lanes` elements per cycle: read, adder tree, accumulate.
+constexpr int pipe_sum(int lanes) { return 2 + log2i(lanes); }
+// LayerNorm's normalising pass: subtract, multiply by the reciprocal, round, multiply by g, add, shift, clip.
+static const int PIPE_LN_NORM = 7;
+// Residual add: two multiplies, add, round and shift, clip, write.
+static const int PIPE_ADD = 5;
+// Table lookup: read, index, table read, write.
+static const int PIPE_LUT = 3;
 
 }  // namespace sched
 }  // namespace vitaccel
