@@ -34,6 +34,7 @@ def random_bundle(config: Any = "paper", *, method: str = "vitcod", depth: int =
     """
     from vitaccel.hwconfig import load_config
     from vitaccel.sim.numerics import quantize_multiplier, softmax_params
+    from vitaccel.sim.revit.lsh import hash_params
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -131,4 +132,8 @@ def random_bundle(config: Any = "paper", *, method: str = "vitcod", depth: int =
             t[p + "lsh.alpha"] = rng.standard_normal((n_groups, D)).astype(np.float32)
             t[p + "lsh.beta"] = rng.uniform(0, gamma, n_groups).astype(np.float32)
             t[p + "lsh.gamma"] = np.array(gamma, dtype=np.float32)
+            hw, hb, hm, hs = hash_params(t[p + "lsh.alpha"], t[p + "lsh.beta"], gamma, t[p + "qkv.in_scale"])
+            t.update({p + "lsh.hash_weight": hw, p + "lsh.hash_bias": hb, p + "lsh.hash_mult": np.array(hm, np.int32),
+                      p + "lsh.hash_shift": np.array(hs, np.int32), p + "prune.keep_groups": np.array(1 << 16, np.int32),
+                      p + "prune.keep_patches": np.array(1 << 16, np.int32)})
     return Bundle(meta=meta, tensors=t)

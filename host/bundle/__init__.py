@@ -26,6 +26,7 @@ from vitaccel.host.bundle.container import (
     load_bundle, read_header, split_unchecked, write_bundle,
 )
 from vitaccel.host.bundle import vitcod  # noqa: F401  (registers ViTCoD's checks in METHOD_CHECKS)
+from vitaccel.host.bundle import revit  # noqa: F401  (registers ReViT's checks in METHOD_CHECKS)
 
 __all__ = [
     "MAGIC",

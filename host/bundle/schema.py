@@ -152,6 +152,18 @@ META_SCHEMA: Tuple[MetaField, ...] = (
     MetaField("method", "str", choices=METHODS, doc="which accelerator algorithm the bundle is for"),
     MetaField("groups", "object", required=False, fields=GROUPS_FIELDS, open=True,
               doc="ReViT LSH grouping; present iff the bundle has lsh tensors"),
+    # ReViT settings (KERNELS.md, "ReViT"); optional, the defaults are the first choice / 16 (block).
+    MetaField("hash", "str", required=False, choices=("lsh",), doc="grouping hash"),
+    MetaField("combine", "str", required=False, choices=("joint", "sum", "intra"),
+              doc="hierarchy: own group's tokens + other groups' size-weighted centroids in one softmax (joint), "
+                  "intra-group + the group's inter-group centroid context (sum), or intra only"),
+    MetaField("cls", "str", required=False, choices=("global",), doc="the CLS row attends to every token"),
+    MetaField("block", "int", required=False, lo=1, hi=65535, doc="keys per block of the blockwise softmax"),
+    MetaField("centroid", "str", required=False, choices=("round_half_up_mean",), doc="integer centroid rounding"),
+    MetaField("package", "str", required=False, choices=("cls_attention_sum",),
+              doc="package token = sum of the pruned tokens weighted by their CLS attention"),
+    MetaField("prune_score", "str", required=False, choices=("cls_attention",), doc="group and patch pruning score"),
+    MetaField("seed", "int", required=False, lo=0, hi=(1 << 63) - 1, doc="LSH seed of layer 0 (layer l: seed + l)"),
     MetaField("extra", "json", required=False, doc="free JSON: dataset, accuracy, training info"),
 )
 
@@ -443,6 +455,14 @@ def _range_check(lo: Union[int, str, None], hi: Union[int, str, None], what: str
             return f"expected {what}, found {_value(a, idx)}{_where(idx)}"
         return None
     return check
+    # ... and as the hardware hashes: (x8 . A_g + B_g) * mult >> shift (vitaccel.sim.revit.lsh.hash_params).
+    TensorSpec("lsh.hash_weight", "int8", ("G", "D"), "lsh", None, "integer hash weights A (alpha at one scale)"),
+    TensorSpec("lsh.hash_bias", "int32", ("G",), "lsh", "bias", "integer hash offsets B"),
+    TensorSpec("lsh.hash_mult", "int32", (), "lsh", "mult", "hash multiplier (the 1 / gamma ratio)"),
+    TensorSpec("lsh.hash_shift", "int32", (), "lsh", "shift", "hash shift"),
+    # ReViT semantic hierarchical pruning after this layer's attention; 2^16 (ratio 1) = not pruned.
+    TensorSpec("prune.keep_groups", "int32", (), "lsh", "q16", "kept share of non-empty groups, Q16"),
+    TensorSpec("prune.keep_patches", "int32", (), "lsh", "q16", "kept share of each kept group's patches, Q16"),
 
 
 def _finite_check(positive: bool) -> _Check:
@@ -518,4 +538,5 @@ def register_layer_check(method: str, group: str, check: LayerCheck) -> LayerChe
             entries[i] = (group, check)
             return check
     entries.append((group, check))
+    "q16": _range_check(1, 1 << 16, "a Q16 ratio in [1, 65536] (ratio * 2^16)"),
     return check
