@@ -141,17 +141,6 @@ HW_FIELDS: Tuple[MetaField, ...] = (
 
 GROUPS_FIELDS: Tuple[MetaField, ...] = (
     MetaField("n_groups", "int", lo=1, hi=65535, doc="LSH semantic groups G (ReViT)"),
-)
-
-META_SCHEMA: Tuple[MetaField, ...] = (
-    MetaField("format_version", "int", lo=FORMAT_VERSION, hi=FORMAT_VERSION,
-              doc="schema version; equals the header's format_version"),
-    MetaField("model", "object", fields=MODEL_FIELDS, doc="model dimensions"),
-    MetaField("hw", "object", fields=HW_FIELDS, doc="the hardware config the bundle was built for"),
-    MetaField("quant", "scalars", doc="quantisation settings, free-form scalars"),
-    MetaField("method", "str", choices=METHODS, doc="which accelerator algorithm the bundle is for"),
-    MetaField("groups", "object", required=False, fields=GROUPS_FIELDS, open=True,
-              doc="ReViT LSH grouping; present iff the bundle has lsh tensors"),
     # ReViT settings (KERNELS.md, "ReViT"); optional, the defaults are the first choice / 16 (block).
     MetaField("hash", "str", required=False, choices=("lsh",), doc="grouping hash"),
     MetaField("combine", "str", required=False, choices=("joint", "sum", "intra"),
@@ -164,6 +153,17 @@ META_SCHEMA: Tuple[MetaField, ...] = (
               doc="package token = sum of the pruned tokens weighted by their CLS attention"),
     MetaField("prune_score", "str", required=False, choices=("cls_attention",), doc="group and patch pruning score"),
     MetaField("seed", "int", required=False, lo=0, hi=(1 << 63) - 1, doc="LSH seed of layer 0 (layer l: seed + l)"),
+)
+
+META_SCHEMA: Tuple[MetaField, ...] = (
+    MetaField("format_version", "int", lo=FORMAT_VERSION, hi=FORMAT_VERSION,
+              doc="schema version; equals the header's format_version"),
+    MetaField("model", "object", fields=MODEL_FIELDS, doc="model dimensions"),
+    MetaField("hw", "object", fields=HW_FIELDS, doc="the hardware config the bundle was built for"),
+    MetaField("quant", "scalars", doc="quantisation settings, free-form scalars"),
+    MetaField("method", "str", choices=METHODS, doc="which accelerator algorithm the bundle is for"),
+    MetaField("groups", "object", required=False, fields=GROUPS_FIELDS, open=True,
+              doc="ReViT LSH grouping; present iff the bundle has lsh tensors"),
     MetaField("extra", "json", required=False, doc="free JSON: dataset, accuracy, training info"),
 )
 
@@ -405,6 +405,14 @@ LAYER_TENSORS: Tuple[TensorSpec, ...] = (
     TensorSpec("lsh.alpha", "float32", ("G", "D"), "lsh", "finite", "LSH projections"),
     TensorSpec("lsh.beta", "float32", ("G",), "lsh", "finite", "LSH offsets"),
     TensorSpec("lsh.gamma", "float32", (), "lsh", "scale", "LSH bucket width"),
+    # ... and as the hardware hashes: (x8 . A_g + B_g) * mult >> shift (vitaccel.sim.revit.lsh.hash_params).
+    TensorSpec("lsh.hash_weight", "int8", ("G", "D"), "lsh", None, "integer hash weights A (alpha at one scale)"),
+    TensorSpec("lsh.hash_bias", "int32", ("G",), "lsh", "bias", "integer hash offsets B"),
+    TensorSpec("lsh.hash_mult", "int32", (), "lsh", "mult", "hash multiplier (the 1 / gamma ratio)"),
+    TensorSpec("lsh.hash_shift", "int32", (), "lsh", "shift", "hash shift"),
+    # ReViT semantic hierarchical pruning after this layer's attention; 2^16 (ratio 1) = not pruned.
+    TensorSpec("prune.keep_groups", "int32", (), "lsh", "q16", "kept share of non-empty groups, Q16"),
+    TensorSpec("prune.keep_patches", "int32", (), "lsh", "q16", "kept share of each kept group's patches, Q16"),
 )
 
 #: All tensor specs of schema v1: ``global`` ones by full name, the rest per layer.
@@ -455,14 +463,6 @@ def _range_check(lo: Union[int, str, None], hi: Union[int, str, None], what: str
             return f"expected {what}, found {_value(a, idx)}{_where(idx)}"
         return None
     return check
-    # ... and as the hardware hashes: (x8 . A_g + B_g) * mult >> shift (vitaccel.sim.revit.lsh.hash_params).
-    TensorSpec("lsh.hash_weight", "int8", ("G", "D"), "lsh", None, "integer hash weights A (alpha at one scale)"),
-    TensorSpec("lsh.hash_bias", "int32", ("G",), "lsh", "bias", "integer hash offsets B"),
-    TensorSpec("lsh.hash_mult", "int32", (), "lsh", "mult", "hash multiplier (the 1 / gamma ratio)"),
-    TensorSpec("lsh.hash_shift", "int32", (), "lsh", "shift", "hash shift"),
-    # ReViT semantic hierarchical pruning after this layer's attention; 2^16 (ratio 1) = not pruned.
-    TensorSpec("prune.keep_groups", "int32", (), "lsh", "q16", "kept share of non-empty groups, Q16"),
-    TensorSpec("prune.keep_patches", "int32", (), "lsh", "q16", "kept share of each kept group's patches, Q16"),
 
 
 def _finite_check(positive: bool) -> _Check:
@@ -488,6 +488,7 @@ _VALUE_CHECKS: Dict[str, _Check] = {
     "index_N": _range_check(0, "N-1", "an index in [0, N)"),
     "n_global": _range_check(0, "N", "a count in [0, N]"),
     "nonneg": _range_check(0, None, "non-negative offsets"),
+    "q16": _range_check(1, 1 << 16, "a Q16 ratio in [1, 65536] (ratio * 2^16)"),
 }
 
 
@@ -538,5 +539,4 @@ def register_layer_check(method: str, group: str, check: LayerCheck) -> LayerChe
             entries[i] = (group, check)
             return check
     entries.append((group, check))
-    "q16": _range_check(1, 1 << 16, "a Q16 ratio in [1, 65536] (ratio * 2^16)"),
     return check
