@@ -28,12 +28,12 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from vitaccel.host.backend import detect_backend
-from vitaccel.host.bundle import Bundle, load_bundle
+from vitaccel.host.bundle import Bundle, check_limits, load_bundle, resolve_config
 from vitaccel.accelerators import BACKENDS, EMULATED_BACKENDS
 from vitaccel.host.driver import Device, Driver
 from vitaccel.host.vitcod.program import DeviceProgram, Start
-from vitaccel.hwconfig import ConfigLike, load_config
-from vitaccel.sim.vitcod.model import LayerProgram, Segments, forward, model_baselines
+from vitaccel.hwconfig import ConfigLike
+from vitaccel.sim.vitcod.model import LayerProgram, Segments, forward_batched, model_baselines
 from vitaccel.sim.report import Report
 
 __all__ = ["Accelerator", "RunResult", "RunReport", "BACKEND_CHOICES"]
@@ -180,7 +180,8 @@ class Accelerator:
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.config = load_config(config if config is not None else self.bundle.config_name)
+        self.config = resolve_config(self.bundle, config)
+        check_limits(self.bundle, self.config)
         self.reason = ""
         if device is not None:
             self.backend = "device"
@@ -198,9 +199,6 @@ class Accelerator:
         self.overlay = None
         if device is None:
             device = self._open_device(overlay)
-        if device.mem.size < self.program.mem_bytes:
-            raise ValueError(f"{device.name}: its window has {device.mem.size} bytes, the program needs "
-                             f"{self.program.mem_bytes}")
         self.device = device
         device.mem[:self.program.mem_bytes] = self.program.image
         device.sync_to_device(0, self.program.mem_bytes)
@@ -256,33 +254,34 @@ class Accelerator:
     # -- running ---------------------------------------------------------------------------------------------
 
     def run(self, images, labels=None, *, progress: bool = True, limit: Optional[int] = None) -> RunResult:
-        """Logits for float32 images ``(B, C, H, W)`` and a :class:`RunReport` (``labels`` give top-1)."""
+        """Logits for float32 images ``(B, C, H, W)`` and a :class:`RunReport` (``labels`` give top-1).
+
+        Images with complex, non-numeric or non-finite pixels are refused naming the first bad image, and
+        labels must be 1-D integer class indices, one per image (:func:`vitaccel.host.run.check_images`,
+        :func:`~vitaccel.host.run.check_labels`)."""
+        from vitaccel.host.run import check_images, check_labels, check_logits
+
         prog = self.program.program
         dims = prog.dims
-        imgs = np.asarray(images, dtype=np.float32)
-        want = (dims.in_chans, dims.img_size, dims.img_size)
-        if imgs.ndim != 4 or imgs.shape[1:] != want:
-            raise ValueError(f"images must be (B, {want[0]}, {want[1]}, {want[2]}) float, got shape {imgs.shape}")
         if limit is not None:
-            imgs = imgs[:limit]
-            labels = None if labels is None else np.asarray(labels)[:limit]
-        if labels is not None and len(labels) != len(imgs):
-            raise ValueError(f"{len(labels)} labels for {len(imgs)} images")
+            images = images[:limit]
+            labels = None if labels is None else labels[:limit]
+        imgs = check_images(images, chans=dims.in_chans, size=dims.img_size)
+        if labels is not None:
+            labels = check_labels(labels, len(imgs), dims.num_classes)
         bs = self.program.batch
-        chunks = list(range(0, len(imgs), bs))
-        it: Any = chunks
+        wrap = None
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(chunks, desc=f"images ({self.backend})", unit="batch" if bs > 1 else "image", leave=False)
+            def wrap(starts):
+                return tqdm(starts, desc=f"images ({self.backend})", unit="batch" if bs > 1 else "image", leave=False)
         self._device_s = 0.0
         t0 = time.perf_counter()
-        out: List[np.ndarray] = []
-        for i in it:
-            batch = imgs[i:i + bs]
-            out.append(forward(prog, batch, segments=_DeviceSegments(self, len(batch))))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing images are refused just below
+            logits = forward_batched(prog, imgs, bs, segments=lambda n: _DeviceSegments(self, n), progress=wrap)
+        check_logits(logits)
         wall = time.perf_counter() - t0
-        logits = np.concatenate(out) if out else np.zeros((0, dims.num_classes), np.float32)
         n = max(len(imgs), 1)
         pred = self.predict()
         measured = self.backend == "pynq"
@@ -292,8 +291,8 @@ class Accelerator:
             latency_us=1e6 * self._device_s / n if measured else pred.latency_us,
             predicted=pred, dense=self.dense_baseline(), glue_s=(wall - self._device_s) / n,
             device_wall_s=self._device_s / n, wall_s=wall,
-            top1=None if labels is None or not len(imgs) else float(np.mean(np.argmax(logits, 1) == np.asarray(labels))))
-        return RunResult(logits, report, None if labels is None else np.asarray(labels))
+            top1=None if labels is None or not len(imgs) else float(np.mean(np.argmax(logits, 1) == labels)))
+        return RunResult(logits, report, labels)
 
     def close(self) -> None:
         self.device.close()

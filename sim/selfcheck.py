@@ -13,6 +13,9 @@ import numpy as np
 
 from vitaccel.sim import numerics as nx
 
+#: Most random rows per check: each case costs about 1.6 KB at the peak (a 197-wide row in int64 and
+#: float64 with its mask), so 100,000 cases stay near 160 MB, and `--cases 100000000` cannot ask for 147 GiB.
+MAX_CASES = 100_000
 #: Largest |p_int/256 - p_float| the integer softmax may show; see NUMERICS.md.
 SOFTMAX_TOL = 2.0 / 256
 
@@ -91,8 +94,10 @@ def check_csim(cases: int, seed: int, required: Optional[bool], config: str) -> 
 
 
 def run(cases: int = 2000, seed: int = 0, csim: Optional[bool] = None, config: str = "paper") -> Dict:
-    if cases < 1:
-        raise ValueError("cases must be >= 1")
+    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or not 1 <= cases <= MAX_CASES:
+        raise ValueError(f"cases (--cases) must be an integer in [1, {MAX_CASES}], got {cases!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed (--seed) must be an integer in [0, 2^63), got {seed!r}")
     checks = [check_softmax_vs_float(cases, seed), check_requant_vs_float(cases, seed)]
     checks += check_csim(cases, seed, csim, config)
     return {"numerics_version": nx.NUMERICS_VERSION, "checks": checks}

@@ -106,7 +106,7 @@ def test_round_trip_bit_identical(tmp_path: Path, method: str) -> None:
         assert not g.flags.writeable
     assert got.identical(b) and b.identical(got)
     size = p.stat().st_size
-    assert size % B.ALIGN == 0 and size < 64 * 1024  # a few tens of KiB
+    assert (size - 32) % B.ALIGN == 0 and size < 64 * 1024  # a few tens of KiB, then the 32-byte sha256
     assert p.read_bytes()[:8] == b"VITACCB\x00"
     assert [f.name for f in tmp_path.iterdir()] == ["m.vcb"]  # no temp file left
 
@@ -120,7 +120,8 @@ def test_bytes_are_deterministic_and_canonical(vb: Bundle) -> None:
     assert names[0] == "patch_embed.weight"
     assert names.index("head.bias") < names.index("layers.0.norm1.weight") < names.index("layers.1.norm1.weight")
     header, _ = B.split_unchecked(data)
-    assert header["format_version"] == 1 and header["data_sha256"] == hashlib.sha256(data[-header["data_nbytes"]:]).hexdigest()
+    assert header["format_version"] == 2 and "data_sha256" not in header
+    assert data[-32:] == hashlib.sha256(data[:-32]).digest()   # the digest covers the whole file before it
     offsets = sorted(e["offset"] for e in header["tensors"].values())
     assert all(o % 64 == 0 for o in offsets)
 
@@ -141,7 +142,7 @@ def test_writer_accepts_non_native_and_strided_arrays(vb: Bundle) -> None:
 def test_accessors_and_summary(vb: Bundle) -> None:
     d = vb.model
     assert (d.embed_dim, d.num_heads, d.head_dim, d.num_tokens, d.depth, d.ae_heads) == (16, 2, 8, 17, 2, 1)
-    assert vb.depth == 2 and vb.method == "vitcod" and vb.format_version == 1
+    assert vb.depth == 2 and vb.method == "vitcod" and vb.format_version == 2
     cfg = load_config("paper")
     assert vb.config_name == "paper" and vb.config_hash == cfg.hash
     l1 = vb.layer(1)
@@ -178,7 +179,7 @@ def test_dense_with_optional_sparse_attention() -> None:
 def test_truncated_file(vb: Bundle) -> None:
     data = B.bundle_to_bytes(vb)
     header, _ = B.split_unchecked(data)
-    start = len(data) - header["data_nbytes"]
+    start = len(data) - 32 - header["data_nbytes"]
     for n, field in [(0, "magic"), (5, "magic"), (8, "header_length"), (15, "header_length"),
                      (16, "header_length"), (200, "header_length"), (start - 1, "header_length"),
                      (start, "data_nbytes"), (start + 100, "data_nbytes"), (len(data) - 1, "data_nbytes")]:
@@ -232,19 +233,23 @@ def test_bad_json_header() -> None:
 
 def test_wrong_version(vb: Bundle) -> None:
     data = B.bundle_to_bytes(vb)
-    expect(edit_header(data, lambda h: h.update(format_version=2)), "format_version", contains="found 2")
+    expect(edit_header(data, lambda h: h.update(format_version=3)), "format_version", contains="found 3")
+    expect(edit_header(data, lambda h: h.update(format_version=0)), "format_version", contains="found 0")
     expect(edit_header(data, lambda h: h.update(format_version="1")), "format_version")
     expect(edit_header(data, lambda h: h.update(format_version=True)), "format_version")
     expect(edit_header(data, lambda h: h.pop("format_version")), "format_version", contains="missing")
-    # A version-2 file with other keys still reports the version, not the keys.
-    expect(_raw(json.dumps({"format_version": 2, "weights": []}).encode()), "format_version")
+    # A version-3 file with other keys still reports the version, not the keys.
+    expect(_raw(json.dumps({"format_version": 3, "weights": []}).encode()), "format_version")
 
 
 def test_header_keys(vb: Bundle) -> None:
     data = B.bundle_to_bytes(vb)
     expect(edit_header(data, lambda h: h.update(comment="hi")), "comment", contains="unknown header key")
-    expect(edit_header(data, lambda h: h.pop("data_sha256"), fix_checksum=False), "data_sha256", contains="missing")
-    expect(edit_header(data, lambda h: h.update(data_sha256="XYZ"), fix_checksum=False), "data_sha256")
+    expect(edit_header(data, lambda h: h.update(data_sha256="0" * 64)), "data_sha256", contains="unknown header key")
+    expect(edit_header(data, lambda h: None, fix_checksum=False), "sha256", contains="corrupt")
+    v1 = B.encode_unchecked({**vb.meta, "format_version": 1}, dict(vb.tensors), format_version=1)
+    expect(edit_header(v1, lambda h: h.pop("data_sha256"), fix_checksum=False), "data_sha256", contains="missing")
+    expect(edit_header(v1, lambda h: h.update(data_sha256="XYZ"), fix_checksum=False), "data_sha256")
     expect(edit_header(data, lambda h: h.update(data_nbytes=-1), fix_nbytes=False), "data_nbytes")
     expect(edit_header(data, lambda h: h.update(meta=[])), "meta")
     expect(edit_header(data, lambda h: h.update(tensors=[])), "tensors")
@@ -253,8 +258,11 @@ def test_header_keys(vb: Bundle) -> None:
 def test_checksum_mismatch(vb: Bundle) -> None:
     data = bytearray(B.bundle_to_bytes(vb))
     data[-70] ^= 0x01
-    e = expect(bytes(data), "data_sha256", contains="corrupt")
+    e = expect(bytes(data), "sha256", contains="corrupt")
     assert "expected sha256" in e.message
+    v1 = bytearray(B.encode_unchecked({**vb.meta, "format_version": 1}, dict(vb.tensors), format_version=1))
+    v1[-70] ^= 0x01
+    expect(bytes(v1), "data_sha256", contains="corrupt")
 
 
 def test_directory_entries(vb: Bundle) -> None:
@@ -432,7 +440,7 @@ SCHEMA_CASES: List[Tuple[str, Callable, str, str]] = [
     ("meta_quant_missing", _meta("quant"), "meta.quant", "missing"),
     ("meta_quant_nested", _meta("quant.weight_bits", [8]), "meta.quant.weight_bits", "scalar"),
     ("meta_unknown", _meta("author", "me"), "meta.author", "unknown key"),
-    ("meta_version", _meta("format_version", 2), "meta.format_version", "[1, 1]"),
+    ("meta_version", _meta("format_version", 3), "meta.format_version", "[1, 2]"),
     ("meta_groups_without_lsh", _meta("groups", {"n_groups": 4}), "meta.groups", "no lsh tensors"),
     ("meta_extra_big_int", _meta("extra", {"n": 2 ** 64}), "meta.extra.n", "int64"),
 ]
@@ -626,7 +634,7 @@ def test_atomic_success_replaces_and_keeps_mode(existing: Tuple[Path, bytes], vb
 def test_read_header(tmp_path: Path, vb: Bundle) -> None:
     p = write_bundle(tmp_path / "m.vcb", vb)
     h = B.read_header(p)
-    assert h["format_version"] == 1 and h["meta"] == vb.meta and "layers.0.attn.mask" in h["tensors"]
+    assert h["format_version"] == 2 and h["meta"] == vb.meta and "layers.0.attn.mask" in h["tensors"]
     p.write_bytes(b"VITACCB\x00" + (10 ** 9).to_bytes(8, "little"))
     with pytest.raises(BundleError) as ei:
         B.read_header(p)
@@ -705,18 +713,11 @@ def test_mask_to_csc_deit_base_is_fast() -> None:
 # --------------------------------------------------------------------------------------------------
 
 def _fix_checksum(data: bytes) -> bytes:
-    """Recompute data_sha256 in place (same-length hex), so data mutations reach the validators."""
-    try:
-        hlen = int.from_bytes(data[8:16], "little")
-        start = 16 + hlen
-        text = data[16:start]
-        i = text.find(b'"data_sha256":"')
-        if i < 0 or start > len(data):
-            return data
-        i += 16 + len(b'"data_sha256":"')
-        return data[:i] + hashlib.sha256(data[start:]).hexdigest().encode() + data[i + 64:]
-    except Exception:
+    """Recompute the trailing sha256 (format version 2: the last 32 bytes cover everything before them), so
+    header and data mutations reach the parsers and validators."""
+    if len(data) < 48:
         return data
+    return data[:-32] + hashlib.sha256(data[:-32]).digest()
 
 
 def _mutate_json(rng: np.random.Generator, obj: Any, depth: int = 0) -> Any:
@@ -756,10 +757,10 @@ def _fuzz_case(rng: np.random.Generator, data: bytes, other: bytes, kind: int) -
     b = bytearray(data)
     hlen = int.from_bytes(data[8:16], "little")
     start = 16 + hlen
-    if kind == 0:  # flip bytes in the header
+    if kind == 0:  # flip bytes in the header (the checksum catches; half the time fixed, so the parsers must)
         for _ in range(int(rng.integers(1, 4))):
-            b[int(rng.integers(0, start))] ^= 1 << int(rng.integers(8))
-        return bytes(b)
+            b[int(rng.integers(0, 16 if rng.random() < 0.1 else start))] ^= 1 << int(rng.integers(8))
+        return _fix_checksum(bytes(b)) if rng.random() < 0.5 else bytes(b)
     if kind == 1:  # random bytes in the data section (checksum catches)
         for _ in range(int(rng.integers(1, 4))):
             b[int(rng.integers(start, len(b)))] = int(rng.integers(256))
@@ -828,7 +829,7 @@ def test_fuzz_loader_raises_only_bundle_error() -> None:
     assert not failures, "\n".join(failures[:20])
     # The fuzz reaches deep: some mutations survive (e.g. a float weight byte), many distinct fields fail.
     assert loaded > 20, loaded
-    for f in ("magic", "header_length", "header", "data_nbytes", "data_sha256", "format_version", "mask"):
+    for f in ("magic", "header_length", "header", "data_nbytes", "sha256", "format_version", "mask"):
         assert f in fields, sorted(fields)
     assert len(fields) > 25, sorted(fields)
     assert dt < 20, dt

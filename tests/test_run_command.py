@@ -81,7 +81,7 @@ def test_image_folder_with_label_folders(tmp_path):
     (["--bundle", "{b}", "--images", "{tmp}/empty"], "no image files"),
     (["--bundle", "{tmp}/broken.vcb", "--images", "{tmp}/wrong.npy"], "broken.vcb"),
     (["--backend", "pynq", "--limit", "1"], "needs the pynq package"),
-    (["--limit", "0"], "--limit must be >= 1"),
+    (["--limit", "0"], "argument --limit: expected an integer >= 1, got '0'"),
 ])
 def test_errors_are_clear(tmp_path, capsys, argv, needle):
     b = tmp_path / "m.vcb"

@@ -10,12 +10,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
-from typing import List, Optional
+import warnings
+from typing import Callable, List, Optional
 
 from vitaccel import __version__, accelerators
 from vitaccel.hwconfig import COMMON_FIELDS, ConfigError, list_configs, load_config, stale_generated, write_generated
+from vitaccel.safetext import printable
+
+
+# -- option types: a bad value is refused by argparse, naming the option and the allowed range (exit 2) --
+
+def _int_in(lo: int, hi: Optional[int] = None) -> Callable[[str], int]:
+    rule = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _float(*, positive: bool, what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        rule = f"a finite {what} > 0" if positive else f"a finite {what}"
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
+        if not math.isfinite(v) or (positive and v <= 0):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+#: Seeds: numpy's default_rng takes any non-negative integer; we keep them to 63 bits.
+_SEED = _int_in(0, 2 ** 63 - 1)
 
 
 def _backend() -> dict:
@@ -109,16 +147,19 @@ def cmd_selfcheck(args) -> int:
 
 
 def cmd_sim(args) -> int:
-    from vitaccel.host.bundle import BundleError, load_bundle
-    from vitaccel.sim.vitcod.model import compile_program, forward, model_baselines, program_cycles
+    from vitaccel.host.bundle import BundleError, check_limits, load_bundle, resolve_config
+    from vitaccel.sim.vitcod.model import compile_program, forward_batched, model_baselines, program_cycles
 
     try:
         bundle = load_bundle(args.bundle)
+        # --config is the user's (a name or a path); the bundle's config_name only ever names a shipped config
+        cfg = resolve_config(bundle, args.config)
+        check_limits(bundle, cfg)
     except BundleError as e:
+        if e.path is None:
+            e = BundleError(e.field, e.message, path=args.bundle)
         print(f"vitaccel: {e}", file=sys.stderr)
         return 2
-    config = args.config or bundle.config_name
-    cfg = load_config(config)
     if cfg.hash != bundle.config_hash:
         print(f"note: bundle was compiled for '{bundle.config_name}' ({bundle.config_hash[:8]}); predicting cycles "
               f"on '{cfg.name}' ({cfg.hash[:8]}). A board would refuse this pairing.", file=sys.stderr)
@@ -133,11 +174,14 @@ def cmd_sim(args) -> int:
     if args.images:
         import numpy as np
 
-        from vitaccel.host.run import load_images
+        from vitaccel.host.run import EMULATED_BATCH, check_logits, load_images
 
-        imgs, labels = load_images(args.images, size=bundle.model.img_size, chans=bundle.model.in_chans)
+        dims = bundle.model
+        imgs, labels = load_images(args.images, size=dims.img_size, chans=dims.in_chans,
+                                   num_classes=dims.num_classes)
         t0 = time.perf_counter()
-        logits = forward(prog, imgs)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing images are refused just below
+            logits = check_logits(forward_batched(prog, imgs, EMULATED_BATCH), args.images)  # one batch in memory
         doc["images"] = {"count": int(len(imgs)), "predictions": np.argmax(logits, 1).tolist(),
                          "host_seconds": time.perf_counter() - t0}
         if labels is not None:
@@ -154,7 +198,7 @@ def cmd_sim(args) -> int:
     if args.json:
         print(json.dumps(doc, indent=2, default=str))
         return 0
-    print(bundle.summary())
+    print(bundle.summary())  # escapes control characters from the file (printable)
     print()
     print(report.table() if args.verbose else _layer_table(report))
     if base:
@@ -228,8 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.set_defaults(func=cmd_config)
 
     sc = sub.add_parser("selfcheck", help="check the integer numerics (NumPy vs float, and vs C-simulation)")
-    sc.add_argument("--cases", type=int, default=2000, help="random rows/values per check (default 2000)")
-    sc.add_argument("--seed", type=int, default=0)
+    from vitaccel.sim.selfcheck import MAX_CASES
+
+    sc.add_argument("--cases", type=_int_in(1, MAX_CASES), default=2000,
+                    help=f"random rows/values per check, 1..{MAX_CASES} (default 2000)")
+    sc.add_argument("--seed", type=_SEED, default=0, help="random seed, 0..2^63-1 (default 0)")
     sc.add_argument("--config", default="paper", help="target whose header the C-simulation compiles with")
     g = sc.add_mutually_exclusive_group()
     g.add_argument("--csim", dest="csim", action="store_const", const=True, default=None,
@@ -264,12 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="; ".join(f"{k}: {v}" for k, v in accelerators.BACKENDS.items()) + " (default auto)")
     run.add_argument("--overlay", metavar="BIT", help="bitstream to load on a board (default: overlay/$BOARD/"
                                                       "<accelerator>-<config>/<accelerator>-<config>.bit)")
-    run.add_argument("--batch-size", type=int, help="images per accelerator start (default: 1 on a board, so the "
+    run.add_argument("--batch-size", type=_int_in(1, 1 << 16), help="images per accelerator start (default: 1 on a board, so the "
                                                     "measured latency is one image's; 16 on the emulated backends)")
-    run.add_argument("--limit", type=int, help="run only the first N images")
-    run.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one accelerator run (default 30)")
-    run.add_argument("--mean", type=float, nargs="+", help="normalisation mean for image files (per channel)")
-    run.add_argument("--std", type=float, nargs="+", help="normalisation std for image files (per channel)")
+    run.add_argument("--limit", type=_int_in(1), help="run only the first N images")
+    run.add_argument("--timeout", type=_float(positive=True, what="number of seconds"), default=30.0,
+                     help="seconds to wait for one accelerator run, finite and > 0 (default 30)")
+    run.add_argument("--mean", type=_float(positive=False, what="mean"), nargs="+",
+                     help="normalisation mean for image files (per channel; not for .npy/.npz arrays)")
+    run.add_argument("--std", type=_float(positive=True, what="std"), nargs="+",
+                     help="normalisation std for image files (per channel, > 0; not for .npy/.npz arrays)")
     run.add_argument("--json", action="store_true", help="machine-readable output")
     run.add_argument("--report", metavar="DIR", help="write breakdown.png, roofline.png and report.json into DIR")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -277,23 +327,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings about the user's inputs as one line, ``vitaccel: warning: ...`` (no source line)."""
+    from vitaccel.host.run import InputWarning
+
+    if issubclass(category, InputWarning):
+        print(f"vitaccel: warning: {printable(message)}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse printed the usage and the option's error (2), or --help (0)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return args.func(args)
-    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
-        sys.stderr.close()
-        return 0
-    except ConfigError as e:
-        print(f"vitaccel: config error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, NotImplementedError, RuntimeError, OSError, ImportError) as e:
-        print(f"vitaccel: {e}", file=sys.stderr)
-        return 2
+    from vitaccel.host.run import InputWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+            sys.stderr.close()
+            return 0
+        except ConfigError as e:
+            print(f"vitaccel: config error: {printable(e)}", file=sys.stderr)
+            return 2
+        except (ValueError, NotImplementedError, RuntimeError, OSError, ImportError) as e:
+            print(f"vitaccel: {printable(e)}", file=sys.stderr)  # one line, control characters escaped
+            return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from vitaccel.host.bundle.schema import (
     LayerCheck, MetaField, ModelDims, TensorSpec, register_layer_check,
 )
 from vitaccel.host.bundle.inmemory import Bundle
-from vitaccel.host.bundle.validate import check_config, validate_bundle
+from vitaccel.host.bundle.validate import check_config, check_limits, resolve_config, validate_bundle
 from vitaccel.host.bundle.container import (
     ALIGN, MAGIC, MAX_HEADER_BYTES, assemble_unchecked, bundle_from_bytes, bundle_to_bytes, encode_unchecked,
     load_bundle, read_header, split_unchecked, write_bundle,
@@ -52,6 +52,8 @@ __all__ = [
     "bundle_from_bytes",
     "validate_bundle",
     "check_config",
+    "check_limits",
+    "resolve_config",
     "read_header",
     "encode_unchecked",
     "split_unchecked",

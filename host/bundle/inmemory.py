@@ -14,6 +14,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from vitaccel.safetext import printable
 from vitaccel.host.bundle.schema import _LAYER_NAME, _LAYER_SPEC, ModelDims, _is_int
 
 __all__ = ["Bundle"]
@@ -55,6 +56,14 @@ class Bundle:
     @property
     def config_hash(self) -> str:
         return self.meta["hw"]["config_hash"]
+
+    def hardware_config(self, config: Any = None) -> Any:
+        """The ``HardwareConfig`` to run on: ``config`` when given (from the user: a name, a path or a
+        config), else the shipped config ``meta.hw.config_name`` names (a name only, never opened as a
+        path; see :func:`vitaccel.host.bundle.resolve_config`)."""
+        from vitaccel.host.bundle.validate import resolve_config  # validate.py imports this module
+
+        return resolve_config(self, config)
 
     def layer(self, i: int) -> Dict[str, np.ndarray]:
         """Layer ``i``'s tensors by their name inside the layer (``"qkv.weight"``, ``"attn.mask"``, ...)."""
@@ -140,7 +149,8 @@ class Bundle:
             shown = [f"{k}={v}" for k, v in extra.items() if not isinstance(v, (dict, list))]
             if shown:
                 lines.append("extra: " + ", ".join(shown))
-        return "\n".join(lines)
+        # text from the file is escaped: no terminal escape sequences, bidi overrides or surrogates printed
+        return "\n".join(printable(line) for line in lines)
 
     def __repr__(self) -> str:
         try:

@@ -20,9 +20,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from vitaccel.safetext import lone_surrogate, printable
+
 __all__ = [
     "FORMAT_VERSION",
+    "READ_VERSIONS",
     "DTYPES",
+    "CONFIG_NAME_RE",
+    "config_name_problem",
     "METHODS",
     "MAX_ABS_BIAS",
     "MULT_LIMIT",
@@ -44,7 +49,11 @@ __all__ = [
     "register_layer_check",
 ]
 
-FORMAT_VERSION = 1
+#: The version the writer writes. 2: a trailing sha256 covers the whole file, header included (1: only the
+#: data section, by ``data_sha256`` in the header).
+FORMAT_VERSION = 2
+#: The versions the loader reads.
+READ_VERSIONS = (1, 2)
 _MAX_JSON_DEPTH = 32
 _INT64_MAX = (1 << 63) - 1
 
@@ -85,7 +94,8 @@ class BundleError(ValueError):
         self.message = message
         self.path = path
         where = f"{path}: " if path else ""
-        super().__init__(f"{where}{field}: {message}")
+        # what is printed escapes control characters and lone surrogates from the file (vitaccel.safetext)
+        super().__init__(printable(f"{where}{field}: {message}"))
 
     def __reduce__(self):  # keep pickling (multiprocessing) working with the 3-argument constructor
         return (BundleError, (self.field, self.message, self.path))
@@ -104,6 +114,7 @@ class MetaField:
     """One key of ``meta`` (or of an object inside it).
 
     ``kind``: ``int`` (not bool, in [lo, hi]), ``str`` (non-empty, optionally one of ``choices``),
+    ``name`` (a config name: :data:`CONFIG_NAME_RE`, no path separators, no ``.json``),
     ``hex64`` (64 lowercase hex digits), ``object`` (a JSON object with ``fields``; ``open`` allows other
     scalar keys), ``scalars`` (a JSON object of scalars), ``json`` (any JSON value).
     """
@@ -135,7 +146,7 @@ MODEL_FIELDS: Tuple[MetaField, ...] = (
 )
 
 HW_FIELDS: Tuple[MetaField, ...] = (
-    MetaField("config_name", "str", doc="hardware config name (configs/<name>.json)"),
+    MetaField("config_name", "name", doc="hardware config name (a shipped configs/<name>.json): a name, never a path"),
     MetaField("config_hash", "hex64", doc="HardwareConfig.hash (sha256 hex) the bundle was built for"),
 )
 
@@ -156,8 +167,8 @@ GROUPS_FIELDS: Tuple[MetaField, ...] = (
 )
 
 META_SCHEMA: Tuple[MetaField, ...] = (
-    MetaField("format_version", "int", lo=FORMAT_VERSION, hi=FORMAT_VERSION,
-              doc="schema version; equals the header's format_version"),
+    MetaField("format_version", "int", lo=READ_VERSIONS[0], hi=FORMAT_VERSION,
+              doc="schema version; equals the header's format_version (the writer writes FORMAT_VERSION)"),
     MetaField("model", "object", fields=MODEL_FIELDS, doc="model dimensions"),
     MetaField("hw", "object", fields=HW_FIELDS, doc="the hardware config the bundle was built for"),
     MetaField("quant", "scalars", doc="quantisation settings, free-form scalars"),
@@ -168,16 +179,47 @@ META_SCHEMA: Tuple[MetaField, ...] = (
 )
 
 
+#: A hardware config name as a bundle may hold it: a file-name-safe word, never a path or a file name
+#: (``load_config`` would open a path; a bundle may only name a shipped config).
+CONFIG_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def config_name_problem(v: Any) -> Optional[str]:
+    """Why ``v`` is not a config name a bundle may hold (``None`` when it is one)."""
+    if not isinstance(v, str) or not v:
+        return f"expected a non-empty string, found {v!r:.80}"
+    if "/" in v or "\\" in v or "\0" in v:
+        return f"expected a config name, found a path {v!r:.80} (a bundle names a shipped config; a config file " \
+               f"is given on the command line, --config PATH)"
+    if v.lower().endswith(".json"):
+        return f"expected a config name without .json, found {v!r:.80}"
+    if not CONFIG_NAME_RE.fullmatch(v):
+        return f"expected a config name of letters, digits, '_', '.', '-' (at most 64, not starting with " \
+               f"'.', '_' or '-'), found {v!r:.80}"
+    return None
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _check_text(v: str, field: str, what: str = "text") -> None:
+    """Refuse a lone surrogate (JSON ``"\\ud800"``): it loads, then breaks printing and UTF-8 encoding."""
+    i = lone_surrogate(v)
+    if i >= 0:
+        raise _fail(field, f"expected valid Unicode {what}, found a lone surrogate U+{ord(v[i]):04X} at "
+                           f"character {i}")
+
+
 def _check_json_value(v: Any, field: str, depth: int = 0) -> None:
     """Any JSON value that round-trips exactly: dict (str keys), list, str, int (int64), finite float,
-    bool, None."""
+    bool, None; strings and keys valid Unicode (no lone surrogates)."""
     if depth > _MAX_JSON_DEPTH:
         raise _fail(field, f"nested deeper than {_MAX_JSON_DEPTH} levels")
-    if v is None or isinstance(v, (bool, str)):
+    if isinstance(v, str):
+        _check_text(v, field)
+        return
+    if v is None or isinstance(v, bool):
         return
     if isinstance(v, int):
         if not -_INT64_MAX - 1 <= v <= _INT64_MAX:
@@ -195,6 +237,7 @@ def _check_json_value(v: Any, field: str, depth: int = 0) -> None:
         for k, x in v.items():
             if not isinstance(k, str):
                 raise _fail(field, f"expected string keys, found key {k!r} ({type(k).__name__})")
+            _check_text(k, field, f"text in key {k!r}")
             _check_json_value(x, f"{field}.{k}", depth + 1)
         return
     raise _fail(field, f"expected a JSON value (dict, list, str, int, float, bool, None), "
@@ -216,10 +259,15 @@ def _check_meta_value(f: MetaField, v: Any, field: str) -> None:
     elif f.kind == "str":
         if not isinstance(v, str) or not v:
             raise _fail(field, f"expected a non-empty string, found {v!r}")
+        _check_text(v, field)
         if f.choices is not None and v not in f.choices:
             raise _fail(field, f"expected one of {', '.join(repr(c) for c in f.choices)}, found {v!r}")
         if len(v) > 256:
             raise _fail(field, f"expected at most 256 characters, found {len(v)}")
+    elif f.kind == "name":
+        problem = config_name_problem(v)
+        if problem:
+            raise _fail(field, problem)
     elif f.kind == "hex64":
         if not isinstance(v, str) or not re.fullmatch(r"[0-9a-f]{64}", v):
             raise _fail(field, f"expected 64 lowercase hex digits (a sha256), found {v!r}")
@@ -229,6 +277,7 @@ def _check_meta_value(f: MetaField, v: Any, field: str) -> None:
         for k, x in v.items():
             if not isinstance(k, str):
                 raise _fail(field, f"expected string keys, found {k!r}")
+            _check_text(k, field, f"text in key {k!r}")
             _check_scalar(x, f"{field}.{k}")
     elif f.kind == "json":
         _check_json_value(v, field)
@@ -245,6 +294,7 @@ def _check_meta_object(obj: Any, fields: Tuple[MetaField, ...], prefix: str, ope
     for k in obj:
         if not isinstance(k, str):
             raise _fail(prefix, f"expected string keys, found {k!r}")
+        _check_text(k, prefix, f"text in key {k!r}")
         if k not in known:
             if open_:
                 _check_scalar(obj[k], f"{prefix}.{k}")

@@ -17,10 +17,10 @@ from vitaccel.host.bundle.inmemory import Bundle
 from vitaccel.host.bundle.schema import (
     _GLOBAL_SPEC, _GROUP_META, _LAYER_NAME, _LAYER_POS, _LAYER_SPEC, _VALUE_CHECKS, DTYPES, GLOBAL_TENSORS,
     LAYER_TENSORS, META_SCHEMA, METHOD_CHECKS, METHOD_GROUPS, ModelDims, TensorSpec, _check_meta_object,
-    _dims_table, _fail, _first_index, _where,
+    _dims_table, _fail, _first_index, _where, config_name_problem,
 )
 
-__all__ = ["validate_bundle", "check_config"]
+__all__ = ["validate_bundle", "check_config", "check_limits", "resolve_config"]
 
 
 def _validate_meta(meta: Any) -> ModelDims:
@@ -30,9 +30,42 @@ def _validate_meta(meta: Any) -> ModelDims:
     return ModelDims.from_meta(meta)
 
 
-def check_config(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any) -> None:
-    """Raise :class:`BundleError` unless the bundle was built for ``config`` (a name, path or
-    ``HardwareConfig``) and its model fits that config's size limits."""
+def resolve_config(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any = None) -> Any:
+    """The ``HardwareConfig`` to run a bundle on.
+
+    ``config`` (a shipped name, a path to a JSON file, or a ``HardwareConfig``) comes from the user (the
+    command line's ``--config``, an API argument) and is loaded as given. Without it, the bundle's
+    ``meta.hw.config_name`` is resolved as a NAME only: it must be a shipped config
+    (``vitaccel.hwconfig.list_configs()``); a path, a ``.json`` name or an unknown name raises
+    :class:`BundleError` for ``meta.hw.config_name`` and nothing is opened. So a file never makes the
+    loader open another path (``/dev/zero``, a FIFO, a private file)."""
+    from vitaccel.hwconfig import ConfigError, list_configs, load_config
+
+    if config is not None:
+        return load_config(config)
+    meta = meta_or_bundle.meta if isinstance(meta_or_bundle, Bundle) else meta_or_bundle
+    hw = meta.get("hw") if isinstance(meta, Mapping) else None
+    name = hw.get("config_name") if isinstance(hw, Mapping) else None
+    problem = config_name_problem(name)
+    if problem:
+        raise _fail("meta.hw.config_name", problem)
+    shipped = list_configs()
+    if name not in shipped:
+        raise _fail("meta.hw.config_name", f"names hardware config {name!r}, which is not a shipped config "
+                                           f"({', '.join(shipped)}); pass its config file explicitly "
+                                           f"(--config PATH, or config=...)")
+    try:
+        return load_config(name)
+    except ConfigError as e:  # pragma: no cover - a shipped config that does not load is a packaging bug
+        raise _fail("meta.hw.config_name", f"shipped config {name!r} does not load: {e}") from None
+
+
+def check_limits(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any) -> None:
+    """Raise :class:`BundleError` unless the bundle's model fits the size limits of ``config`` (a name,
+    path or ``HardwareConfig``): tokens, heads, head dimension, model and MLP width, AE heads. The message
+    names the limit and the config (``max_heads = 12 in config 'paper'``). Run when a model is opened
+    (``Accelerator``, ``vitaccel sim``), so a model the hardware cannot run fails there, not at its first
+    accelerator start."""
     from vitaccel.hwconfig import ConfigError, load_config
 
     meta = meta_or_bundle.meta if isinstance(meta_or_bundle, Bundle) else meta_or_bundle
@@ -41,22 +74,38 @@ def check_config(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any
     except ConfigError as e:
         raise _fail("expect_config", str(e)) from e
     d = _validate_meta(meta)
-    hw = meta["hw"]
-    if hw["config_hash"] != cfg.hash or hw["config_name"] != cfg.name:
-        fld = "meta.hw.config_hash" if hw["config_hash"] != cfg.hash else "meta.hw.config_name"
-        raise _fail(fld, f"bundle was built for hardware config {hw['config_name']!r} (hash "
-                         f"{hw['config_hash']}), expected {cfg.name!r} (hash {cfg.hash})")
-    limits = (
+    limits = [
         ("num_tokens", "num_tokens", d.num_tokens, "max_tokens", cfg.max_tokens),
         ("num_heads", "num_heads", d.num_heads, "max_heads", cfg.max_heads),
         ("embed_dim", "embed_dim", d.embed_dim, "max_embed_dim", cfg.max_embed_dim),
         ("mlp_dim", "mlp_dim", d.mlp_dim, "max_mlp_dim", cfg.max_mlp_dim),
         ("num_heads", "head_dim (embed_dim / num_heads)", d.head_dim, "max_head_dim", cfg.max_head_dim),
-    )
+    ]
+    if d.ae_heads is not None:
+        limits.append(("ae_heads", "ae_heads", d.ae_heads, "max_heads", cfg.max_heads))
     for key, what, value, limit_name, limit in limits:
         if value > limit:
-            raise _fail(f"meta.model.{key}", f"expected {what} <= {limit} ({limit_name} of config "
-                                             f"{cfg.name!r}), found {value}")
+            raise _fail(f"meta.model.{key}", f"expected {what} <= {limit} ({limit_name} = {limit} in config "
+                                             f"{cfg.name!r}), found {value}: this hardware cannot run the model")
+
+
+def check_config(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any) -> None:
+    """Raise :class:`BundleError` unless the bundle was built for ``config`` (a name, path or
+    ``HardwareConfig``) and its model fits that config's size limits (:func:`check_limits`)."""
+    from vitaccel.hwconfig import ConfigError, load_config
+
+    meta = meta_or_bundle.meta if isinstance(meta_or_bundle, Bundle) else meta_or_bundle
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        raise _fail("expect_config", str(e)) from e
+    _validate_meta(meta)
+    hw = meta["hw"]
+    if hw["config_hash"] != cfg.hash or hw["config_name"] != cfg.name:
+        fld = "meta.hw.config_hash" if hw["config_hash"] != cfg.hash else "meta.hw.config_name"
+        raise _fail(fld, f"bundle was built for hardware config {hw['config_name']!r} (hash "
+                         f"{hw['config_hash']}), expected {cfg.name!r} (hash {cfg.hash})")
+    check_limits(meta, cfg)
 
 
 def _classify_names(names: Iterable[str], depth: int) -> Tuple[Dict[str, Tuple[int, TensorSpec]], Dict[str, bool]]:

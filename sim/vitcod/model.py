@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 
@@ -105,7 +105,9 @@ def _ae_params(t: Dict[str, np.ndarray], which: str) -> AEParams:
 
 def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     """Unpack a (validated) bundle into per-layer kernel arguments and sparsity plans."""
-    cfg = load_config(config if config is not None else bundle.config_name)
+    # ``config`` comes from the caller (a name, a path, a config); the bundle's own config is resolved as a
+    # shipped NAME only (Bundle.hardware_config), never opened as a path.
+    cfg = load_config(config) if config is not None else bundle.hardware_config()
     if bundle.method == "revit":
         raise NotImplementedError("ReViT bundles need the ReViT kernels (LSH groups, differential attention), "
                                   "which the simulator does not have yet")
@@ -282,6 +284,24 @@ def forward(prog: Program, images: np.ndarray, kernels: Optional[Kernels] = None
     cls = glue.layer_norm(x[:, 0], g["norm.weight"], g["norm.bias"])
     return np.stack([glue.linear(row[None], g["head.weight"], g["head.bias"])[0] for row in cls]) if len(cls) else \
         np.zeros((0, dims.num_classes), np.float32)
+
+
+def forward_batched(prog: Program, images: np.ndarray, batch_size: int, *,
+                    segments: Optional[Callable[[int], Segments]] = None,
+                    progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None) -> np.ndarray:
+    """:func:`forward` over ``images`` in batches of at most ``batch_size``: memory holds one batch's
+    activations, whatever the number of images. ``segments(n)`` gives the segments of a batch of ``n``
+    (the host runtime's device); ``progress`` wraps the batch start indices (a progress bar)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    starts: Iterable[int] = range(0, len(images), int(batch_size))
+    if progress is not None:
+        starts = progress(starts)
+    out: List[np.ndarray] = []
+    for i in starts:
+        batch = images[i:i + batch_size]
+        out.append(forward(prog, batch, segments=None if segments is None else segments(len(batch))))
+    return np.concatenate(out) if out else np.zeros((0, prog.dims.num_classes), np.float32)
 
 
 @dataclasses.dataclass
