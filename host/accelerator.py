@@ -199,6 +199,9 @@ class Accelerator:
         self.overlay = None
         if device is None:
             device = self._open_device(overlay)
+        if device.mem.size < self.program.mem_bytes:
+            raise ValueError(f"{device.name}: its window has {device.mem.size} bytes, the program needs "
+                             f"{self.program.mem_bytes}")
         self.device = device
         device.mem[:self.program.mem_bytes] = self.program.image
         device.sync_to_device(0, self.program.mem_bytes)
