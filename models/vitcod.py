@@ -575,12 +575,15 @@ def finetune(model: nn.Module, train_data: Iterable, *, epochs: int, lr: float, 
 
 
 def _atomic_save(obj, path) -> None:
-    # A run killed mid-write must not leave a truncated checkpoint that resume would then trip over.
+    """``torch.save`` through :func:`vitaccel.fileio.atomic_write` (the bundle writer's helper): a unique,
+    fsynced temporary file replaced onto ``path``, so a run killed mid-write never leaves a truncated
+    checkpoint that resume would trip over, concurrent saves do not collide, and a killed save's
+    temporary file is removed by a later save of the same checkpoint."""
+    from vitaccel.fileio import atomic_write
+
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 # ==================================================================================================
