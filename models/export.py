@@ -232,10 +232,12 @@ def export_bundle(model: VisionTransformer, calib_data: Iterable, path, *, confi
 
 @torch.no_grad()
 def agreement(model: VisionTransformer, bundle: Bundle, images: Union[np.ndarray, torch.Tensor],
-              labels: Optional[np.ndarray] = None) -> Dict[str, float]:
+              labels: Optional[np.ndarray] = None, *, progress: bool = True) -> Dict[str, float]:
     """Float model vs the int8 bundle on the simulator over the same images.
 
-    Returns top-1 agreement, the largest |logit difference|, and top-1 accuracies when labels are given.
+    Returns top-1 agreement, the largest |logit difference|, the mean cosine similarity of the two logit
+    vectors per image (scale-free: 1.0 is the same direction whatever the logits' magnitude), and top-1
+    accuracies when labels are given.
     """
     from vitaccel.sim.vitcod.model import run_model
 
@@ -246,9 +248,17 @@ def agreement(model: VisionTransformer, bundle: Bundle, images: Union[np.ndarray
         ref = model(x.to(next(model.parameters()).device)).cpu().numpy()
     finally:
         model.train(was_training)
-    got = run_model(bundle, x.numpy()).logits
+    step = 16
+    chunks = range(0, len(x), step)
+    got = np.concatenate([run_model(bundle, x[i:i + step].numpy()).logits
+                          for i in tqdm(chunks, desc="agreement: int8 bundle on the simulator", unit="batch",
+                                        leave=False, disable=not progress)]) if len(x) else np.zeros_like(ref)
+    r64, g64 = ref.astype(np.float64), got.astype(np.float64)
+    norms = np.linalg.norm(r64, axis=1) * np.linalg.norm(g64, axis=1)
+    cos = np.sum(r64 * g64, axis=1) / np.where(norms > 0, norms, 1.0)
     out = {"images": int(len(x)), "top1_agreement": float(np.mean(ref.argmax(1) == got.argmax(1))),
-           "max_logit_error": float(np.max(np.abs(ref - got))) if len(x) else 0.0}
+           "max_logit_error": float(np.max(np.abs(ref - got))) if len(x) else 0.0,
+           "logit_cosine": float(np.mean(np.where(norms > 0, cos, 1.0))) if len(x) else 1.0}
     if labels is not None:
         lab = np.asarray(labels)
         out["top1_float"] = float(np.mean(ref.argmax(1) == lab))

@@ -397,7 +397,7 @@ class QKAutoEncoder(nn.Module):
 
 def insert_autoencoders(model: VisionTransformer, ratio: float = 0.5, *, compressed_heads: Optional[int] = None,
                         init_data: Optional[Iterable] = None, max_init_batches: Optional[int] = 8,
-                        device=None, seed: int = 0) -> int:
+                        device=None, seed: int = 0, progress: bool = True) -> int:
     """Give every attention block a :class:`QKAutoEncoder`; returns the compressed head count Hc.
 
     Hc = ``compressed_heads`` or ceil(H * ``ratio``). With ``init_data`` the AEs start as the per-layer
@@ -422,7 +422,9 @@ def insert_autoencoders(model: VisionTransformer, ratio: float = 0.5, *, compres
         model.eval().to(dev)
         try:
             with torch.no_grad():
-                for i, batch in enumerate(init_data):
+                total = max_init_batches if max_init_batches is not None else None
+                for i, batch in enumerate(tqdm(init_data, desc="AE: Q/K statistics for the PCA start", unit="batch",
+                                               total=total, leave=False, disable=not progress)):
                     if max_init_batches is not None and i >= max_init_batches:
                         break
                     model(_batch_images(batch).to(dev))
