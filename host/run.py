@@ -11,6 +11,7 @@ import math
 import os
 import stat
 import sys
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -81,16 +82,18 @@ def _array_header(f: BinaryIO, where: object) -> Tuple[Tuple[int, ...], bool, np
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ValueError(f"format version {version[0]}.{version[1]} (this reader takes 1.0 and 2.0)")
-    except (ValueError, TypeError, EOFError, SyntaxError, RecursionError, MemoryError, OverflowError) as e:
-        raise _err(where, f"not a .npy array ({e})") from None
+    except (ValueError, TypeError, EOFError, SyntaxError, RecursionError, MemoryError, OverflowError,
+            tokenize.TokenError) as e:  # numpy's header parser tokenises and literal_evals the header text
+        raise _err(where, f"not a .npy array ({type(e).__name__}: {e})") from None
     if dtype.hasobject or dtype.names is not None or dtype.subdtype is not None:
         raise _err(where, f"dtype {dtype} (objects or records): expected an array of real numbers")
     if dtype.kind == "c":
         raise _err(where, f"complex values (dtype {dtype}): pixels and labels are real numbers")
     if dtype.kind not in "biuf":
         raise _err(where, f"dtype {dtype}: expected an array of real numbers (float or integer)")
-    if any(s < 0 for s in shape):
-        raise _err(where, f"invalid shape {shape} in the array header")
+    if not isinstance(shape, tuple) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                               for s in shape):
+        raise _err(where, f"invalid shape {shape!r:.80} in the array header")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > MAX_ARRAY_BYTES:
         raise _err(where, f"the header claims a {dtype} array of shape {shape}, {nbytes:,} bytes: over the "
@@ -136,7 +139,7 @@ def _load_npz(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
                         out.append(_read_array(m, info.file_size, f"{path}[{key}]"))
                 return out[0], out[1]
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
-                KeyError, OverflowError) as e:
+                KeyError, OverflowError, OSError) as e:  # OSError: a member offset the archive cannot seek to
             raise _err(path, f"not a readable .npz archive ({type(e).__name__}: {e})") from None
 
 

@@ -33,7 +33,7 @@ from torch import nn
 __all__ = [
     "VisionTransformer", "Attention", "Block", "Mlp", "PatchEmbed",
     "deit_tiny", "deit_small", "deit_base", "DEIT_CONFIGS",
-    "capture_attention", "resize_pos_embed", "with_img_size", "load_checkpoint", "read_state_dict", "save_safetensors", "read_safetensors",
+    "capture_attention", "resize_pos_embed", "with_img_size", "load_checkpoint", "read_state_dict", "save_safetensors", "read_safetensors", "SafetensorsError",
     "CheckpointMismatchError",
 ]
 
@@ -337,37 +337,141 @@ _ST_ITEMSIZE = {**{k: np.dtype(v).itemsize for k, v in _ST_DTYPES.items()}, "BF1
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
+class SafetensorsError(ValueError):
+    """A ``.safetensors`` file is malformed. The one error :func:`read_safetensors` raises for a file's
+    contents (``OSError`` only for I/O: missing file, permissions); the message names the file and the
+    problem (header length, JSON, entry, dtype, shape, offsets)."""
+
+
+#: Largest safetensors header read (16 MiB): a DeiT-Base checkpoint's is about 20 KB, a 10,000-tensor
+#: LLM's about 2 MB. Refused before the header is read or parsed.
+MAX_SAFETENSORS_HEADER = 16 << 20
+#: Deepest JSON nesting accepted in a header (a valid one nests 3 levels).
+_ST_MAX_DEPTH = 16
+_ST_MAX_ELEMENTS = 1 << 62
+#: Most JSON values in a header (a tensor entry has about 10; 100,000 tensors fit).
+_ST_MAX_VALUES = 1 << 20
+
+
+def _st_json_depth(v, depth: int = 0) -> int:
+    if depth > _ST_MAX_DEPTH:
+        return depth
+    if isinstance(v, dict):
+        return max([_st_json_depth(x, depth + 1) for x in v.values()] or [depth + 1])
+    if isinstance(v, list):
+        return max([_st_json_depth(x, depth + 1) for x in v] or [depth + 1])
+    return depth
+
+
+def _st_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _st_no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r:.80}")
+        out[k] = v
+    return out
+
+
 def read_safetensors(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file: u64 LE header length, JSON header, then the raw data block."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise ValueError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
-    (hlen,) = struct.unpack("<Q", blob[:8])
-    if 8 + hlen > len(blob):
-        raise ValueError(f"{path}: header length {hlen} runs past the end of the file ({len(blob)} bytes)")
+    """Tensors of a ``.safetensors`` file: u64 LE header length N, N bytes of JSON header, then the data.
+
+    The file is checked against the format's rules before any tensor is built (as the reference reader,
+    the ``safetensors`` package, does): a regular file; N at most :data:`MAX_SAFETENSORS_HEADER` and inside
+    the file; the header UTF-8 JSON, an object without duplicate keys, nested at most a few levels;
+    ``__metadata__`` a string-to-string map; every other entry exactly ``{dtype, shape, data_offsets}`` with a
+    known dtype, non-negative integer dims and ``data_offsets`` ``[begin, end]`` holding exactly
+    ``prod(shape) * itemsize`` bytes; the tensors tile the data block without gaps or overlaps. Anything
+    else raises :class:`SafetensorsError` naming the file and the problem."""
+    from vitaccel.fileio import NotRegularFile, json_shape, open_regular
+    from vitaccel.safetext import printable
+
+    where = printable(os.fspath(path))
+
+    def fail(msg: str) -> SafetensorsError:
+        return SafetensorsError(f"{where}: {printable(msg)}")
+
     try:
-        header = json.loads(blob[8:8 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: safetensors header is not valid JSON: {e}") from None
-    data = memoryview(blob)[8 + hlen:]
-    out: Dict[str, torch.Tensor] = {}
+        f = open_regular(path)
+    except NotRegularFile as e:
+        raise fail(f"not a regular file ({str(e).rsplit('(', 1)[-1].rstrip(')')})") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise fail(f"not a safetensors file ({size} bytes, shorter than its 8-byte header length)")
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        if hlen > MAX_SAFETENSORS_HEADER:
+            raise fail(f"header length {hlen:,} is over the limit of {MAX_SAFETENSORS_HEADER:,} bytes "
+                       f"(MAX_SAFETENSORS_HEADER)")
+        if 8 + hlen > size:
+            raise fail(f"header length {hlen:,} runs past the end of the file ({size:,} bytes): truncated?")
+        raw = f.read(hlen)
+        blob = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"header is not UTF-8 (invalid byte at {e.start})") from None
+    if not text.lstrip(" ").startswith("{"):
+        raise fail("header is not a JSON object (it must start with '{')")
+    items, depth = json_shape(text, _ST_MAX_VALUES)      # bounded before json.loads builds anything
+    if items > _ST_MAX_VALUES:
+        raise fail(f"header holds about {items:,} JSON values, more than {_ST_MAX_VALUES:,}")
+    if depth > _ST_MAX_DEPTH:
+        raise fail(f"header JSON nests {depth} levels deep, more than {_ST_MAX_DEPTH}")
+    try:
+        header = json.loads(text, object_pairs_hook=_st_no_duplicates)
+    except RecursionError:
+        raise fail(f"header JSON nests deeper than {_ST_MAX_DEPTH} levels") from None
+    except ValueError as e:
+        raise fail(f"header is not valid JSON ({str(e)[:160]})") from None
+    if not isinstance(header, dict):
+        raise fail(f"header is a JSON {type(header).__name__}, not an object")
+    if _st_json_depth(header) > _ST_MAX_DEPTH:
+        raise fail(f"header JSON nests deeper than {_ST_MAX_DEPTH} levels")
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise fail("__metadata__ must be an object of strings")
+    data = memoryview(blob)
+    entries = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from None
-        if dtype not in _ST_ITEMSIZE:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r} "
-                             f"(supported: {', '.join(sorted(_ST_ITEMSIZE))})")
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise fail(f"tensor {name!r:.80}: expected an entry {{dtype, shape, data_offsets}}, found {info!r:.120}")
+        dtype, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _ST_ITEMSIZE:
+            raise fail(f"tensor {name!r:.80}: unsupported dtype {dtype!r:.40} (supported: "
+                       f"{', '.join(sorted(_ST_ITEMSIZE))})")
+        if not isinstance(shape, list) or not all(_st_int(d) and d >= 0 for d in shape):
+            raise fail(f"tensor {name!r:.80}: shape must be a list of non-negative integers, found {shape!r:.120}")
+        if math.prod(max(d, 1) for d in shape) > _ST_MAX_ELEMENTS:
+            raise fail(f"tensor {name!r:.80}: shape {shape!r:.120} is too large")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(_st_int(o) for o in offs)):
+            raise fail(f"tensor {name!r:.80}: data_offsets must be [begin, end] integers, found {offs!r:.120}")
+        begin, end = offs
         nbytes = math.prod(shape) * _ST_ITEMSIZE[dtype]
         if not 0 <= begin <= end <= len(data) or end - begin != nbytes:
-            raise ValueError(f"{path}: tensor {name!r} offsets [{begin}, {end}) do not hold {dtype} {shape} "
-                             f"({nbytes} bytes) inside the {len(data)}-byte data block")
-        raw = np.frombuffer(data[begin:end], dtype=np.uint16 if dtype == "BF16" else _ST_DTYPES[dtype])
-        t = torch.from_numpy(raw.copy())
+            raise fail(f"tensor {name!r:.80}: offsets [{begin}, {end}) do not hold {dtype} {shape} ({nbytes} bytes) "
+                       f"inside the {len(data)}-byte data block")
+        entries.append((begin, end, name, dtype, shape))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    pos, prev = 0, None
+    for begin, end, name, _dt, _sh in entries:
+        if begin != pos:
+            what = f"overlaps tensor {prev!r:.80}" if begin < pos else f"leaves a gap of {begin - pos} bytes"
+            raise fail(f"tensor {name!r:.80}: data_offsets [{begin}, {end}) {what} (tensors must tile the data block)")
+        pos, prev = end, name
+    if pos != len(data):
+        raise fail(f"the tensors cover {pos} of the {len(data)} data bytes (trailing or missing data)")
+    out: Dict[str, torch.Tensor] = {}
+    for begin, end, name, dtype, shape in entries:
+        raw_arr = np.frombuffer(data[begin:end], dtype=np.dtype(np.uint16 if dtype == "BF16" else _ST_DTYPES[dtype])
+                                .newbyteorder("<"))
+        arr = raw_arr.astype(raw_arr.dtype.newbyteorder("="))
+        t = torch.from_numpy(arr)
         if dtype == "BF16":
             t = t.view(torch.bfloat16)
         out[name] = t.reshape(shape)

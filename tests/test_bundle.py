@@ -802,7 +802,7 @@ def _fuzz_case(rng: np.random.Generator, data: bytes, other: bytes, kind: int) -
     return B.assemble_unchecked(header, bytes(sec))
 
 
-def test_fuzz_loader_raises_only_bundle_error() -> None:
+def test_fuzz_loader_raises_only_bundle_error(capsys) -> None:
     tiny = dict(depth=1, img_size=8, patch_size=4, embed_dim=8, num_heads=2, mlp_dim=8, num_classes=3)
     files = [B.bundle_to_bytes(random_bundle(method=m, seed=s, **tiny))
              for s, m in enumerate(["vitcod", "revit", "dense", "vitcod"])]
@@ -826,6 +826,10 @@ def test_fuzz_loader_raises_only_bundle_error() -> None:
         again = B.bundle_from_bytes(B.bundle_to_bytes(got))
         assert again.identical(got), f"case {case}: re-encoding changed the bundle"
     dt = time.perf_counter() - t0
+    with capsys.disabled():
+        print(f"\nfuzz bundle loader: {n_cases} cases, loaded {loaded}, documented errors {n_cases - loaded - len(failures)}, "
+              f"other exceptions {len(failures)}, hangs 0 (all {dt:.1f} s), silent wrong 0 (every load re-validated "
+              f"and re-encoded identically)")
     assert not failures, "\n".join(failures[:20])
     # The fuzz reaches deep: some mutations survive (e.g. a float weight byte), many distinct fields fail.
     assert loaded > 20, loaded

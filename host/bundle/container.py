@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
-from vitaccel.fileio import NotRegularFile, atomic_write, file_kind, open_regular
+from vitaccel.fileio import NotRegularFile, atomic_write, file_kind, json_shape, open_regular
 from vitaccel.host.bundle.inmemory import Bundle
 from vitaccel.host.bundle.schema import DTYPES, FORMAT_VERSION, READ_VERSIONS, BundleError, _fail, _is_int
 from vitaccel.host.bundle.validate import _validate
@@ -210,26 +210,14 @@ def _finite_float(text: str) -> float:
     return v
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-
-
 def _check_structure(text: str) -> None:
-    """Bound the number of JSON values and the nesting of a header BEFORE it is parsed: strings removed,
-    the values are counted from separators and brackets (C-level counts) and the depth from the brackets'
-    running sum, so a header of a million empty objects or of 100,000 nested lists costs a few MB here
-    instead of gigabytes (or a RecursionError) in ``json.loads``."""
-    bare = _STRING.sub("0", text)
-    opens = bare.count("[") + bare.count("{")
-    items = bare.count(",") + opens + 1
+    """Bound the number of JSON values and the nesting of a header BEFORE it is parsed
+    (:func:`vitaccel.fileio.json_shape`): a header of a million empty objects or of 100,000 nested lists
+    costs a few MB here instead of gigabytes (or a RecursionError) in ``json.loads``."""
+    items, depth = json_shape(text, MAX_HEADER_ITEMS)
     if items > MAX_HEADER_ITEMS:
         raise _fail("header", f"expected at most {MAX_HEADER_ITEMS:,} JSON values in the header, found about "
                               f"{items:,} (checked before parsing)")
-    if opens == 0:
-        return
-    b = np.frombuffer(bare.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    where = np.flatnonzero((b == 0x5B) | (b == 0x7B) | (b == 0x5D) | (b == 0x7D))
-    step = np.where((b[where] == 0x5B) | (b[where] == 0x7B), 1, -1).astype(np.int32)
-    depth = int(np.cumsum(step).max())
     if depth > MAX_HEADER_DEPTH:
         raise _fail("header", f"expected JSON nested at most {MAX_HEADER_DEPTH} levels deep, found {depth} "
                               f"(checked before parsing)")
