@@ -168,7 +168,10 @@ class Accelerator:
     """A bundle opened on a backend: ``"auto"`` (the board when PYNQ reports one, else ``"sim"``), ``"pynq"``,
     ``"sim"`` (the simulator's model of the accelerator, numpy only) or ``"csim"`` (the HLS C++ via g++).
 
-    ``config``: the hardware config to compile for (default: the bundle's; a board must run the bundle's).
+    ``config``: the hardware config to compile for (a shipped name, a path to a JSON file, or a
+    ``HardwareConfig``; default: the shipped config the bundle names; a board must run the bundle's). The
+    model is checked against the config's size limits here, when it is opened.
+    ``timeout_s``: the longest wait for one accelerator run, a finite number of seconds > 0.
     ``batch_size``: images per accelerator start (GEMMs fold them into their rows).
     ``device``: an already opened :class:`~vitaccel.host.driver.Device` (tests: an emulated board), which
     must have a window of at least :attr:`mem_bytes`; ``overlay``: the .bit to load on a board.
