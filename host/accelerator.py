@@ -30,7 +30,7 @@ import numpy as np
 from vitaccel.host.backend import detect_backend
 from vitaccel.host.bundle import Bundle, check_limits, load_bundle, resolve_config
 from vitaccel.accelerators import BACKENDS, EMULATED_BACKENDS
-from vitaccel.host.driver import Device, Driver
+from vitaccel.host.driver import Device, Driver, check_timeout
 from vitaccel.host.vitcod.program import DeviceProgram, Start
 from vitaccel.hwconfig import ConfigLike
 from vitaccel.sim.vitcod.model import LayerProgram, Segments, forward_batched, model_baselines
@@ -182,6 +182,7 @@ class Accelerator:
                  device: Optional[Device] = None):
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
+        timeout_s = check_timeout(timeout_s)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.config = resolve_config(self.bundle, config)
         check_limits(self.bundle, self.config)
@@ -200,19 +201,35 @@ class Accelerator:
         compile_program = self.spec.load("compiler")
         self.program: DeviceProgram = compile_program(self.bundle, self.config, batch=batch_size)
         self.overlay = None
-        if device is None:
+        opened = device is None
+        if opened:
             device = self._open_device(overlay)
-        if device.mem.size < self.program.mem_bytes:
-            raise ValueError(f"{device.name}: its window has {device.mem.size} bytes, the program needs "
-                             f"{self.program.mem_bytes}")
         self.device = device
-        device.mem[:self.program.mem_bytes] = self.program.image
-        device.sync_to_device(0, self.program.mem_bytes)
-        self.driver = Driver(device, accelerator=self.config.accelerator, timeout_s=timeout_s)
-        self.driver.check_hardware(self.config.hash32, f"the program (config {self.config.name!r})")
+        try:
+            if device.mem.size < self.program.mem_bytes:
+                raise ValueError(f"{device.name}: its window has {device.mem.size} bytes, the program needs "
+                                 f"{self.program.mem_bytes}")
+            self.driver = Driver(device, accelerator=self.config.accelerator, timeout_s=timeout_s)
+            self._write_image()
+            self.driver.check_hardware(self.config.hash32, f"the program (config {self.config.name!r})")
+        except BaseException:
+            if opened:      # the window (a pynq.allocate buffer on a board) is ours to free
+                device.close()
+            raise
         self._predicted: Optional[Report] = None
         self._dense: Optional[Report] = None
         self._device_s = 0.0
+
+    def _write_image(self) -> None:
+        self.device.mem[:self.program.mem_bytes] = self.program.image
+        self.device.sync_to_device(0, self.program.mem_bytes)
+
+    def reset(self) -> None:
+        """Recover after a timeout: reset the accelerator (on a board: reload the overlay), write the
+        program's window again and check the ID register. Outputs of the run that hung are lost."""
+        self.driver.reset()
+        self._write_image()
+        self.driver.check_hardware(self.config.hash32, f"the program (config {self.config.name!r})")
 
     def _open_device(self, overlay: Optional[str]) -> Device:
         from vitaccel.host.emulated import EmulatedDevice

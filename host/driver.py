@@ -82,6 +82,8 @@ def _fmt_registers(regs: Dict[str, int]) -> str:
 
 def check_timeout(timeout_s, what: str = "timeout_s") -> float:
     """A finite, positive number of seconds (nan and inf would make a wait unbounded)."""
+    if isinstance(timeout_s, (bool, str, bytes)):   # float() would take True as 1 s and "5" as 5 s
+        raise ValueError(f"{what} must be a finite number of seconds > 0, got {timeout_s!r}")
     try:
         t = float(timeout_s)
     except (TypeError, ValueError):
