@@ -342,7 +342,9 @@ def test_cache_reuses_and_recompiles_on_source_change(tmp_path, monkeypatch):
     lib3 = compile_library("cachetest", [src], config="paper")
     assert lib3.compiled and lib3.path != lib1.path
     assert lib1.path.exists() and lib3.path.exists()
-    assert sorted(p.name for p in cache.iterdir()) == sorted([lib1.path.name, lib3.path.name])
+    # Each library with its recorded digest (checked before every dlopen), and no temporary left behind.
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [lib1.path.name, lib3.path.name, lib1.path.name + ".sha256", lib3.path.name + ".sha256"])
     assert lib3.bind("vitaccel_config_hash32", [], restype=csim.ctypes.c_uint32)() == load_config("paper").hash32
 
 

@@ -119,7 +119,8 @@ struct LayerNorm {
                     const int k = c * LINES + l;
                     if (k < D) {
                         const int64_t n = (row[k] * r + (1 << 15)) >> 16;
-                        const int64_t t = n * gb[0][k] + ((int64_t)gb[1][k] << 16) + ((int64_t)1 << (shift - 1));
+                        // b * 2^16 as a product: a left shift of a negative value is undefined in C++14.
+                        const int64_t t = n * gb[0][k] + (int64_t)gb[1][k] * 65536 + ((int64_t)1 << (shift - 1));
                         int64_t o = t >> shift;
                         o = o < -128 ? -128 : (o > 127 ? 127 : o);
                         y[(int64_t)i * D + k] = (int8_t)o;
