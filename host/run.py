@@ -179,7 +179,13 @@ def _decode_image(f: Path, size: int, chans: int) -> np.ndarray:
                 if w * h > MAX_IMAGE_PIXELS:
                     raise _err(f, f"{w} x {h} = {w * h:,} pixels, over the limit of {MAX_IMAGE_PIXELS:,} pixels "
                                   f"(vitaccel.host.run.MAX_IMAGE_PIXELS); refused before decoding")
-                im = im.convert("L" if chans == 1 else "RGB").resize((size, size), Image.BILINEAR)
+                mode = "L" if chans == 1 else "RGB"
+                changes = []
+                if im.mode != mode:
+                    changes.append(f"converted from {im.mode} to {mode}")
+                if (w, h) != (size, size):
+                    changes.append(f"resized from {w}x{h} to {size}x{size}")
+                im = im.convert(mode).resize((size, size), Image.BILINEAR)
                 a = np.asarray(im, np.float32) / 255.0
         except _Refused:
             raise
@@ -188,7 +194,7 @@ def _decode_image(f: Path, size: int, chans: int) -> np.ndarray:
                           f"Pillow: {e}); refused before decoding") from None
         except Exception as e:  # noqa: BLE001 - Pillow's decoders raise anything (SyntaxError, struct.error, ...)
             raise _err(f, f"not a readable image ({type(e).__name__}: {e})") from None
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), changes
 
 
 def _from_files(files, size: int, chans: int, mean, std) -> np.ndarray:
@@ -198,8 +204,18 @@ def _from_files(files, size: int, chans: int, mean, std) -> np.ndarray:
                          f"{need:,} bytes, over the limit of {MAX_ARRAY_BYTES:,} (vitaccel.host.run.MAX_ARRAY_BYTES); "
                          f"run them in parts")
     out = np.zeros((len(files), chans, size, size), np.float32)
+    changed: dict = {}
     for i, f in enumerate(files):
-        out[i] = (_decode_image(f, size, chans) - mean) / std
+        a, changes = _decode_image(f, size, chans)
+        out[i] = (a - mean) / std
+        for c in changes:
+            changed.setdefault(c.split(" from ")[0], []).append((f, c))
+    # Said once per kind of change, not once per image: a folder of photos is usually all of one kind.
+    for kind, hits in changed.items():
+        first = hits[0]
+        more = f" (and {len(hits) - 1} more image(s))" if len(hits) > 1 else ""
+        print(f"note: {printable(first[0])}: {first[1]}{more}, to the model's {chans}x{size}x{size} input",
+              file=sys.stderr)
     return out
 
 
@@ -327,6 +343,9 @@ def run_command(args) -> int:
     from vitaccel.host.bundle import BundleError, load_bundle
 
     bundle_path = args.bundle or str(demo_dir() / "demo.vcb")
+    if args.images and not args.bundle:
+        print(f"note: no --bundle given: running the shipped demo bundle ({bundle_path}) on {args.images}",
+              file=sys.stderr)
     images_path = args.images or (str(demo_dir() / "test_images.npz") if not args.bundle else None)
     if images_path is None:
         print("vitaccel: --images is needed with --bundle (the demo images belong to the demo bundle)",
@@ -338,8 +357,14 @@ def run_command(args) -> int:
         print(f"vitaccel: {e}", file=sys.stderr)
         return 2
     dims = bundle.model
-    imgs, labels = load_images(images_path, size=dims.img_size, chans=dims.in_chans, mean=args.mean, std=args.std,
-                               num_classes=dims.num_classes)
+    try:
+        imgs, labels = load_images(images_path, size=dims.img_size, chans=dims.in_chans, mean=args.mean,
+                                   std=args.std, num_classes=dims.num_classes)
+    except ValueError as e:
+        if "images must be (B," in str(e):   # arrays of another size: name the bundle whose input they miss
+            raise ValueError(f"{e}; the bundle {printable(bundle_path)} takes {dims.in_chans}x{dims.img_size}x"
+                             f"{dims.img_size} inputs") from None
+        raise
     if args.limit is not None:  # >= 1: the option's type
         imgs = imgs[:args.limit]
         labels = None if labels is None else labels[:args.limit]
@@ -352,6 +377,10 @@ def run_command(args) -> int:
     batch = args.batch_size if args.batch_size is not None else (1 if backend == "pynq" else EMULATED_BATCH)
     with Accelerator(bundle, backend=args.backend, config=args.config, batch_size=batch,
                      overlay=args.overlay, timeout_s=args.timeout) as acc:
+        if acc.config.hash != bundle.config_hash:   # the same rule as `vitaccel sim` (a board refuses it)
+            print(f"note: bundle was compiled for '{printable(bundle.config_name)}' ({bundle.config_hash[:8]}); "
+                  f"running on '{acc.config.name}' ({acc.config.hash[:8]}). A board would refuse this pairing.",
+                  file=sys.stderr)
         if not args.json:
             print(f"vitaccel run: {bundle_path} on {acc.backend} ({acc.reason or acc.device.name}); "
                   f"{len(imgs)} images from {images_path}", file=sys.stderr)
@@ -364,7 +393,9 @@ def run_command(args) -> int:
 
         out = Path(args.report)
         out.mkdir(parents=True, exist_ok=True)
-        base = {"dense": rep.dense}
+        from vitaccel.sim.vitcod.model import model_baselines
+
+        base = model_baselines(acc.program.program)     # every baseline, as `vitaccel sim --plot` draws them
         doc["plots"] = [str(plot_breakdown(rep.predicted, out / "breakdown.png", baselines=base)),
                         str(plot_roofline(rep.predicted, out / "roofline.png"))]
         (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))

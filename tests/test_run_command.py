@@ -102,3 +102,37 @@ def test_runs_without_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["images"] == 2
+
+
+def test_rough_edges_are_said(tmp_path, capsys, monkeypatch):
+    """#16: which bundle runs when only --images is given; a size mismatch names the bundle and both shapes;
+    another config than the bundle's is noted as `vitaccel sim` does; resized / converted images are said
+    once; the report's breakdown plot gets every baseline."""
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 8, 8), np.float32))
+    assert main(["run", "--images", str(tmp_path / "wrong.npy"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no --bundle given: running the shipped demo bundle" in err and "demo.vcb" in err
+    assert "images must be (B, 1, 56, 56)" in err and "found shape (2, 3, 8, 8)" in err and "takes 1x56x56" in err
+
+    pil = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for j in range(3):
+        pil.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / f"p{j}.png")
+    captured = {}
+    import vitaccel.sim.plots as plots
+
+    real = plots.plot_breakdown
+
+    def spy(report, path, baselines=None, **kw):
+        captured["baselines"] = sorted(baselines or {})
+        return real(report, path, baselines=baselines, **kw)
+
+    monkeypatch.setattr(plots, "plot_breakdown", spy)
+    argv = ["run", "--images", str(tmp_path), "--config", "zcu104", "--report", str(tmp_path / "rep"),
+            "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "converted from RGB to L (and 2 more image(s))" in err and err.count("converted from") == 1
+    assert "resized from 30x20 to 56x56 (and 2 more image(s))" in err
+    assert "compiled for 'paper'" in err and "running on 'zcu104'" in err and "A board would refuse" in err
+    assert captured["baselines"] == ["dense", "pruning_only", "reordering_only", "sanger", "vitcod", "vitcod_no_ae"]
