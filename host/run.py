@@ -23,13 +23,16 @@ import numpy as np
 from vitaccel.fileio import NotRegularFile, file_kind, open_regular
 from vitaccel.safetext import printable
 
-__all__ = ["demo_dir", "load_images", "check_images", "check_labels", "check_logits", "run_command", "InputWarning",
+__all__ = ["demo_dir", "load_images", "load_image_files", "check_images", "check_labels", "check_logits", "run_command", "InputWarning",
            "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_IMAGE_PIXELS", "NORMALISED_RANGE", "MAX_PIXEL_MAGNITUDE", "EMULATED_BATCH"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
 #: torchvision's ImageNet statistics, the default normalisation of image files with 3 channels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: How timm evaluates DeiT (its data config): the shorter side resized to floor(size / CROP_PCT) with bicubic
+#: interpolation, then the centre size x size crop, then mean / std. Image files get the same.
+CROP_PCT = 0.875
 #: Largest array a .npy / .npz member may hold, and largest float32 batch built from image files: 2 GiB
 #: (10,000 images of 3x224x224 float32 are 6 GB, so such sets go in parts). Checked against the array
 #: header before anything is allocated or read.
@@ -183,9 +186,15 @@ def _decode_image(f: Path, size: int, chans: int) -> np.ndarray:
                 changes = []
                 if im.mode != mode:
                     changes.append(f"converted from {im.mode} to {mode}")
+                im = im.convert(mode)
                 if (w, h) != (size, size):
-                    changes.append(f"resized from {w}x{h} to {size}x{size}")
-                im = im.convert(mode).resize((size, size), Image.BILINEAR)
+                    short = int(math.floor(size / CROP_PCT))
+                    nw, nh = (short, max(short, round(h * short / w))) if w <= h else \
+                        (max(short, round(w * short / h)), short)
+                    changes.append(f"resized from {w}x{h} (bicubic, shorter side to {short}, centre crop)")
+                    im = im.resize((nw, nh), Image.BICUBIC)
+                    left, top = (nw - size) // 2, (nh - size) // 2
+                    im = im.crop((left, top, left + size, top + size))
                 a = np.asarray(im, np.float32) / 255.0
         except _Refused:
             raise
@@ -197,7 +206,7 @@ def _decode_image(f: Path, size: int, chans: int) -> np.ndarray:
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), changes
 
 
-def _from_files(files, size: int, chans: int, mean, std) -> np.ndarray:
+def _from_files(files, size: int, chans: int, mean, std, say: bool = True) -> np.ndarray:
     need = len(files) * chans * size * size * 4
     if need > MAX_ARRAY_BYTES:
         raise ValueError(f"{printable(files[0].parent)}: {len(files)} images of {chans}x{size}x{size} float32 are "
@@ -211,7 +220,7 @@ def _from_files(files, size: int, chans: int, mean, std) -> np.ndarray:
         for c in changes:
             changed.setdefault(c.split(" from ")[0], []).append((f, c))
     # Said once per kind of change, not once per image: a folder of photos is usually all of one kind.
-    for kind, hits in changed.items():
+    for kind, hits in (changed.items() if say else ()):
         first = hits[0]
         more = f" (and {len(hits) - 1} more image(s))" if len(hits) > 1 else ""
         print(f"note: {printable(first[0])}: {first[1]}{more}, to the model's {chans}x{size}x{size} input",
@@ -290,13 +299,24 @@ def check_labels(labels, count: int, num_classes: Optional[int] = None, *, where
     return a.astype(np.int64)
 
 
+def load_image_files(files: Sequence[Path], *, size: int, chans: int, mean=None, std=None,
+                     say: bool = True) -> np.ndarray:
+    """Image files (already listed) as checked float32 ``(B, chans, size, size)``, preprocessed as
+    :func:`load_images` does; ``say``: print the once-per-kind notes on resized / converted images."""
+    m = _norm(mean, IMAGENET_MEAN if chans == 3 else (0.5,) * chans, chans, "--mean")
+    s = _norm(std, IMAGENET_STD if chans == 3 else (0.5,) * chans, chans, "--std")
+    return check_images(_from_files(list(files), size, chans, m, s, say=say), chans=chans, size=size,
+                        where=Path(files[0]).parent)
+
+
 def load_images(path: str, *, size: int, chans: int, mean=None, std=None,
                 num_classes: Optional[int] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """``(images float32 (B, C, H, W), labels int64 or None)`` from a .npy, a .npz (``images`` [``labels``]),
     an image file, or a folder of image files (labels from integer sub-folder names, ``3/img.png``).
 
     Arrays are taken as already preprocessed (``mean``/``std`` are refused for them); image files are
-    resized to ``size``, scaled to [0, 1] and normalised with ``mean``/``std`` (default: ImageNet's for RGB,
+    preprocessed as timm evaluates DeiT (shorter side to ``floor(size / CROP_PCT)``, bicubic, centre crop
+    ``size``), scaled to [0, 1] and normalised with ``mean``/``std`` (default: ImageNet's for RGB,
     0.5/0.5 for one channel). Everything is checked (:func:`check_images`, :func:`check_labels`; array sizes
     against :data:`MAX_ARRAY_BYTES` from their headers, image files against :data:`MAX_IMAGE_PIXELS` before
     decoding); any problem raises ``ValueError`` naming the file."""

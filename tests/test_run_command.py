@@ -133,6 +133,18 @@ def test_rough_edges_are_said(tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "converted from RGB to L (and 2 more image(s))" in err and err.count("converted from") == 1
-    assert "resized from 30x20 to 56x56 (and 2 more image(s))" in err
+    assert "resized from 30x20 (bicubic, shorter side to 64, centre crop) (and 2 more image(s))" in err
     assert "compiled for 'paper'" in err and "running on 'zcu104'" in err and "A board would refuse" in err
     assert captured["baselines"] == ["dense", "pruning_only", "reordering_only", "sanger", "vitcod", "vitcod_no_ae"]
+
+
+def test_image_files_are_preprocessed_as_timm_evaluates_deit(tmp_path):
+    """Shorter side to floor(size / 0.875) with bicubic interpolation, centre crop, then mean / std."""
+    pil = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(4)
+    src = rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)          # h 20, w 40
+    pil.fromarray(src).save(tmp_path / "a.png")
+    got, _ = load_images(str(tmp_path / "a.png"), size=16, chans=3, mean=[0, 0, 0], std=[1, 1, 1])
+    im = pil.fromarray(src).resize((36, 18), pil.BICUBIC).crop((10, 1, 26, 17))   # 18 = floor(16 / 0.875)
+    want = np.asarray(im, np.float32).transpose(2, 0, 1) / 255.0
+    assert np.array_equal(got[0], want)

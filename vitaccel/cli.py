@@ -238,6 +238,12 @@ def cmd_run(args) -> int:
     return run_command(args)
 
 
+def cmd_eval(args) -> int:
+    from vitaccel.host.evaluate import eval_command
+
+    return eval_command(args)
+
+
 def _layer_table(report) -> str:
     rows = report.by_layer()
     head = f"{'layer':>5} {'cycles':>10} {'compute':>9} {'preproc':>9} {'data':>9} {'us':>9}"
@@ -324,6 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="DIR", help="write breakdown.png, roofline.png and report.json into DIR")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="top-1 and top-5 of a bundle over a folder of class folders (any size)",
+                        description="Evaluate a bundle over an ImageFolder layout (one sub-folder of images per "
+                                    "class; indices from the sorted folder names, integer folder names, or "
+                                    "--labels). Images are preprocessed as timm evaluates DeiT and decoded a "
+                                    "chunk at a time, so memory stays bounded for any number of images.")
+    ev.add_argument("bundle", help="deployment bundle (.vcb)")
+    ev.add_argument("--images", required=True, help="folder with one sub-folder of images per class")
+    ev.add_argument("--labels", help="class list: one class a line, its folder name first (e.g. ImageNet's "
+                                     "LOC_synset_mapping.txt); the line number is the class index")
+    ev.add_argument("--config", help="hardware config to compile for (default: the bundle's)")
+    ev.add_argument("--backend", default="auto", choices=tuple(accelerators.BACKENDS))
+    ev.add_argument("--batch-size", type=_int_in(1, 1 << 16), help="images per accelerator start (default 16)")
+    ev.add_argument("--limit", type=_int_in(1), help="only the first N images (in sorted order)")
+    ev.add_argument("--mean", type=_float(positive=False, what="mean"), nargs="+", help="normalisation mean")
+    ev.add_argument("--std", type=_float(positive=True, what="std"), nargs="+", help="normalisation std (> 0)")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
     return p
 
 
