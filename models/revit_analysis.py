@@ -172,7 +172,7 @@ def plot_group_maps(panels: List[Tuple[str, np.ndarray, np.ndarray, Optional[np.
         ax.imshow(over, alpha=0.45, interpolation="nearest", extent=(0, 1, 1, 0))
         ax.set_title(title, fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=70)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
 
 

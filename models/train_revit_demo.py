@@ -55,9 +55,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--combine", default="joint", choices=revit.COMBINE_MODES)
     p.add_argument("--ablation", action="store_true", help="also finetune the other combine modes (step 2)")
     p.add_argument("--nopr-epochs", type=int, default=4)
-    p.add_argument("--prune-epochs", type=int, default=6)
+    p.add_argument("--prune-epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=5e-4, help="learning rate without pruning")
-    p.add_argument("--prune-lr", type=float, default=2e-4, help="learning rate with pruning")
+    p.add_argument("--prune-lr", type=float, default=1e-4, help="learning rate with pruning")
     p.add_argument("--keep", type=_parse_keep, default=_parse_keep("1:0.75:0.7,2:1.0:0.7"),
                    help="pruning layers as layer:group_ratio:patch_ratio,...")
     p.add_argument("--keep-weight", type=float, default=2.0, help="weight of the keep-ratio loss")
