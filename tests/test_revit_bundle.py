@@ -133,3 +133,26 @@ def test_build_needs_a_revit_model(exported) -> None:
     with pytest.raises(TypeError):
         build_revit_bundle(VisionTransformer(img_size=16, patch_size=4, in_chans=1, num_classes=3, embed_dim=24,
                                              depth=2, num_heads=2), {})
+
+
+DEMO = __import__("pathlib").Path(revit.__file__).resolve().parent / "demo"
+
+
+def test_shipped_demo_bundle_loads_and_matches_its_model() -> None:
+    bundle = load_bundle(DEMO / "revit.vcb")
+    assert bundle.method == "revit" and bundle.meta["groups"]["combine"] == "joint"
+    model = revit.load_revit(DEMO / "revit.pth")
+    assert model.keep_ratios()[1] == (revit.keep_q16(0.75) / 65536, revit.keep_q16(0.7) / 65536)
+    t = np.load(DEMO / "test_images.npz")
+    x, y = t["images"][:8], t["labels"][:8]
+    got = run_revit(bundle, x).predictions
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).argmax(1).numpy()
+    assert np.mean(got == ref) >= 0.875 and np.mean(got == y) >= 0.875
+
+
+@pytest.mark.slow
+def test_shipped_demo_bundle_accuracy() -> None:
+    t = np.load(DEMO / "test_images.npz")
+    pred = run_revit(load_bundle(DEMO / "revit.vcb"), t["images"]).predictions
+    assert abs(np.mean(pred == t["labels"]) - 0.9917) < 1e-3   # README / revit_metrics.json: 99.17%
