@@ -25,7 +25,7 @@ import numpy as np
 
 from vitaccel.accelerators import EMULATED_BACKENDS
 from vitaccel.hwconfig import ConfigLike, load_config
-from vitaccel.host.driver import CTRL_DONE, CTRL_IDLE, CTRL_READY, CTRL_START, Device
+from vitaccel.host.driver import CTRL_DONE, CTRL_IDLE, CTRL_READY, CTRL_START, STATUS_REGISTERS, Device
 
 __all__ = ["EmulatedDevice", "ENGINES", "FAULTS"]
 
@@ -64,9 +64,8 @@ class EmulatedDevice(Device):
         self.phys_addr = int(phys_addr)
         self.busy_reads = int(busy_reads)
         self.hang = "hang" in self.faults
-        registers = ("CTRL", "GIE", "IER", "ISR", "ap_return", *self.pointer_registers, "desc_off", "num_instr",
-                     "mem_bytes", "hw_id", "run_count")
-        self._regs: Dict[str, int] = {r: 0 for r in registers}
+        # The protocol's registers (the ones a dump reads) and this top's pointer registers.
+        self._regs: Dict[str, int] = {r: 0 for r in (*STATUS_REGISTERS, *self.pointer_registers)}
         self._regs["CTRL"] = CTRL_IDLE
         self._pending = -1            # CTRL reads left before the running program reports done
         self.starts = 0               # how many times the start bit was written

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from vitaccel.hwconfig import ConfigError, Field
 
 __all__ = ["Kernel", "AcceleratorSpec", "ACCELERATORS", "BACKENDS", "EMULATED_BACKENDS", "get", "names",
-           "by_vlnv", "register", "unregister", "all_kernels"]
+           "register", "unregister"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +76,6 @@ class AcceleratorSpec:
         module, _, name = ref.partition(":")
         obj = importlib.import_module(module)
         return getattr(obj, name) if name else obj
-
-    def field(self, name: str) -> Field:
-        for f in self.section:
-            if f.name == name:
-                return f
-        raise KeyError(name)
 
     def kernel(self, name: str) -> Kernel:
         for k in self.kernels:
@@ -165,19 +159,6 @@ def get(name: str) -> AcceleratorSpec:
         return ACCELERATORS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown accelerator {name!r}; known: {', '.join(ACCELERATORS)}") from None
-
-
-def by_vlnv(vlnv: str) -> AcceleratorSpec:
-    """The accelerator whose HLS IP has this VLNV (any version: ``vendor:library:name:*``)."""
-    want = vlnv.rsplit(":", 1)[0]
-    for spec in ACCELERATORS.values():
-        if spec.vlnv.rsplit(":", 1)[0] == want:
-            return spec
-    raise ValueError(f"no accelerator's IP is {vlnv!r}; known: {', '.join(s.vlnv for s in ACCELERATORS.values())}")
-
-
-def all_kernels() -> List[Tuple[AcceleratorSpec, Kernel]]:
-    return [(spec, k) for spec in ACCELERATORS.values() for k in spec.kernels]
 
 
 def register(spec: AcceleratorSpec) -> None:

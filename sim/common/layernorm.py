@@ -60,10 +60,6 @@ def isqrt(v: np.ndarray) -> np.ndarray:
     return root
 
 
-def _floor_div(a: np.ndarray, b: int) -> np.ndarray:
-    return np.floor_divide(a, b)
-
-
 def layernorm_int(x, g, b, shift: int, eps: int) -> np.ndarray:
     """int16 ``x`` (..., D), int32 ``g`` and ``b`` (D,), ``shift`` S in [16, 62], ``eps`` >= 0 -> int8 (..., D)."""
     x = np.asarray(x)
@@ -82,7 +78,7 @@ def layernorm_int(x, g, b, shift: int, eps: int) -> np.ndarray:
         raise ValueError(f"eps must be in [0, 2^31), got {eps}")
     xs = x.astype(np.int64)
     s1 = xs.sum(axis=-1, keepdims=True)
-    mu = _floor_div(2 * s1 + d, 2 * d)
+    mu = (2 * s1 + d) // (2 * d)                       # floor division, as layernorm.h's floor_div
     c = xs - mu
     q = (c * c).sum(axis=-1, keepdims=True)
     v = ((q // d) << LN_EPS_BITS) + (((q % d) << LN_EPS_BITS) // d) + int(eps)
