@@ -6,6 +6,8 @@ ImageNet's ``LOC_synset_mapping.txt``; the line number is the index). Folders na
 taken as the indices themselves (the layout ``vitaccel run`` reads). Images are decoded ``chunk`` at a
 time with the same preprocessing and checks as ``vitaccel run`` (timm's DeiT evaluation transform), run
 through one :class:`~vitaccel.host.accelerator.Accelerator`, and only the running counts are kept.
+``--workers N`` / ``--scheduler ADDR`` shard the same work over a Dask cluster
+(:mod:`vitaccel.host.distributed`), with the same logits and counts.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 from vitaccel.host.run import IMAGE_SUFFIXES, load_image_files
 from vitaccel.safetext import printable
 
-__all__ = ["class_index", "list_images", "evaluate", "eval_command", "CHUNK"]
+__all__ = ["class_index", "list_images", "evaluate", "eval_command", "topk_counts", "check_classes", "CHUNK"]
 
 #: Images decoded at once: the memory bound (CHUNK x C x H x W float32 plus one batch's activations).
 CHUNK = 256
@@ -58,19 +60,33 @@ def list_images(root: Path, index: Dict[str, int]) -> List[Tuple[Path, int]]:
     return items
 
 
+def check_classes(items: Sequence[Tuple[Path, int]], num_classes: int) -> None:
+    if max(c for _, c in items) >= num_classes:
+        raise ValueError(f"class index {max(c for _, c in items)} but the model has {num_classes} classes")
+
+
+def topk_counts(logits: np.ndarray, labels: np.ndarray, k5: int) -> Tuple[int, int]:
+    """(top-1 hits, top-``k5`` hits); ties broken by the lower class index (a stable sort)."""
+    best = np.argsort(-logits, axis=1, kind="stable")[:, :k5]
+    return int((best[:, 0] == labels).sum()), int((best == labels[:, None]).any(axis=1).sum())
+
+
 def evaluate(acc, items: Sequence[Tuple[Path, int]], *, mean=None, std=None, chunk: Optional[int] = None,
-             progress: bool = True) -> Dict[str, object]:
+             progress: bool = True, return_logits: bool = False) -> Dict[str, object]:
     """Top-1 / top-5 of ``acc`` over ``items`` (path, class), ``chunk`` (default :data:`CHUNK`) images in
-    memory at a time."""
+    memory at a time. ``return_logits``: also ``doc["logits"]``, float32 (images, classes), in item order."""
+    import time
+
     from tqdm import tqdm
 
     chunk = CHUNK if chunk is None else int(chunk)
     dims = acc.program.program.dims
-    if max(c for _, c in items) >= dims.num_classes:
-        raise ValueError(f"class index {max(c for _, c in items)} but the model has {dims.num_classes} classes")
+    check_classes(items, dims.num_classes)
     k5 = min(5, dims.num_classes)
     top1 = top5 = 0
     latency = []
+    kept = []
+    t0 = time.perf_counter()
     bar = tqdm(total=len(items), desc=f"eval ({acc.backend})", unit="image", disable=not progress, leave=False)
     for start in range(0, len(items), chunk):
         part = items[start:start + chunk]
@@ -78,16 +94,23 @@ def evaluate(acc, items: Sequence[Tuple[Path, int]], *, mean=None, std=None, chu
                                 say=start == 0)
         labels = np.array([c for _, c in part], np.int64)
         res = acc.run(imgs, labels, progress=False)
-        best = np.argsort(-res.logits, axis=1, kind="stable")[:, :k5]
-        top1 += int((best[:, 0] == labels).sum())
-        top5 += int((best == labels[:, None]).any(axis=1).sum())
+        h1, h5 = topk_counts(res.logits, labels, k5)
+        top1 += h1
+        top5 += h5
         latency.append((len(part), res.report.latency_us))
+        if return_logits:
+            kept.append(res.logits)
         bar.update(len(part))
     bar.close()
     n = len(items)
-    return {"images": n, "top1": top1 / n, "top5": top5 / n, "top5_k": k5, "backend": acc.backend,
-            "latency_kind": res.report.latency_kind,
-            "latency_us_per_image": sum(c * u for c, u in latency) / n}
+    wall = time.perf_counter() - t0
+    doc = {"images": n, "top1": top1 / n, "top5": top5 / n, "top5_k": k5, "backend": acc.backend,
+           "latency_kind": res.report.latency_kind,
+           "latency_us_per_image": sum(c * u for c, u in latency) / n,
+           "wall_s": wall, "images_per_s": n / wall if wall > 0 else float("inf")}
+    if return_logits:
+        doc["logits"] = np.concatenate(kept)
+    return doc
 
 
 def eval_command(args) -> int:
@@ -109,14 +132,30 @@ def eval_command(args) -> int:
     if args.limit is not None:
         items = items[:args.limit]
     batch = args.batch_size or 16
-    with Accelerator(bundle, backend=args.backend, config=args.config, batch_size=batch) as acc:
-        doc = evaluate(acc, items, mean=args.mean, std=args.std, progress=not args.json and not args.no_progress)
+    progress = not args.json and not args.no_progress
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    if workers is not None or scheduler is not None:
+        from vitaccel.host.distributed import evaluate_distributed
+
+        doc = evaluate_distributed(args.bundle, items, workers=workers, scheduler=scheduler, backend=args.backend,
+                                   config=args.config, batch_size=batch, mean=args.mean, std=args.std,
+                                   retries=getattr(args, "retries", 2), progress=progress)
+    else:
+        with Accelerator(bundle, backend=args.backend, config=args.config, batch_size=batch) as acc:
+            doc = evaluate(acc, items, mean=args.mean, std=args.std, progress=progress)
     doc.update(bundle=args.bundle, images_from=str(root), classes=len(index))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"{doc['images']} images in {doc['classes']} classes from {printable(root)} on {doc['backend']}: "
+        where = doc["backend"]
+        if "workers" in doc:
+            where += f", {len(doc['workers'])} Dask worker(s)"
+        print(f"{doc['images']} images in {doc['classes']} classes from {printable(root)} on {where}: "
               f"top-1 {100 * doc['top1']:.2f}%, top-{doc['top5_k']} {100 * doc['top5']:.2f}%, "
-              f"{doc['latency_us_per_image']:.1f} us per image ({doc['latency_kind']})")
+              f"{doc['latency_us_per_image']:.1f} us per image ({doc['latency_kind']}); "
+              f"{doc['images_per_s']:.1f} images/s on this host")
+        for f in doc.get("failures", []):
+            print(f"  retried: shard {f['shard']} (images {f['first']}-{f['last']}) failed on {printable(f['worker'])} "
+                  f"(attempt {f['attempt'] + 1}): {printable(f['error'])}")
     return 0
 

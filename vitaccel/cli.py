@@ -3,8 +3,10 @@
 Sub-commands: ``info`` (hardware configs, derived figures, backend), ``config`` (list / gen / check the
 files rendered from the configs), ``selfcheck`` (the integer numerics against float references and,
 when g++ and hls4ml are present, against the HLS C++ compiled for C-simulation), ``sim`` (predicted
-cycles of a bundle, baselines, plots) and ``run`` (the main job: a bundle over images on the board or the
-simulator, :mod:`vitaccel.host.run`).
+cycles of a bundle, baselines, plots), ``run`` (the main job: a bundle over images on the board or the
+simulator, :mod:`vitaccel.host.run`), ``eval`` (top-1 / top-5 over class folders, optionally sharded over a
+Dask cluster: :mod:`vitaccel.host.evaluate`, :mod:`vitaccel.host.distributed`) and ``prune`` (a DeiT
+checkpoint to a bundle: :mod:`vitaccel.models.prune`, needs torch).
 """
 from __future__ import annotations
 
@@ -47,6 +49,22 @@ def _float(*, positive: bool, what: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
         if not math.isfinite(v) or (positive and v <= 0):
             raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def _fraction(what: str, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
+              ) -> Callable[[str], float]:
+    rule = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
+        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+            raise argparse.ArgumentTypeError(f"expected {rule} ({what}), got {text!r}")
         return v
     parse.__name__ = "number"
     return parse
@@ -244,6 +262,46 @@ def cmd_eval(args) -> int:
     return eval_command(args)
 
 
+def cmd_prune(args) -> int:
+    try:
+        import torch
+    except ImportError:
+        print("vitaccel: prune needs PyTorch: pip install 'vitaccel[models]'", file=sys.stderr)
+        return 2
+    from vitaccel.models.prune import PruneOptions, format_summary, parse_keep, prune
+
+    torch.set_num_threads(args.threads)
+    if args.method == "revit":
+        given = [o for o, v in (("--sparsity", args.sparsity), ("--ae", args.ae), ("--theta-d", args.theta_d),
+                                ("--plots", args.plots)) if v is not None]
+        if given:
+            print(f"vitaccel: {', '.join(given)} apply to --method vitcod (ReViT prunes tokens: --keep, --groups)",
+                  file=sys.stderr)
+            return 2
+    elif args.keep:
+        print("vitaccel: --keep applies to --method revit (ViTCoD prunes attention: --sparsity)", file=sys.stderr)
+        return 2
+    keep = dict(parse_keep(k) for k in args.keep or ())
+    opts = PruneOptions(
+        checkpoint=args.checkpoint, calib=args.calib, output=args.output, arch=args.arch, heads=args.heads,
+        ema=args.ema, method=args.method, sparsity=0.9 if args.sparsity is None else args.sparsity,
+        theta_d=0.5 if args.theta_d is None else args.theta_d, ae=0.5 if args.ae is None else args.ae,
+        calib_limit=args.calib_limit, train=args.train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        test=args.test, test_limit=args.test_limit, groups=args.groups, gamma=args.gamma, keep=keep,
+        config=args.config, plots=args.plots, mean=args.mean, std=args.std, seed=args.seed,
+        progress=not args.json and not args.no_progress)
+    if args.epochs != 1 and not args.train:
+        print("vitaccel: --epochs needs --train (the images to finetune on)", file=sys.stderr)
+        return 2
+    say = (lambda m: None) if args.json else None
+    doc = prune(opts, say=say)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(format_summary(doc))
+    return 0
+
+
 def _layer_table(report) -> str:
     rows = report.by_layer()
     head = f"{'layer':>5} {'cycles':>10} {'compute':>9} {'preproc':>9} {'data':>9} {'us':>9}"
@@ -348,7 +406,70 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--std", type=_float(positive=True, what="std"), nargs="+", help="normalisation std (> 0)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scale = ev.add_mutually_exclusive_group()
+    scale.add_argument("--workers", type=_int_in(1, 1024), metavar="N",
+                       help="shard the images over a local Dask cluster of N worker processes (vitaccel[scale])")
+    scale.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="shard the images over an existing Dask cluster (image and bundle paths must be "
+                            "readable by its workers)")
+    ev.add_argument("--retries", type=_int_in(0, 100), default=2,
+                    help="with --workers/--scheduler: times a failed shard is run again, on another worker "
+                         "when there is one (default 2)")
     ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("prune", help="a DeiT checkpoint -> a pruned, quantised deployment bundle (needs torch)",
+                        description="Load a DeiT checkpoint (timm key names; .pth or .safetensors), insert the Q/K "
+                                    "auto-encoders, calibrate, prune attention to the target sparsity (ViTCoD) or "
+                                    "convert to ReViT, optionally finetune, export the int8 bundle and compare "
+                                    "float with int8. Prints a one-screen summary.")
+    pr.add_argument("checkpoint", help=".pth/.pt/.bin or .safetensors; wrappers model/state_dict/model_ema and "
+                                       "DDP 'module.' prefixes are handled")
+    pr.add_argument("--arch", default="auto", choices=("auto", "deit_tiny", "deit_small", "deit_base"),
+                    help="auto (default): read the architecture from the tensor shapes")
+    pr.add_argument("--heads", type=_int_in(1, 64), help="attention heads, when the shapes cannot tell "
+                                                          "(default: the checkpoint's config, the DeiT, or dim/64)")
+    pr.add_argument("--ema", action="store_true", help="take the checkpoint's EMA weights (model_ema)")
+    pr.add_argument("--calib", required=True, metavar="DIR|NPZ",
+                    help="calibration images: .npz/.npy (already normalised), an image file, a folder of images, "
+                         "or one sub-folder per class")
+    pr.add_argument("--calib-limit", type=_int_in(1), default=64, metavar="N",
+                    help="calibration images used, spread evenly over the set (default 64)")
+    pr.add_argument("--method", default="vitcod", choices=("vitcod", "revit"))
+    pr.add_argument("--sparsity", type=_fraction("sparsity", 0.0, 1.0, hi_open=True),
+                    help="vitcod: pruned fraction of attention, in [0, 1) (default 0.9)")
+    pr.add_argument("--theta-d", type=_fraction("theta_d", 0.0, 1.0, lo_open=True, hi_open=True),
+                    help="vitcod: a key column is global when more than this fraction of queries keep it (default 0.5)")
+    pr.add_argument("--ae", type=_fraction("AE ratio", 0.0, 1.0),
+                    help="vitcod: Q/K auto-encoder compression over heads, ceil(H * ratio) heads; 0 = none "
+                         "(default 0.5)")
+    pr.add_argument("--groups", type=_int_in(1, 64), default=4, help="revit: LSH groups per layer (default 4)")
+    pr.add_argument("--gamma", type=_float(positive=True, what="gamma"), default=1.0,
+                    help="revit: LSH bucket width (default 1)")
+    pr.add_argument("--keep", action="append", metavar="LAYER:G:P",
+                    help="revit: prune after LAYER's attention, keeping fraction G of the groups and P of each kept "
+                         "group's patches (repeatable), e.g. 1:0.75:0.7")
+    pr.add_argument("--train", metavar="DIR|NPZ", help="labelled images to finetune on (.npz with labels, or class "
+                                                       "folders); without it nothing is trained")
+    pr.add_argument("--epochs", type=_int_in(0, 10000), default=1,
+                    help="with --train: epochs per finetuning stage (vitcod: after the AEs and after the masks; "
+                         "default 1)")
+    pr.add_argument("--lr", type=_float(positive=True, what="learning rate"), default=1e-4, help="default 1e-4")
+    pr.add_argument("--batch-size", type=_int_in(1, 1 << 16), default=32, help="finetuning batch (default 32)")
+    pr.add_argument("--test", metavar="DIR|NPZ", help="held-out images for the float-vs-int8 agreement "
+                                                      "(default: the calibration images)")
+    pr.add_argument("--test-limit", type=_int_in(1), default=64, metavar="N",
+                    help="images for the agreement (default 64)")
+    pr.add_argument("--config", default="zcu104", help="hardware config the bundle is for (default zcu104)")
+    pr.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="the bundle to write (.vcb)")
+    pr.add_argument("--plots", metavar="DIR", help="vitcod: write masks.png and sparsity.png into DIR")
+    pr.add_argument("--mean", type=_float(positive=False, what="mean"), nargs="+",
+                    help="normalisation mean for image files (default ImageNet's for RGB)")
+    pr.add_argument("--std", type=_float(positive=True, what="std"), nargs="+", help="normalisation std (> 0)")
+    pr.add_argument("--seed", type=_SEED, default=0, help="random seed (default 0)")
+    pr.add_argument("--threads", type=_int_in(1, 1024), default=1, help="torch CPU threads (default 1)")
+    pr.add_argument("--json", action="store_true", help="machine-readable summary")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pr.set_defaults(func=cmd_prune)
     return p
 
 
