@@ -38,6 +38,8 @@ from vitaccel.safetext import printable
 
 __all__ = ["evaluate_distributed", "plan_shards", "eval_shard", "import_distributed", "INSTALL_HINT"]
 
+#: How long a connection to ``--scheduler`` may take before it is given up.
+CONNECT_TIMEOUT = "20s"
 INSTALL_HINT = "pip install 'vitaccel[scale]' (or: pip install 'dask[distributed]')"
 
 #: Test hook, called as ``hook(shard, attempt)`` at the start of every shard on the worker (an in-process
@@ -187,7 +189,7 @@ def evaluate_distributed(bundle_path, items: Sequence[Tuple[Path, int]], *, work
     try:
         if scheduler is not None:
             try:
-                client = dist.Client(scheduler, timeout="20s")
+                client = dist.Client(scheduler, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError, ValueError) as e:
                 raise OSError(f"cannot reach the Dask scheduler at {printable(scheduler)} ({type(e).__name__}: "
                               f"{printable(e)})") from None

@@ -1,8 +1,9 @@
-"""host/ and sim/ must import on a PYNQ image: numpy and tqdm only, no torch, no pynq."""
+"""host/ and sim/ must import on a PYNQ image: numpy and tqdm only, no torch, no pynq (and no dask: the
+`vitaccel[scale]` extra is imported only by `vitaccel eval --workers/--scheduler`)."""
 import subprocess
 import sys
 
-BLOCK = "import sys\nfor m in ('torch', 'pynq', 'matplotlib', 'sklearn', 'hls4ml'):\n    sys.modules[m] = None\n"
+BLOCK = "import sys\nfor m in ('torch', 'pynq', 'matplotlib', 'sklearn', 'hls4ml', 'dask', 'distributed'):\n    sys.modules[m] = None\n"
 
 
 def run(code):
