@@ -115,8 +115,10 @@ def read_checkpoint(path: Union[str, os.PathLike], *, ema: bool = False
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
+            if "weights only" not in str(e).lower() or "Unsupported global" not in str(e):
+                raise _fail(p, f"not a readable PyTorch checkpoint (UnpicklingError: {printable(e)[:200]})") from None
             first = str(e).strip().splitlines()
-            hint = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+            hint = next((ln.strip() for ln in first if "Unsupported global" in ln), "")
             raise _fail(p, f"holds pickled Python objects besides tensors, which are not loaded (weights_only=True; "
                            f"{printable(hint)[:160]}); save just the weights: torch.save(ck['model'], 'weights.pth')"
                         ) from None
@@ -126,6 +128,8 @@ def read_checkpoint(path: Union[str, os.PathLike], *, ema: bool = False
             raise _fail(p, f"holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)")
         order = (_EMA + ("model", "state_dict")) if ema else _WRAPPERS
         found = [w for w in order if isinstance(obj.get(w), Mapping)]
+        if ema and (not found or found[0] not in _EMA):
+            raise _fail(p, "--ema: the checkpoint has no 'model_ema' or 'state_dict_ema' entry")
         if found:
             used = found[0]
             unused_ema = [w for w in found[1:] if w in _EMA]
@@ -136,8 +140,6 @@ def read_checkpoint(path: Union[str, os.PathLike], *, ema: bool = False
             if isinstance(obj.get("config"), Mapping):
                 config = dict(obj["config"])
             obj = obj[used]
-        elif ema:
-            raise _fail(p, "--ema: the checkpoint has no 'model_ema' or 'state_dict_ema' entry")
         sd = dict(obj)
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad or not all(isinstance(k, str) for k in sd):
@@ -223,7 +225,8 @@ def resolve_arch(name: str, sd: Mapping[str, torch.Tensor], *, path="checkpoint"
     from timm's 224/16/3/1000."""
     if name != "auto" and name not in DEIT_CONFIGS:
         raise CheckpointError(f"--arch {printable(name)}: expected auto or one of {', '.join(ARCH_NAMES)}")
-    found = infer_arch(sd, path=path, heads=heads if name == "auto" else None, config=config)
+    # A named DeiT fixes the heads: infer the rest without needing them (1 is a placeholder, replaced below).
+    found = infer_arch(sd, path=path, heads=heads if name == "auto" else 1, config=config)
     notes: List[str] = []
     if name == "auto":
         notes.append(f"architecture from the checkpoint's shapes: {found.describe()} (heads from {found.heads_from})")
@@ -263,7 +266,7 @@ def build_model(arch: Arch, sd: Mapping[str, torch.Tensor], *, path="checkpoint"
             k, got, exp = wrong[0]
             parts.append(f"{len(wrong)} wrongly shaped ({k}: checkpoint {got}, model {exp})")
         try:
-            guess = infer_arch(sd, path=path).describe()
+            guess = infer_arch(sd, path=path, heads=arch.num_heads).describe()
         except CheckpointError:
             guess = "no DeiT/ViT under timm's key names"
         raise _fail(path, f"does not load into {arch.describe()}: {'; '.join(parts)}. Its shapes look like {guess}")
