@@ -22,12 +22,11 @@ follows the float model, not how accurate either is).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch

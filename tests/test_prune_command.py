@@ -262,3 +262,20 @@ def test_readme_prune_command_runs_as_written(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "demo_pruned.vcb").is_file()
     assert "logit cosine" in r.stdout and "global tokens per head" in r.stdout, r.stdout
+
+
+def test_prune_deit_tiny_at_224_from_safetensors(tmp_path, capsys):
+    """DeiT-Tiny's real dimensions (197 tokens, 12 layers, 3 heads; random weights under timm's keys) through
+    --arch deit_tiny from a .safetensors file, on the zcu104 config: the size the hardware is built for."""
+    torch.manual_seed(0)
+    save_safetensors(deit_tiny().state_dict(), tmp_path / "deit_tiny.safetensors")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).normal(size=(8, 3, 224, 224)).astype(np.float32))
+    rc, stdout, err = _run(["prune", str(tmp_path / "deit_tiny.safetensors"), "--arch", "deit_tiny", "--calib",
+                            str(tmp_path / "calib.npy"), "--test-limit", "4", "-o", str(tmp_path / "t.vcb"),
+                            "--json"], capsys)
+    assert rc == 0, err
+    doc = json.loads(stdout)
+    assert doc["arch"]["name"] == "deit_tiny" and len(doc["layers"]) == 12 and doc["ae_heads"] == 2
+    assert abs(doc["sparsity"] - 0.9) < 0.005 and doc["config"] == "zcu104"
+    b = load_bundle(tmp_path / "t.vcb")
+    assert b.meta["model"]["num_tokens"] == 197 and b.meta["model"]["embed_dim"] == 192
