@@ -8,7 +8,10 @@ Post-training quantisation to the kernel contract (NUMERICS.md) along the int8 m
   scale); q, k and v share the qkv output scale, the decoded q'/k' come back at that scale;
 * biases: int32 at the accumulator's scale; requantisation multipliers and shifts from the scale ratios;
 * masks, order, n_global from split & conquer, and the CSC arrays from ``sim.sparse_format.mask_to_csc``
-  (the one place they are derived).
+  (the one place they are derived);
+* the integer whole model (the bundle's ``int`` tensors: image scale, patch-embedding and head GEMMs,
+  CLS/position tokens, LayerNorm, GELU tables, int16 residual adds) from the float tensors and the
+  calibrated maxima, by :func:`vitaccel.sim.common.intmodel.int_model_tensors`.
 
 After writing, :func:`agreement` runs the float model and the bundle on the simulator over the same images
 and reports top-1 agreement and the largest logit difference.
@@ -27,12 +30,12 @@ from vitaccel.hwconfig import ConfigLike, load_config
 from vitaccel.models.deit import VisionTransformer
 from vitaccel.models.vitcod import SplitResult, _batch_images
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.quant import absmax_scale, quantize, requant_params
+from vitaccel.sim.common.intmodel import MAX_BIAS, RES_MARGIN, int_model_tensors, quant_linear
+from vitaccel.sim.quant import absmax_scale, quantize
 from vitaccel.sim.vitcod.sparse_format import mask_to_csc
 
-__all__ = ["activation_scales", "build_bundle", "export_bundle", "agreement"]
+__all__ = ["activation_scales", "int_scales", "build_bundle", "export_bundle", "agreement"]
 
-MAX_BIAS = (1 << 30) - 1
 LINEARS = (("qkv", "attn.qkv"), ("proj", "attn.proj"), ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2"))
 
 
@@ -49,6 +52,18 @@ def _quantile(a: torch.Tensor, q: float) -> torch.Tensor:
         return torch.quantile(a, q)
     top = torch.topk(a, m, sorted=True).values               # descending: top[n - 1 - i] is the i-th smallest
     return torch.lerp(top[m - 1], top[n - 1 - above], ranks - below)
+
+
+class _MaxStat:
+    """The largest |x| over every batch (int16 residual points, input image, logits: saturation there is
+    worse than a coarser step)."""
+
+    def __init__(self):
+        self.amax = 0.0
+
+    def update(self, x: torch.Tensor) -> None:
+        if x.numel():
+            self.amax = max(self.amax, float(x.detach().abs().max()))
 
 
 class _PercentileStat:
@@ -72,15 +87,23 @@ class _PercentileStat:
 @torch.no_grad()
 def activation_scales(model: VisionTransformer, data: Iterable, *, pct: float = 99.99,
                       max_batches: Optional[int] = None, progress: bool = True) -> Dict[str, float]:
-    """Per-tensor activation scales at every kernel boundary of the int8 graph, from calibration images.
+    """Activation scales at every kernel boundary of the integer graph, from calibration images.
 
-    Keys: ``layers.{i}.{qkv,proj,fc1,fc2}.{in,out}`` and, with an AE, ``layers.{i}.ae.{q,k}.enc``.
+    int8 scales (``pct`` percentile, averaged over batches): ``layers.{i}.{qkv,proj,fc1,fc2}.{in,out}``,
+    with an AE ``layers.{i}.ae.{q,k}.enc``, ``patch`` (patch-embedding output) and ``norm`` (final
+    LayerNorm, CLS row). Largest |x| over all batches (not scales): ``input`` (pixels; the image's scale is
+    it / 127), ``head`` (logits), and the residual stream ``res.x0``, ``layers.{i}.res1``,
+    ``layers.{i}.res2`` (:func:`vitaccel.sim.common.intmodel.int_model_tensors` turns those into scales).
     """
     stats: Dict[str, _PercentileStat] = {}
+    maxima: Dict[str, _MaxStat] = {}
     hooks = []
 
     def stat(key: str) -> _PercentileStat:
         return stats.setdefault(key, _PercentileStat(pct))
+
+    def amax(key: str) -> _MaxStat:
+        return maxima.setdefault(key, _MaxStat())
 
     for i, blk in enumerate(model.blocks):
         for short, path in LINEARS:
@@ -96,6 +119,17 @@ def activation_scales(model: VisionTransformer, data: Iterable, *, pct: float = 
                 enc = getattr(blk.attn.ae, w).encoder
                 hooks.append(enc.register_forward_hook(
                     lambda m, inp, out, key=f"layers.{i}.ae.{w}.enc": stat(key).update(out)))
+        hooks.append(blk.norm2.register_forward_pre_hook(
+            lambda m, inp, key=f"layers.{i}.res1": amax(key).update(inp[0])))
+        hooks.append(blk.register_forward_hook(lambda m, inp, out, key=f"layers.{i}.res2": amax(key).update(out[0])))
+    def patch_hook(m, inp, out):  # a forward hook's non-None return would replace the output
+        amax("input").update(inp[0])
+        stat("patch").update(out)
+
+    hooks.append(model.patch_embed.register_forward_hook(patch_hook))
+    hooks.append(model.blocks[0].register_forward_pre_hook(lambda m, inp: amax("res.x0").update(inp[0])))
+    hooks.append(model.norm.register_forward_hook(lambda m, inp, out: stat("norm").update(out[:, 0])))
+    hooks.append(model.head.register_forward_hook(lambda m, inp, out: amax("head").update(out)))
     was_training = model.training
     model.eval()
     try:
@@ -112,22 +146,23 @@ def activation_scales(model: VisionTransformer, data: Iterable, *, pct: float = 
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return {k: s.scale() for k, s in stats.items()}
+    out = {k: s.scale() for k, s in stats.items()}
+    out.update({k: m.amax for k, m in maxima.items()})
+    return out
+
+
+def int_scales(scales: Dict[str, float]) -> Dict[str, float]:
+    """The scales :func:`~vitaccel.sim.common.intmodel.int_model_tensors` takes, from :func:`activation_scales`'s
+    output: the input image and the logits at their maximum (with the residual stream's margin for the
+    logits, so the top class never saturates on a calibration image), the rest as calibrated."""
+    out = dict(scales)
+    out["input"] = float(np.float32(scales["input"] / 127.0)) if scales["input"] > 0 else 1.0
+    out["head"] = float(np.float32(scales["head"] * RES_MARGIN / 127.0)) if scales["head"] > 0 else 1.0
+    return out
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-def _quant_linear(weight: np.ndarray, bias: Optional[np.ndarray], in_scale: float, out_scale: float) -> Dict[str, np.ndarray]:
-    w_scale = absmax_scale(weight, axis=0)
-    wq = quantize(weight, w_scale, axis=0)
-    b = bias if bias is not None else np.zeros(weight.shape[0])
-    bq = np.clip(np.rint(b.astype(np.float64) / (in_scale * w_scale.astype(np.float64))), -MAX_BIAS, MAX_BIAS)
-    mult, shift = requant_params(in_scale, w_scale, out_scale)
-    return {"weight": wq, "bias": bq.astype(np.int32), "w_scale": w_scale.astype(np.float32),
-            "in_scale": np.array(in_scale, np.float32), "out_scale": np.array(out_scale, np.float32),
-            "mult": mult.astype(np.int32), "shift": shift.astype(np.int32)}
 
 
 def _quant_mix(weight: np.ndarray, bias: np.ndarray, in_scale: float, out_scale: float, prefix: str) -> Dict[str, np.ndarray]:
@@ -140,11 +175,12 @@ def _quant_mix(weight: np.ndarray, bias: np.ndarray, in_scale: float, out_scale:
 
 
 def build_bundle(model: VisionTransformer, scales: Dict[str, float], *, config: ConfigLike = "paper",
-                 split: Optional[SplitResult] = None, extra: Optional[dict] = None) -> Bundle:
+                 split: Optional[SplitResult] = None, extra: Optional[dict] = None, int_model: bool = True) -> Bundle:
     """Quantise ``model`` with activation ``scales`` into a validated :class:`Bundle`.
 
     ``split`` (masks, order, n_global per layer and head) makes a ``vitcod`` bundle; without it the
-    bundle is ``dense``. AE modules in the model are exported when present.
+    bundle is ``dense``. AE modules in the model are exported when present. ``int_model=False`` leaves out
+    the integer whole model (the ``int`` tensors; only ReViT bundles may, until the ReViT accelerator runs it).
     """
     cfg = load_config(config)
     c = model.config
@@ -192,7 +228,7 @@ def build_bundle(model: VisionTransformer, scales: Dict[str, float], *, config: 
         for short, path in LINEARS:
             lin = blk.get_submodule(path)
             bias = _np(lin.bias) if lin.bias is not None else None
-            for k, v in _quant_linear(_np(lin.weight), bias, s_in[short], s_out[short]).items():
+            for k, v in quant_linear(_np(lin.weight), bias, s_in[short], s_out[short]).items():
                 t[f"{p}{short}.{k}"] = v
         s_qkv = s_out["qkv"]
         sm, ss = nx.softmax_params(s_qkv * s_qkv / math.sqrt(d))
@@ -217,6 +253,9 @@ def build_bundle(model: VisionTransformer, scales: Dict[str, float], *, config: 
                     t[pre + k] = v
                 for k, v in _quant_mix(_np(hae.decoder.weight), _np(hae.decoder.bias), s_enc, s_qkv, "dec").items():
                     t[pre + k] = v
+    if not int_model:   # not a valid vitcod/dense bundle: the caller (the ReViT exporter) completes and validates it
+        return Bundle(meta=meta, tensors=t)
+    t.update(int_model_tensors(t, depth, int_scales(scales)))
     return Bundle(meta=meta, tensors=t).validate()
 
 

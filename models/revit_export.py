@@ -39,7 +39,7 @@ def build_revit_bundle(model: ReViTModel, scales: Dict[str, float], *, config: C
     """Quantise ``model`` with activation ``scales`` into a validated ``revit`` :class:`Bundle`."""
     if not isinstance(model, ReViTModel):
         raise TypeError(f"expected a ReViTModel, got {type(model).__name__}")
-    dense = build_bundle(model, scales, config=config, split=None, extra=extra)
+    dense = build_bundle(model, scales, config=config, split=None, extra=extra, int_model=False)
     meta = dict(dense.meta)
     meta["method"] = "revit"
     meta["groups"] = groups_meta(model, block)

@@ -46,12 +46,13 @@ print(f"{len(images)} held-out images of shape {images.shape[1:]}")"""),
     ("md", """## Open the bundle and run it
 
 `Accelerator` does all of this:
-- compiles the bundle into one DRAM window and the descriptor lists the accelerator runs;
-- writes the weights, masks, CSC indexes and AE weights once;
+- compiles the bundle into one DRAM window and the descriptor program the accelerator runs;
+- writes the weights, masks, CSC indexes, AE weights, LayerNorm and GELU tables once;
 - checks the bitstream's ID register against the bundle's hardware-config hash.
 
-`run` does the CPU glue between the accelerator runs: LayerNorm, GELU, the residual adds and the
-classifier head."""),
+`run` quantises each batch of images to int8 on the CPU, starts the accelerator once per batch (the whole
+model, integer only: patch embedding, LayerNorm, attention, GELU, residual adds, head) and reads the int8
+logits back."""),
     ("py", """acc = Accelerator(bundle_path, backend="auto")
 result = acc.run(images, labels, progress=False)
 print(result.report.table())"""),
@@ -80,13 +81,13 @@ except CsimUnavailable as e:
 - **On a board:** the latency is measured from the start of every accelerator run to its `ap_done`,
   averaged per image.
 - **Elsewhere:** the latency is predicted from the cycle models of the descriptors the program runs.
-- **Host glue:** always measured.
+- **Host time** (quantisation, window writes, syncs, logit read-back): always measured.
 
 The dense baseline is the same model with dense attention on the same hardware config."""),
     ("py", """rep = result.report
 print(f"latency: {rep.latency_us:.1f} us per image ({rep.latency_kind}); predicted {rep.predicted.latency_us:.1f} us")
 print(f"dense attention: {rep.dense.latency_us:.1f} us per image -> speedup {rep.speedup_vs_dense:.2f}x")
-print(f"host glue: {1e3 * rep.glue_s:.2f} ms per image")
+print(f"host: {1e3 * rep.host_s:.3f} ms per image ({100 * rep.host_share:.1f}% of host + accelerator time)")
 print("top-1 on these images:", rep.top1)"""),
     ("py", """from vitaccel.sim.plots import plot_breakdown
 

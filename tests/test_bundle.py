@@ -120,7 +120,7 @@ def test_bytes_are_deterministic_and_canonical(vb: Bundle) -> None:
     assert names[0] == "patch_embed.weight"
     assert names.index("head.bias") < names.index("layers.0.norm1.weight") < names.index("layers.1.norm1.weight")
     header, _ = B.split_unchecked(data)
-    assert header["format_version"] == 2 and "data_sha256" not in header
+    assert header["format_version"] == 3 and "data_sha256" not in header
     assert data[-32:] == hashlib.sha256(data[:-32]).digest()   # the digest covers the whole file before it
     offsets = sorted(e["offset"] for e in header["tensors"].values())
     assert all(o % 64 == 0 for o in offsets)
@@ -142,7 +142,7 @@ def test_writer_accepts_non_native_and_strided_arrays(vb: Bundle) -> None:
 def test_accessors_and_summary(vb: Bundle) -> None:
     d = vb.model
     assert (d.embed_dim, d.num_heads, d.head_dim, d.num_tokens, d.depth, d.ae_heads) == (16, 2, 8, 17, 2, 1)
-    assert vb.depth == 2 and vb.method == "vitcod" and vb.format_version == 2
+    assert vb.depth == 2 and vb.method == "vitcod" and vb.format_version == 3
     cfg = load_config("paper")
     assert vb.config_name == "paper" and vb.config_hash == cfg.hash
     l1 = vb.layer(1)
@@ -233,13 +233,13 @@ def test_bad_json_header() -> None:
 
 def test_wrong_version(vb: Bundle) -> None:
     data = B.bundle_to_bytes(vb)
-    expect(edit_header(data, lambda h: h.update(format_version=3)), "format_version", contains="found 3")
+    expect(edit_header(data, lambda h: h.update(format_version=4)), "format_version", contains="found 4")
     expect(edit_header(data, lambda h: h.update(format_version=0)), "format_version", contains="found 0")
     expect(edit_header(data, lambda h: h.update(format_version="1")), "format_version")
     expect(edit_header(data, lambda h: h.update(format_version=True)), "format_version")
     expect(edit_header(data, lambda h: h.pop("format_version")), "format_version", contains="missing")
     # A version-3 file with other keys still reports the version, not the keys.
-    expect(_raw(json.dumps({"format_version": 3, "weights": []}).encode()), "format_version")
+    expect(_raw(json.dumps({"format_version": 4, "weights": []}).encode()), "format_version")
 
 
 def test_header_keys(vb: Bundle) -> None:
@@ -440,7 +440,7 @@ SCHEMA_CASES: List[Tuple[str, Callable, str, str]] = [
     ("meta_quant_missing", _meta("quant"), "meta.quant", "missing"),
     ("meta_quant_nested", _meta("quant.weight_bits", [8]), "meta.quant.weight_bits", "scalar"),
     ("meta_unknown", _meta("author", "me"), "meta.author", "unknown key"),
-    ("meta_version", _meta("format_version", 3), "meta.format_version", "[1, 2]"),
+    ("meta_version", _meta("format_version", 4), "meta.format_version", "[1, 3]"),
     ("meta_groups_without_lsh", _meta("groups", {"n_groups": 4}), "meta.groups", "no lsh tensors"),
     ("meta_extra_big_int", _meta("extra", {"n": 2 ** 64}), "meta.extra.n", "int64"),
 ]
@@ -634,7 +634,7 @@ def test_atomic_success_replaces_and_keeps_mode(existing: Tuple[Path, bytes], vb
 def test_read_header(tmp_path: Path, vb: Bundle) -> None:
     p = write_bundle(tmp_path / "m.vcb", vb)
     h = B.read_header(p)
-    assert h["format_version"] == 2 and h["meta"] == vb.meta and "layers.0.attn.mask" in h["tensors"]
+    assert h["format_version"] == 3 and h["meta"] == vb.meta and "layers.0.attn.mask" in h["tensors"]
     p.write_bytes(b"VITACCB\x00" + (10 ** 9).to_bytes(8, "little"))
     with pytest.raises(BundleError) as ei:
         B.read_header(p)

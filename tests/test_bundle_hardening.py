@@ -21,6 +21,7 @@ import pytest
 from vitaccel.host import bundle as B
 from vitaccel.host.bundle import Bundle, BundleError, load_bundle, read_header, write_bundle
 from vitaccel.hwconfig import CONFIG_DIR, load_config
+from vitaccel.sim.vitcod.model import compile_program
 from vitaccel.testing import random_bundle
 
 
@@ -303,16 +304,27 @@ def test_checksum_covers_the_header(tmp_path, vb):
     assert loaded_altered == 0
 
 
-def test_version_1_files_are_still_read_and_rewritten_as_version_2(tmp_path, vb):
-    v1 = B.encode_unchecked({**vb.meta, "format_version": 1}, dict(vb.tensors), format_version=1)
+def test_old_files_are_read_and_say_when_they_need_re_exporting(tmp_path, vb):
+    # A dense or vitcod file from before format 3 has no integer whole model: it loads (to inspect it) and
+    # says it must be exported again when compiled or written as the current version.
+    old = {k: v for k, v in vb.tensors.items() if ".int." not in k and not k.startswith("int.")}
+    v1 = B.encode_unchecked({**vb.meta, "format_version": 1}, old, format_version=1)
     got = B.bundle_from_bytes(v1)
-    assert got.format_version == 1 and got.tensors.keys() == vb.tensors.keys()
-    f = write_bundle(tmp_path / "up.vcb", got)
+    assert got.format_version == 1 and got.tensors.keys() == old.keys()
+    with pytest.raises(ValueError, match="no integer whole model.*export it again"):
+        compile_program(got)
+    with pytest.raises(BundleError) as ei:
+        write_bundle(tmp_path / "up.vcb", got)
+    assert ei.value.field == "int.input.scale"
+    with pytest.raises(BundleError, match="need format_version >= 3"):
+        B.bundle_from_bytes(B.encode_unchecked({**vb.meta, "format_version": 1}, dict(vb.tensors), format_version=1))
+    # A ReViT bundle (no integer model yet) survives the round trip to the current version.
+    rv = random_bundle(method="revit")
+    v1 = B.encode_unchecked({**rv.meta, "format_version": 1}, dict(rv.tensors), format_version=1)
+    f = write_bundle(tmp_path / "up.vcb", B.bundle_from_bytes(v1))
     again = load_bundle(f)
-    assert read_header(f)["format_version"] == B.FORMAT_VERSION == 2 and again.format_version == 2
-    assert all(np.array_equal(again.tensors[k], got.tensors[k]) for k in got.tensors)
-    assert {k: v for k, v in again.meta.items() if k != "format_version"} == \
-           {k: v for k, v in got.meta.items() if k != "format_version"}
+    assert read_header(f)["format_version"] == B.FORMAT_VERSION == 3 and again.format_version == 3
+    assert all(np.array_equal(again.tensors[k], rv.tensors[k]) for k in rv.tensors)
     mixed = B.encode_unchecked({**vb.meta, "format_version": 2}, dict(vb.tensors), format_version=1)
     with pytest.raises(BundleError) as ei:
         B.bundle_from_bytes(mixed)

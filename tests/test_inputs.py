@@ -295,13 +295,13 @@ def test_sim_images_run_in_batches(small, tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "x.npy", x)
     want = M.forward(M.compile_program(b), x).argmax(1).tolist()
     sizes: List[int] = []
-    real = M.forward
+    real = M.forward_int
 
-    def spy(prog, images, *a, **k):
-        sizes.append(len(images))
-        return real(prog, images, *a, **k)
+    def spy(prog, rows8, *a, **k):
+        sizes.append(len(rows8))
+        return real(prog, rows8, *a, **k)
 
-    monkeypatch.setattr(M, "forward", spy)
+    monkeypatch.setattr(M, "forward_int", spy)
     rc, out, err = cli(["sim", path, "--images", str(tmp_path / "x.npy"), "--json"], capsys)
     assert rc == 0, err
     assert sizes and max(sizes) <= EMULATED_BATCH and sum(sizes) == len(x), sizes

@@ -23,7 +23,7 @@ def test_default_is_the_demo_on_the_simulator(capsys):
     assert doc["latency_us_per_image"] == pytest.approx(doc["predicted_latency_us_per_image"])
     assert doc["speedup_vs_dense"] > 1.0        # 90% sparse attention + AE beats dense on the same config
     assert doc["top1"] >= 5 / 6
-    assert set(doc["breakdown"]) == {"compute", "preprocess", "data"} and len(doc["by_layer"]) == 4
+    assert set(doc["breakdown"]) == {"compute", "preprocess", "data"} and len(doc["by_layer"]) == 5   # 4 layers + embedding/head
 
 
 def test_whole_demo_accuracy_through_the_accelerator_path(capsys):

@@ -53,11 +53,17 @@ def test_run_model_is_batch_independent_and_deterministic(method):
 def test_cycles_cover_every_layer_and_kernel():
     b = random_bundle(depth=3)
     rep = program_cycles(compile_program(b))
-    # The accelerator's order for one image, AE encoder (on by default in random bundles) after qkv.
-    assert [k.name for k in rep.kernels[:7]] == ["layers.0.qkv", "layers.0.ae_q", "layers.0.ae_k", "layers.0.attn",
-                                                 "layers.0.proj", "layers.0.fc1", "layers.0.fc2"]
-    assert len(rep.kernels) == 21
-    assert set(rep.by_layer()) == {0, 1, 2}
+    # The accelerator's order for one image: patch embedding and tokens, then per layer LayerNorm, qkv, the
+    # AE encoder (on by default in random bundles), attention, proj, add, LayerNorm, fc1, GELU, fc2, add;
+    # the final LayerNorm and the head.
+    assert [k.name for k in rep.kernels[:15]] == [
+        "patch_embed", "tokens", "layers.0.norm1", "layers.0.qkv", "layers.0.ae_q", "layers.0.ae_k", "layers.0.attn",
+        "layers.0.proj", "layers.0.add1", "layers.0.norm2", "layers.0.fc1", "layers.0.gelu", "layers.0.fc2",
+        "layers.0.add2", "layers.1.norm1"]
+    assert [k.name for k in rep.kernels[-2:]] == ["norm", "head"]
+    assert len(rep.kernels) == 2 + 3 * 12 + 2
+    assert set(rep.by_layer()) == {None, 0, 1, 2}
+    assert {k.kernel for k in rep.kernels} == {"gemm", "add", "layernorm", "lut", "ae_encoder", "attention"}
     cfg = rep.config
     assert rep.total_cycles >= max(rep.macs / cfg.peak_macs_per_cycle, rep.dram_bytes / cfg.bytes_per_cycle)
 
@@ -68,7 +74,7 @@ def test_model_baselines_side_by_side():
     assert set(base) == {"vitcod", "vitcod_no_ae", "dense", "sanger", "pruning_only", "reordering_only"}
     assert base["vitcod"].total_cycles == program_cycles(prog).total_cycles
     with_ae = {"vitcod"}
-    assert all(len(r.kernels) == (14 if k in with_ae else 10) for k, r in base.items())
+    assert all(len(r.kernels) == 4 + (24 if k in with_ae else 20) for k, r in base.items())
 
 
 def test_trace_and_custom_kernels():
@@ -84,13 +90,26 @@ def test_trace_and_custom_kernels():
             calls.append("attention")
             return super().attention(*a)
 
+        def layernorm(self, *a):
+            calls.append("ln")
+            return super().layernorm(*a)
+
+        def add(self, *a):
+            calls.append("add")
+            return super().add(*a)
+
+        def lut(self, *a):
+            calls.append("lut")
+            return super().lut(*a)
+
     b = random_bundle(method="dense", depth=2)
     prog = compile_program(b)
     trace = {}
     out = forward(prog, images(2), Recording(), trace=trace)
-    assert calls == (["gemm", "attention", "gemm", "gemm", "gemm"] * 2)
+    block = ["ln", "gemm", "attention", "gemm", "add", "ln", "gemm", "lut", "gemm", "add"]
+    assert calls == ["gemm", "add"] + block * 2 + ["ln", "gemm"]
     assert np.array_equal(out, forward(prog, images(2)))
-    assert trace["layers.1.attn"].dtype == np.int8
+    assert trace["layers.1.attn"].dtype == np.int8 and trace["layers.1.res2"].dtype == np.int16
     with pytest.raises(NotImplementedError):
         Kernels().gemm(None, None, None, None, None)
 

@@ -609,16 +609,15 @@ def test_compiled_bundle_programs_match_the_csim():
     p = compile_device_program(random_bundle(seed=2, num_heads=3, embed_dim=24, ae_heads=1, density=0.4), batch=2)
     rng = np.random.default_rng(7)
     window = p.image.copy()
-    desc_start = min(s.desc_off for layer in p.layer_starts(1) for s in layer)
+    desc_start = min(p.start(b).desc_off for b in (1, 2))
     window[p.static_bytes:desc_start] = rng.integers(0, 256, desc_start - p.static_bytes, dtype=np.uint8)
     cache: dict = {}
-    for bb in (2, 1):
-        for layer in p.layer_starts(bb):
-            for s in layer:
-                window, res = same(window, s.desc_off, s.count, expect=0, names=list(s.names), cycles=True,
-                                   plan_cache=cache)
-                assert [r.name for r in res.reports] == list(s.names)
-    assert len(cache) == len(p.layer_starts(1))   # one plan per layer, reused by both images and batch sizes
+    for bb in (2, 1):   # the whole model, one start: every opcode, LayerNorm, add and LUT included
+        s = p.start(bb)
+        window, res = same(window, s.desc_off, s.count, expect=0, names=list(s.names), cycles=True, plan_cache=cache)
+        assert [r.name for r in res.reports] == list(s.names)
+    assert {r.kernel for r in res.reports} == {"gemm", "ae_encoder", "attention", "layernorm", "add", "lut"}
+    assert len(cache) == len(p.program.layers)   # one plan per layer, reused by both images and batch sizes
 
 
 # -- the softmax on kept entries -------------------------------------------------------------------------------

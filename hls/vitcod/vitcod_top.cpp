@@ -1,4 +1,5 @@
-// The ViTCoD accelerator's top-level function: runs a list of layer descriptors (GEMM, AE mix, attention)
+// The ViTCoD accelerator's top-level function: runs a list of descriptors (GEMM, AE mix, attention, LayerNorm,
+// residual add, table lookup: the whole model, one start per image batch)
 // that the host wrote into DRAM, dispatching each to its engine. Register map: DESCRIPTOR.md. The
 // descriptor layout and status codes are the generated hls/include/isa/vitcod_isa.h (from
 // vitaccel/sim/vitcod/isa.py); vitcod_desc_layout below reports the compiled values to the tests.
@@ -16,7 +17,9 @@
 
 #include "attention/attention.h"
 #include "autoencoder/autoencoder.h"
+#include "eltwise/eltwise.h"
 #include "gemm/gemm.h"
+#include "layernorm/layernorm.h"
 #include "vitaccel_config.h"
 #include "isa/vitcod_isa.h"
 
@@ -156,6 +159,54 @@ inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int
                                       wgt + dkw, wconst + dkb / 4);
 }
 
+// The whole model's vector kernels. int16 tensors travel on the activation ports as byte pairs (2-byte
+// aligned); g / b are int32 constants on the weight-constant port.
+inline int run_layernorm(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int32_t* wconst,
+                         uint32_t mem) {
+    const int rows = dw[L_ROWS], D = dw[L_D];
+    if (rows < 1 || D < 1 || D > layernorm::MAX_D) return LN_ERR_DIMS;
+    const uint32_t x = dw[L_X], g = dw[L_G], b = dw[L_B], y = dw[L_Y];
+    if ((x & 1) || ((g | b) & 3)) return ERR_ALIGN;
+    const addr_t xlen = 2 * (addr_t)rows * D, ylen = (addr_t)rows * D;
+    if (!in_window(x, xlen, mem) || !in_window(g, 4 * (addr_t)D, mem) || !in_window(b, 4 * (addr_t)D, mem) ||
+        !in_window(y, ylen, mem))
+        return ERR_RANGE;
+    if (overlaps(y, ylen, x, xlen) || overlaps(y, ylen, g, 4 * (addr_t)D) || overlaps(y, ylen, b, 4 * (addr_t)D))
+        return ERR_OVERLAP;
+    const int st = layernorm::LayerNorm<cfg::GemmArray>::layer((const int16_t*)(act_in + x), wconst + g / 4,
+                                                               wconst + b / 4, dw[L_SHIFT], dw[L_EPS], act_out + y,
+                                                               rows, D);
+    return st == layernorm::OK ? OK : (st == layernorm::ERR_DIMS ? LN_ERR_DIMS : LN_ERR_PARAM);
+}
+
+inline int run_add(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, uint32_t mem) {
+    const int n = dw[R_N];
+    if (n < 1) return ADD_ERR_DIMS;
+    const int ab = dw[R_A_BITS], bb = dw[R_B_BITS], yb = dw[R_Y_BITS], shift = dw[R_SHIFT];
+    if ((ab != 8 && ab != 16) || (bb != 8 && bb != 16) || (yb != 8 && yb != 16) || dw[R_MA] < 0 || dw[R_MB] < 0 ||
+        shift < 0 || shift > 62)
+        return ADD_ERR_PARAM;
+    const uint32_t a = dw[R_A], b = dw[R_B], y = dw[R_Y];
+    if ((ab == 16 && (a & 1)) || (bb == 16 && (b & 1)) || (yb == 16 && (y & 1))) return ERR_ALIGN;
+    const addr_t alen = (addr_t)n * (ab / 8), blen = (addr_t)n * (bb / 8), ylen = (addr_t)n * (yb / 8);
+    if (!in_window(a, alen, mem) || !in_window(b, blen, mem) || !in_window(y, ylen, mem)) return ERR_RANGE;
+    if (overlaps(y, ylen, a, alen) || overlaps(y, ylen, b, blen)) return ERR_OVERLAP;
+    const int st = eltwise::Eltwise<cfg::GemmArray>::add(act_in + a, ab, dw[R_MA], act_in + b, bb, dw[R_MB], shift,
+                                                         act_out + y, yb, n);
+    return st == eltwise::OK ? OK : ADD_ERR_PARAM;
+}
+
+inline int run_lut(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int8_t* wgt,
+                   uint32_t mem) {
+    const int n = dw[T_N];
+    if (n < 1) return LUT_ERR_DIMS;
+    const uint32_t x = dw[T_X], t = dw[T_TABLE], y = dw[T_Y];
+    if (!in_window(x, (addr_t)n, mem) || !in_window(t, 256, mem) || !in_window(y, (addr_t)n, mem)) return ERR_RANGE;
+    if (overlaps(y, (addr_t)n, x, (addr_t)n) || overlaps(y, (addr_t)n, t, 256)) return ERR_OVERLAP;
+    return eltwise::Eltwise<cfg::GemmArray>::lut(act_in + x, wgt + t, act_out + y, n) == eltwise::OK ? OK
+                                                                                                   : LUT_ERR_DIMS;
+}
+
 }  // namespace top
 }  // namespace vitaccel
 
@@ -208,6 +259,12 @@ TOP_INSTRUCTIONS:
             status = run_ae(dw, act_in, act_out, wgt, wconst, mem_bytes);
         } else if (dw[W_OP] == OP_ATTENTION) {
             status = run_attention(dw, act_in, act_out, idx, mask, wgt, wconst, mem_bytes);
+        } else if (dw[W_OP] == OP_LAYERNORM) {
+            status = run_layernorm(dw, act_in, act_out, wconst, mem_bytes);
+        } else if (dw[W_OP] == OP_ADD) {
+            status = run_add(dw, act_in, act_out, mem_bytes);
+        } else if (dw[W_OP] == OP_LUT) {
+            status = run_lut(dw, act_in, act_out, wgt, mem_bytes);
         } else {
             status = ERR_OP;
         }
@@ -224,7 +281,8 @@ extern "C" int vitcod_desc_layout(int32_t* out, int n) {
     using namespace vitaccel::isa::vitcod;
     // The order of Isa.layout() in vitaccel/sim/isa.py: DESC_WORDS, the opcodes, the header words, each
     // operation's words, the extra constants.
-    const int32_t v[] = {DESC_WORDS, OP_NOP,   OP_GEMM,   OP_AE_MIX, OP_ATTENTION, W_OP,     W_FLAGS,  G_M,
+    const int32_t v[] = {DESC_WORDS, OP_NOP,   OP_GEMM,   OP_AE_MIX, OP_ATTENTION, OP_LAYERNORM, OP_ADD, OP_LUT,
+                         W_OP,     W_FLAGS,  G_M,
                          G_K,        G_O,      G_X,       G_W,       G_BIAS,       G_MULT,   G_SHIFT,  G_Y,
                          E_HIN,      E_C,      E_N,       E_D,       E_X,          E_X_HS,   E_X_NS,   E_W,
                          E_B,        E_MULT,   E_SHIFT,   E_Y,       E_Y_HS,       E_Y_NS,   A_H,      A_N,
@@ -232,7 +290,9 @@ extern "C" int vitcod_desc_layout(int32_t* out, int n) {
                          A_V,        A_V_HS,   A_V_NS,    A_O,       A_O_HS,       A_O_NS,   A_MASK,   A_ORDER,
                          A_COLPTR,   A_HEADPTR, A_ROWIDX, A_M_EXP,   A_S_EXP,      A_M_OUT,  A_S_OUT,  A_DQ_W,
                          A_DQ_B,     A_DQ_M,   A_DQ_S,    A_DK_W,    A_DK_B,       A_DK_M,   A_DK_S,   A_N_GLOBAL,
-                         NGLOBAL_SLOTS};
+                         L_ROWS,     L_D,      L_X,       L_G,       L_B,          L_SHIFT,  L_EPS,    L_Y,
+                         R_N,        R_A,      R_A_BITS,  R_MA,      R_B,          R_B_BITS, R_MB,     R_SHIFT,
+                         R_Y,        R_Y_BITS, T_N,       T_X,       T_TABLE,      T_Y,      NGLOBAL_SLOTS};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
     return count;

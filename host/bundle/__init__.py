@@ -16,7 +16,7 @@ The random test bundle lives outside the runtime, in ``vitaccel.testing.random_b
 NumPy and the standard library only: this package runs on a PYNQ board, without torch.
 """
 from vitaccel.host.bundle.schema import (
-    DTYPES, FORMAT_VERSION, META_SCHEMA, METHOD_CHECKS, METHOD_GROUPS, METHODS, TENSOR_SCHEMA, BundleError,
+    DTYPES, FORMAT_VERSION, INT_MODEL_VERSION, META_SCHEMA, METHOD_CHECKS, METHOD_GROUPS, METHODS, TENSOR_SCHEMA, BundleError,
     LayerCheck, MetaField, ModelDims, TensorSpec, register_layer_check,
 )
 from vitaccel.host.bundle.inmemory import Bundle
@@ -31,6 +31,7 @@ from vitaccel.host.bundle import revit  # noqa: F401  (registers ReViT's checks 
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "INT_MODEL_VERSION",
     "ALIGN",
     "MAX_HEADER_BYTES",
     "DTYPES",

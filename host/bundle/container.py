@@ -159,7 +159,11 @@ def _write_stream(f: BinaryIO, meta: Any, items: List[Tuple[str, np.ndarray]],
 
 
 def _ordered_items(bundle: Bundle) -> List[Tuple[str, np.ndarray]]:
+    # Validated as the version it is written as: an older bundle that the current format no longer accepts
+    # (a dense or vitcod one without the integer model) is refused instead of written invalid.
     names = _validate(bundle.meta, bundle.tensors)
+    if bundle.meta.get("format_version") != FORMAT_VERSION:
+        names = _validate({**bundle.meta, "format_version": FORMAT_VERSION}, bundle.tensors)
     return [(n, bundle.tensors[n]) for n in names]
 
 
@@ -172,14 +176,14 @@ def bundle_to_bytes(bundle: Bundle) -> bytes:
 
 
 def write_bundle(path: Union[str, os.PathLike], bundle: Bundle) -> Path:
-    """Validate ``bundle``, then write it to ``path`` atomically (format version 2); return the path.
+    """Validate ``bundle``, then write it to ``path`` atomically (format version 3); return the path.
 
     Validation runs first (an invalid bundle raises :class:`BundleError` and nothing is written). The file
     is written by :func:`vitaccel.fileio.atomic_write`: a unique temporary file in the same directory,
     flushed and fsynced, ``os.replace``d onto ``path``, the directory fsynced; a crash leaves either the
     old file or the new one under ``path``, never a half bundle, concurrent writers do not collide, and
-    temporary files left by killed writers are removed by the next write. A bundle read from a version-1
-    file is written as version 2 (``meta.format_version`` follows).
+    temporary files left by killed writers are removed by the next write. A bundle read from an older
+    file is written as the current version (``meta.format_version`` follows) if it is valid as one.
     """
     items = _ordered_items(bundle)
     meta = {**bundle.meta, "format_version": FORMAT_VERSION}

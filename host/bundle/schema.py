@@ -25,6 +25,7 @@ from vitaccel.safetext import lone_surrogate, printable
 __all__ = [
     "FORMAT_VERSION",
     "READ_VERSIONS",
+    "INT_MODEL_VERSION",
     "DTYPES",
     "CONFIG_NAME_RE",
     "config_name_problem",
@@ -49,11 +50,15 @@ __all__ = [
     "register_layer_check",
 ]
 
-#: The version the writer writes. 2: a trailing sha256 covers the whole file, header included (1: only the
-#: data section, by ``data_sha256`` in the header).
-FORMAT_VERSION = 2
-#: The versions the loader reads.
-READ_VERSIONS = (1, 2)
+#: The version the writer writes. 3: the integer whole model (the ``int`` tensor group: LayerNorm, GELU,
+#: residual, patch-embedding and head parameters for the accelerator; required for ``vitcod`` and ``dense``).
+#: 2: a trailing sha256 covers the whole file, header included (1: only the data section, by
+#: ``data_sha256`` in the header).
+FORMAT_VERSION = 3
+#: The versions the loader reads (a ``vitcod``/``dense`` bundle before 3 is refused: it has no integer model).
+READ_VERSIONS = (1, 2, 3)
+#: The first version whose ``vitcod``/``dense`` bundles carry the integer whole model.
+INT_MODEL_VERSION = 3
 _MAX_JSON_DEPTH = 32
 _INT64_MAX = (1 << 63) - 1
 
@@ -416,6 +421,48 @@ def _ae(which: str) -> Tuple[TensorSpec, ...]:
     )
 
 
+def _int_linear(name: str, out: str, inp: str, doc: str) -> Tuple[TensorSpec, ...]:
+    return (
+        TensorSpec(f"int.{name}.weight", "int8", (out, inp), "int", None, f"{doc}: int8 weight (out, in)"),
+        TensorSpec(f"int.{name}.bias", "int32", (out,), "int", "bias", f"{doc}: int32 bias, |b| < 2^30"),
+        TensorSpec(f"int.{name}.mult", "int32", (out,), "int", "mult", f"{doc}: requant multiplier [0, 2^31)"),
+        TensorSpec(f"int.{name}.shift", "int32", (out,), "int", "shift", f"{doc}: requant shift [0, 63]"),
+        TensorSpec(f"int.{name}.out_scale", "float32", (), "int", "scale", f"{doc}: output scale (int8)"),
+    )
+
+
+def _int_norm(name: str, doc: str) -> Tuple[TensorSpec, ...]:
+    return (
+        TensorSpec(f"int.{name}.g", "int32", ("D",), "int", None, f"{doc}: integer gamma (NUMERICS.md layernorm)"),
+        TensorSpec(f"int.{name}.b", "int32", ("D",), "int", None, f"{doc}: integer beta"),
+        TensorSpec(f"int.{name}.ln", "int32", (2,), "int", "ln", f"{doc}: [shift S in [16, 62], eps >= 0]"),
+    )
+
+
+#: The integer whole model (group ``int``, format 3): what the accelerator runs from the int8 image to the
+#: int8 logits. The float tensors beside them are the float reference the integer ones were made from.
+INT_GLOBAL_TENSORS: Tuple[TensorSpec, ...] = (
+    TensorSpec("int.input.scale", "float32", (), "int", "scale", "image quantisation: x8 = clip(rint(x / scale))"),
+    *_int_linear("patch", "D", "CPP", "patch embedding as a GEMM over (c, py, px)-flattened patches"),
+    TensorSpec("int.tokens.value", "int16", ("N", "D"), "int", None,
+               "CLS token + position embedding (row 0) and the position embedding (rows 1..), int16"),
+    TensorSpec("int.tokens.scale", "float32", (), "int", "scale", "scale of int.tokens.value"),
+    TensorSpec("int.tokens.add", "int32", (3,), "int", "add",
+               "x0 = add(patch out, tokens): [ma, mb, shift] (NUMERICS.md add)"),
+    TensorSpec("int.res_scale", "float32", (), "int", "scale", "scale of the int16 residual stream x0"),
+    *_int_norm("norm", "final LayerNorm (CLS rows)"),
+    *_int_linear("head", "K", "D", "classifier"),
+)
+
+INT_LAYER_TENSORS: Tuple[TensorSpec, ...] = (
+    *_int_norm("norm1", "LayerNorm before attention"),
+    TensorSpec("int.add1", "int32", (3,), "int", "add", "x = add(x, proj out): [ma, mb, shift], int16 out"),
+    *_int_norm("norm2", "LayerNorm before the MLP"),
+    TensorSpec("int.gelu", "int8", (256,), "int", None, "GELU table: fc1 out (int8) -> fc2 in (int8)"),
+    TensorSpec("int.add2", "int32", (3,), "int", "add", "x = add(x, fc2 out): [ma, mb, shift], int16 out"),
+    TensorSpec("int.res_scale", "float32", (2,), "int", "scale", "residual stream scales after add1, add2"),
+)
+
 GLOBAL_TENSORS: Tuple[TensorSpec, ...] = (
     TensorSpec("patch_embed.weight", "float32", ("D", "C", "P", "P"), "global", "finite", "patch conv (host, float)"),
     TensorSpec("patch_embed.bias", "float32", ("D",), "global", "finite", "patch conv bias"),
@@ -425,6 +472,7 @@ GLOBAL_TENSORS: Tuple[TensorSpec, ...] = (
     TensorSpec("norm.bias", "float32", ("D",), "global", "finite", "final LayerNorm"),
     TensorSpec("head.weight", "float32", ("K", "D"), "global", "finite", "classifier (host, float)"),
     TensorSpec("head.bias", "float32", ("K",), "global", "finite", "classifier bias"),
+    *INT_GLOBAL_TENSORS,
 )
 
 LAYER_TENSORS: Tuple[TensorSpec, ...] = (
@@ -463,6 +511,7 @@ LAYER_TENSORS: Tuple[TensorSpec, ...] = (
     # ReViT semantic hierarchical pruning after this layer's attention; 2^16 (ratio 1) = not pruned.
     TensorSpec("prune.keep_groups", "int32", (), "lsh", "q16", "kept share of non-empty groups, Q16"),
     TensorSpec("prune.keep_patches", "int32", (), "lsh", "q16", "kept share of each kept group's patches, Q16"),
+    *INT_LAYER_TENSORS,
 )
 
 #: All tensor specs of schema v1: ``global`` ones by full name, the rest per layer.
@@ -473,10 +522,13 @@ _LAYER_POS = {s.name: i for i, s in enumerate(LAYER_TENSORS)}
 
 #: Per method, each optional tensor group: "required", "optional" or "forbidden".
 METHOD_GROUPS: Dict[str, Dict[str, str]] = {
-    "vitcod": {"attn_sparse": "required", "ae": "optional", "lsh": "forbidden"},
-    "revit": {"attn_sparse": "optional", "ae": "forbidden", "lsh": "required"},
-    "dense": {"attn_sparse": "optional", "ae": "forbidden", "lsh": "forbidden"},
+    # ``int`` is required from INT_MODEL_VERSION on (older files load, and say they need re-exporting).
+    "vitcod": {"attn_sparse": "required", "ae": "optional", "lsh": "forbidden", "int": "required"},
+    "revit": {"attn_sparse": "optional", "ae": "forbidden", "lsh": "required", "int": "optional"},
+    "dense": {"attn_sparse": "optional", "ae": "forbidden", "lsh": "forbidden", "int": "required"},
 }
+#: Groups with global tensors too (the rest are per layer only).
+GLOBAL_GROUPS = ("int",)
 #: Meta key that must be present exactly when a group is (dotted, under meta).
 _GROUP_META = {"ae": ("model", "ae_heads"), "lsh": ("groups", None)}
 _LAYER_NAME = re.compile(r"layers\.(0|[1-9][0-9]{0,5})\.(.+)")
@@ -528,6 +580,23 @@ def _finite_check(positive: bool) -> _Check:
     return check
 
 
+def _ln_check(a: np.ndarray) -> Optional[str]:
+    if not 16 <= int(a[0]) <= 62:
+        return f"expected a LayerNorm shift in [16, 62] at index [0], found {int(a[0])}"
+    if int(a[1]) < 0:
+        return f"expected eps >= 0 at index [1], found {int(a[1])}"
+    return None
+
+
+def _add_check(a: np.ndarray) -> Optional[str]:
+    for i in (0, 1):
+        if not 0 <= int(a[i]) < MULT_LIMIT:
+            return f"expected a multiplier in [0, 2^31) at index [{i}], found {int(a[i])}"
+    if not 0 <= int(a[2]) <= 62:
+        return f"expected a shift in [0, 62] at index [2], found {int(a[2])}"
+    return None
+
+
 #: Value rules by name: each returns None or "expected ..., found ..." for an array of the right dtype.
 _VALUE_CHECKS: Dict[str, _Check] = {
     "finite": _finite_check(False),
@@ -539,6 +608,8 @@ _VALUE_CHECKS: Dict[str, _Check] = {
     "n_global": _range_check(0, "N", "a count in [0, N]"),
     "nonneg": _range_check(0, None, "non-negative offsets"),
     "q16": _range_check(1, 1 << 16, "a Q16 ratio in [1, 65536] (ratio * 2^16)"),
+    "ln": lambda a, dims: _ln_check(a),
+    "add": lambda a, dims: _add_check(a),
 }
 
 
@@ -546,7 +617,7 @@ def _dims_table(d: ModelDims, meta: Mapping[str, Any]) -> Dict[str, int]:
     dims = {
         "D": d.embed_dim, "C": d.in_chans, "P": d.patch_size, "N": d.num_tokens, "H": d.num_heads,
         "K": d.num_classes, "M": d.mlp_dim, "3D": 3 * d.embed_dim, "N+1": d.num_tokens + 1,
-        "N-1": d.num_tokens - 1, "H+1": d.num_heads + 1,
+        "N-1": d.num_tokens - 1, "H+1": d.num_heads + 1, "CPP": d.in_chans * d.patch_size ** 2,
     }
     if d.ae_heads is not None:
         dims["Hc"] = d.ae_heads

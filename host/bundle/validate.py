@@ -17,7 +17,7 @@ from vitaccel.host.bundle.inmemory import Bundle
 from vitaccel.host.bundle.schema import (
     _GLOBAL_SPEC, _GROUP_META, _LAYER_NAME, _LAYER_POS, _LAYER_SPEC, _VALUE_CHECKS, DTYPES, GLOBAL_TENSORS,
     LAYER_TENSORS, META_SCHEMA, METHOD_CHECKS, METHOD_GROUPS, ModelDims, TensorSpec, _check_meta_object,
-    _dims_table, _fail, _first_index, _where, config_name_problem,
+    _dims_table, _fail, _first_index, _where, config_name_problem, INT_MODEL_VERSION,
 )
 
 __all__ = ["validate_bundle", "check_config", "check_limits", "resolve_config"]
@@ -111,12 +111,14 @@ def check_config(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any
 def _classify_names(names: Iterable[str], depth: int) -> Tuple[Dict[str, Tuple[int, TensorSpec]], Dict[str, bool]]:
     """Map every name to (layer or -1, spec); reject unknown names. Return also which groups appear."""
     out: Dict[str, Tuple[int, TensorSpec]] = {}
-    present = {"attn_sparse": False, "ae": False, "lsh": False}
+    present = {"attn_sparse": False, "ae": False, "lsh": False, "int": False}
     for name in names:
         if not isinstance(name, str):
             raise _fail("tensors", f"expected string tensor names, found {name!r}")
         if name in _GLOBAL_SPEC:
             out[name] = (-1, _GLOBAL_SPEC[name])
+            if _GLOBAL_SPEC[name].group in present:
+                present[_GLOBAL_SPEC[name].group] = True
             continue
         m = _LAYER_NAME.fullmatch(name)
         if m is None or m.group(2) not in _LAYER_SPEC:
@@ -133,7 +135,7 @@ def _classify_names(names: Iterable[str], depth: int) -> Tuple[Dict[str, Tuple[i
 
 def _expected_names(depth: int, groups: Mapping[str, bool]) -> List[Tuple[str, TensorSpec]]:
     """Every tensor a bundle with these groups must hold, in canonical (file) order."""
-    names = [(s.name, s) for s in GLOBAL_TENSORS]
+    names = [(s.name, s) for s in GLOBAL_TENSORS if s.group == "global" or groups.get(s.group, False)]
     for i in range(depth):
         for s in LAYER_TENSORS:
             if s.group == "layer" or groups.get(s.group, False):
@@ -173,9 +175,17 @@ def _validate(meta: Any, tensors: Any, expect_config: Any = None) -> List[str]:
     classified, present = _classify_names(tensors.keys(), d.depth)
     method = meta["method"]
     groups: Dict[str, bool] = {}
+    old = int(meta["format_version"]) < INT_MODEL_VERSION
     for group, rule in METHOD_GROUPS[method].items():
+        if group == "int" and old:
+            if present["int"]:
+                raise _fail(next(n for n, (_, spec) in classified.items() if spec.group == "int"),
+                            f"integer-model tensors need format_version >= {INT_MODEL_VERSION}, the bundle says "
+                            f"{meta['format_version']}")
+            if rule == "required":
+                rule = "optional"   # an old file still loads; compiling it says to re-export (int_model_problem)
         if rule == "forbidden" and present[group]:
-            bad = min(((i, _LAYER_POS[spec.name], n) for n, (i, spec) in classified.items()
+            bad = min(((i, _LAYER_POS.get(spec.name, -1), n) for n, (i, spec) in classified.items()
                        if spec.group == group))[2]
             raise _fail(bad, f"method {method!r} has no {group} tensors (allowed for: "
                              f"{', '.join(m for m, g in METHOD_GROUPS.items() if g[group] != 'forbidden')})")

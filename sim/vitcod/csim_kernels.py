@@ -388,6 +388,21 @@ class CsimKernels(Kernels):
     def mix_heads(self, x, weight, bias, mult, shift):
         return csim_mix_heads(x, weight, bias, mult, shift, config=self.config)
 
+    def layernorm(self, x16, g, b, shift, eps):
+        from vitaccel.sim.common.csim_vector import csim_layernorm
+
+        return csim_layernorm(x16, g, b, shift, eps, self.config)
+
+    def add(self, a, ma, b, mb, shift, out_bits):
+        from vitaccel.sim.common.csim_vector import csim_add
+
+        return csim_add(a, ma, b, mb, shift, out_bits, self.config)
+
+    def lut(self, x8, table):
+        from vitaccel.sim.common.csim_vector import csim_lut
+
+        return csim_lut(x8, table, self.config)
+
     def attention(self, q, k, v, plan, m_exp, s_exp, m_out, s_out):
         out = np.empty_like(np.asarray(q))
         for sl, qi, ki, vi in _per_image(q, k, v, plan):
@@ -396,6 +411,10 @@ class CsimKernels(Kernels):
 
 
 class CsimTopKernels(Kernels):
+    layernorm = CsimKernels.layernorm   # the vector kernels' C API (their own top tests are test_sim_top's)
+    add = CsimKernels.add
+    lut = CsimKernels.lut
+
     """Every kernel through the accelerator's top-level function: operands laid out in an emulated DRAM window,
     one descriptor, ``vitcod_top`` (the path a bitstream takes, minus the AXI transactions)."""
 

@@ -16,7 +16,9 @@ from vitaccel.sim.vitcod.isa import ISA
 from vitaccel.sim.window import Dram
 
 __all__ = [
-    "DESC_WORDS", "OP_NOP", "OP_GEMM", "OP_AE_MIX", "OP_ATTENTION", "GEMM_WORDS", "AE_WORDS", "ATT_WORDS",
+    "DESC_WORDS", "OP_NOP", "OP_GEMM", "OP_AE_MIX", "OP_ATTENTION", "OP_LAYERNORM", "OP_ADD", "OP_LUT",
+    "GEMM_WORDS", "AE_WORDS", "ATT_WORDS", "LN_WORDS", "ADD_WORDS", "LUT_WORDS", "layernorm_descriptor",
+    "add_descriptor", "lut_descriptor",
     "DESC_LAYOUT", "STATUS_CODES", "status_message", "pack_mask_bits", "Dram", "gemm_descriptor",
     "ae_descriptor", "attention_descriptor",
 ]
@@ -29,6 +31,10 @@ W_OP, W_FLAGS = (w for _, w in HEADER_WORDS)
 GEMM_WORDS = ISA.words("GEMM")
 AE_WORDS = ISA.words("AE_MIX")
 ATT_WORDS = ISA.words("ATTENTION")
+OP_LAYERNORM, OP_ADD, OP_LUT = (ISA.opcode(o) for o in ("LAYERNORM", "ADD", "LUT"))
+LN_WORDS = ISA.words("LAYERNORM")
+ADD_WORDS = ISA.words("ADD")
+LUT_WORDS = ISA.words("LUT")
 
 #: Every constant of the layout, in the order ``vitcod_desc_layout`` (vitcod_top.cpp) reports them.
 DESC_LAYOUT: Tuple[Tuple[str, int], ...] = ISA.layout()
@@ -100,3 +106,20 @@ def attention_descriptor(*, H: int, N: int, d: int, n_global: Sequence[int], q: 
     packed = np.array([g | (x << 16) for g, x in zip(ng, sl)], np.int64)
     d_[ATT_WORDS["n_global"]:ATT_WORDS["n_global"] + H] = (packed & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
     return d_
+
+
+def layernorm_descriptor(*, rows: int, D: int, x: int, g: int, b: int, shift: int, eps: int, y: int) -> np.ndarray:
+    """OP_LAYERNORM: x int16 (rows, D), g / b int32 (D,), y int8 (rows, D); NUMERICS.md layernorm."""
+    return _desc(OP_LAYERNORM, LN_WORDS, dict(rows=rows, D=D, x=x, g=g, b=b, shift=shift, eps=eps, y=y))
+
+
+def add_descriptor(*, n: int, a: int, a_bits: int, ma: int, b: int, b_bits: int, mb: int, shift: int, y: int,
+                   y_bits: int) -> np.ndarray:
+    """OP_ADD: ``y = clip((a ma + b mb + 2^(shift-1)) >> shift)`` over ``n`` elements of the given widths."""
+    return _desc(OP_ADD, ADD_WORDS, dict(n=n, a=a, a_bits=a_bits, ma=ma, b=b, b_bits=b_bits, mb=mb, shift=shift,
+                                         y=y, y_bits=y_bits))
+
+
+def lut_descriptor(*, n: int, x: int, table: int, y: int) -> np.ndarray:
+    """OP_LUT: ``y = table[x + 128]`` over ``n`` int8 elements, the table int8 (256,)."""
+    return _desc(OP_LUT, LUT_WORDS, dict(n=n, x=x, table=table, y=y))

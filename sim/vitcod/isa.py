@@ -6,7 +6,7 @@ include) and the status table of ``hls/vitcod/DESCRIPTOR.md`` from :data:`ISA`; 
 """
 from __future__ import annotations
 
-from vitaccel.sim.isa import DISPATCH_STATUS, GEMM_OP, GEMM_STATUS, Isa, Op, Status
+from vitaccel.sim.isa import DISPATCH_STATUS, GEMM_OP, GEMM_STATUS, VECTOR_OPS, VECTOR_STATUS, Isa, Op, Status
 
 __all__ = ["ISA", "N_GLOBAL_WORD"]
 
@@ -30,8 +30,9 @@ ISA = Isa(
                                  ("m_out", 25), ("s_out", 26), ("dq_w", 27), ("dq_b", 28), ("dq_m", 29),
                                  ("dq_s", 30), ("dk_w", 31), ("dk_b", 32), ("dk_m", 33), ("dk_s", 34),
                                  ("n_global", N_GLOBAL_WORD))),
+        *VECTOR_OPS,
     ),
-    status=DISPATCH_STATUS + GEMM_STATUS + (
+    status=DISPATCH_STATUS + GEMM_STATUS + VECTOR_STATUS + (
         Status(0x201, "AE_ERR_DIMS", "AE", "H_in, C, N or d out of `[1, MAX_*]`"),
         Status(0x202, "AE_ERR_QUANT", "AE", "multiplier or shift out of range"),
         Status(0x301, "ATT_ERR_DIMS", "attention", "H, N, d out of `[1, MAX_*]`, or Hc outside [0, H]"),

@@ -1,11 +1,14 @@
 """A whole model on the simulator: a bundle and an image batch in, logits and a cycle report out.
 
 The bundle is first turned into a :class:`Program` (per-layer kernel arguments and fixed sparsity
-plans, computed once), then run image batch by image batch: float glue on the host (``glue.py``) and the
-int8 kernels through a :class:`Kernels` object. :class:`SimKernels` is the NumPy implementation; a
-C-simulation or a board backend provides the same four methods, which is how every backend runs the same
-program and returns the same bits. Cycles do not depend on the image (the masks are fixed), so the report
-is computed once per program.
+plans, computed once), then run image batch by image batch, integer from the int8 image to the int8
+logits (KERNELS.md, "The integer model graph"): the host quantises the images
+(:func:`vitaccel.sim.common.intmodel.quantize_images`), every step after that is an integer kernel through a
+:class:`Kernels` object, and the host dequantises the logits. :class:`SimKernels` is the NumPy
+implementation; a C-simulation provides the same methods, which is how every backend runs the same
+program and returns the same bits. :func:`forward_int` is the functional model of the one accelerator
+start the host compiler emits per batch (``vitaccel.host.vitcod.program``). Cycles do not depend on the
+image (the masks are fixed), so the report is computed once per program.
 
 The bundle is taken duck-typed (``.model``, ``.depth``, ``.layer(i)``, ``.globals()``, ``.has(group)``), so
 this module does not import the host package; ``vitaccel.host.bundle.Bundle`` is what callers pass.
@@ -13,27 +16,29 @@ this module does not import the host package; ``vitaccel.host.bundle.Bundle`` is
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
-from vitaccel.sim import glue
 from vitaccel.sim import numerics as nx
+from vitaccel.sim.common import intmodel as im
+from vitaccel.sim.common.eltwise import add_cycles, add_requant, lut_cycles, lut_int8
+from vitaccel.sim.common.gemm import gemm, gemm_cycles
+from vitaccel.sim.common.layernorm import layernorm_cycles, layernorm_int
+from vitaccel.sim.report import Report
 from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles
 from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, mix_heads
-from vitaccel.sim.common.gemm import gemm, gemm_cycles
-from vitaccel.sim.quant import dequantize, quantize
-from vitaccel.sim.report import Report
 
-__all__ = ["Kernels", "SimKernels", "Segments", "KernelSegments", "LayerProgram", "Program", "ModelResult", "compile_program", "run_model"]
+__all__ = ["Kernels", "SimKernels", "Norm", "Linear", "LayerProgram", "Program", "ModelResult", "compile_program",
+           "forward", "forward_int", "forward_batched", "prepare_input", "run_model", "program_cycles",
+           "model_baselines", "LINEARS", "int_model_problem"]
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 
 
 class Kernels:
-    """What a backend must run: the int8 kernels of KERNELS.md. Every method returns int8."""
+    """What a backend must run: the integer kernels of KERNELS.md."""
 
     name = "abstract"
 
@@ -44,6 +49,15 @@ class Kernels:
         raise NotImplementedError
 
     def attention(self, q, k, v, plan: SparsePlan, m_exp: int, s_exp: int, m_out: int, s_out: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def layernorm(self, x16, g, b, shift: int, eps: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def add(self, a, ma: int, b, mb: int, shift: int, out_bits: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def lut(self, x8, table) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -66,13 +80,58 @@ class SimKernels(Kernels):
         p = nx.softmax(s, mask, m_exp, s_exp)
         return nx.requantize(nx.matmul_int(p, v), m_out, s_out)
 
+    def layernorm(self, x16, g, b, shift, eps):
+        return layernorm_int(x16, g, b, shift, eps)
+
+    def add(self, a, ma, b, mb, shift, out_bits):
+        return add_requant(a, ma, b, mb, shift, out_bits)
+
+    def lut(self, x8, table):
+        return lut_int8(x8, table)
+
+
+@dataclasses.dataclass(frozen=True)
+class Norm:
+    """An integer LayerNorm's operands (NUMERICS.md layernorm)."""
+
+    g: np.ndarray
+    b: np.ndarray
+    shift: int
+    eps: int
+
+    @classmethod
+    def from_tensors(cls, t: Dict[str, np.ndarray], prefix: str) -> "Norm":
+        ln = t[prefix + ".ln"]
+        return cls(t[prefix + ".g"], t[prefix + ".b"], int(ln[0]), int(ln[1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear:
+    """A GEMM's operands; ``out_scale`` is what its int8 output means (reports, dequantisation)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    mult: np.ndarray
+    shift: np.ndarray
+    out_scale: float
+
+    @classmethod
+    def from_tensors(cls, t: Dict[str, np.ndarray], prefix: str) -> "Linear":
+        o = t[prefix + ".weight"].shape[0]
+        per = lambda a: np.ascontiguousarray(np.broadcast_to(np.asarray(a, np.int32), (o,)))  # noqa: E731
+        return cls(np.ascontiguousarray(t[prefix + ".weight"], np.int8), per(t[prefix + ".bias"]),
+                   per(t[prefix + ".mult"]), per(t[prefix + ".shift"]), float(t[prefix + ".out_scale"]))
+
 
 @dataclasses.dataclass
 class LayerProgram:
     index: int
-    linears: Dict[str, Dict[str, np.ndarray]]   # name -> weight, bias, mult, shift, in_scale, out_scale
-    norm1: tuple
-    norm2: tuple
+    linears: Dict[str, Linear]                   # qkv, proj, fc1, fc2
+    norm1: Norm
+    norm2: Norm
+    add1: tuple                                  # (ma, mb, shift): x + proj out -> int16
+    add2: tuple                                  # (ma, mb, shift): x + fc2 out -> int16
+    gelu: np.ndarray                             # int8 (256,)
     plan: SparsePlan
     softmax: tuple                               # (m_exp, s_exp)
     attn_out: tuple                              # (m_out, s_out)
@@ -81,12 +140,17 @@ class LayerProgram:
 
 @dataclasses.dataclass
 class Program:
-    """Everything the kernels and the glue need, unpacked from a bundle once."""
+    """Everything the kernels need, unpacked from a bundle once."""
 
     dims: Any
-    globals: Dict[str, np.ndarray]
     layers: List[LayerProgram]
     config: HardwareConfig
+    input_scale: float                           # the host's image quantisation
+    patch: Linear                                # (D, C P P)
+    tokens: np.ndarray                           # int16 (N, D): CLS + pos (row 0), pos (rows 1..)
+    tokens_add: tuple                            # (ma, mb, shift)
+    norm: Norm                                   # final LayerNorm (CLS rows)
+    head: Linear
 
     @property
     def heads(self) -> int:
@@ -103,6 +167,20 @@ def _ae_params(t: Dict[str, np.ndarray], which: str) -> AEParams:
                     t[p + "dec_weight"], t[p + "dec_bias"], int(t[p + "dec_mult"]), int(t[p + "dec_shift"]))
 
 
+def int_model_problem(bundle) -> Optional[str]:
+    """Why ``bundle`` cannot run on the accelerator's integer model, or None."""
+    if not bundle.has("int"):
+        return (f"this bundle (format version {bundle.format_version}) has no integer whole model (the 'int' "
+                f"tensors: LayerNorm, GELU, residual, patch-embedding and head parameters), which the accelerator "
+                f"needs since format version 3; export it again from its checkpoint (vitaccel prune, or "
+                f"vitaccel.models.export.export_bundle)")
+    return None
+
+
+def _add3(a) -> tuple:
+    return tuple(int(v) for v in np.asarray(a))
+
+
 def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     """Unpack a (validated) bundle into per-layer kernel arguments and sparsity plans."""
     # ``config`` comes from the caller (a name, a path, a config); the bundle's own config is resolved as a
@@ -111,6 +189,9 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     if bundle.method == "revit":
         raise NotImplementedError("ReViT bundles need the ReViT kernels (LSH groups, differential attention), "
                                   "which the simulator does not have yet")
+    problem = int_model_problem(bundle)
+    if problem:
+        raise ValueError(problem)
     dims = bundle.model
     n, h = dims.num_tokens, dims.num_heads
     sparse = bundle.has("attn_sparse")
@@ -118,8 +199,7 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     layers = []
     for i in range(bundle.depth):
         t = bundle.layer(i)
-        lin = {name: {k: t[f"{name}.{k}"] for k in ("weight", "bias", "mult", "shift", "in_scale", "out_scale")}
-               for name in LINEARS}
+        lin = {name: Linear.from_tensors(t, name) for name in LINEARS}
         if sparse:
             plan = SparsePlan.from_mask(np.asarray(t["attn.mask"]), np.asarray(t["attn.order"]),
                                         np.asarray(t["attn.n_global"]))
@@ -127,37 +207,65 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
             plan = SparsePlan.from_mask(np.ones((h, n, n), dtype=bool), np.tile(np.arange(n, dtype=np.int32), (h, 1)),
                                         np.full(h, n, dtype=np.int32))
         layers.append(LayerProgram(
-            i, lin, (t["norm1.weight"], t["norm1.bias"]), (t["norm2.weight"], t["norm2.bias"]), plan,
+            i, lin, Norm.from_tensors(t, "int.norm1"), Norm.from_tensors(t, "int.norm2"), _add3(t["int.add1"]),
+            _add3(t["int.add2"]), np.asarray(t["int.gelu"], np.int8), plan,
             (int(t["attn.softmax_mult"]), int(t["attn.softmax_shift"])),
             (int(t["attn.out_mult"]), int(t["attn.out_shift"])),
             (_ae_params(t, "q"), _ae_params(t, "k")) if with_ae else None))
-    return Program(dims, bundle.globals(), layers, cfg)
+    g = bundle.globals()
+    return Program(dims, layers, cfg, float(g["int.input.scale"]), Linear.from_tensors(g, "int.patch"),
+                   np.ascontiguousarray(g["int.tokens.value"], np.int16), _add3(g["int.tokens.add"]),
+                   Norm.from_tensors(g, "int.norm"), Linear.from_tensors(g, "int.head"))
+
+
+# -- cycles ------------------------------------------------------------------------------------------------
+
+def _embed_kernels(prog: Program) -> List:
+    cfg, dims = prog.config, prog.dims
+    n, dm = dims.num_tokens, dims.embed_dim
+    k = prog.patch.weight.shape[1]
+    return [gemm_cycles(cfg, n - 1, k, dm, name="patch_embed"),
+            add_cycles(cfg, n * dm, a_bytes=1, b_bytes=2, out_bits=16, name="tokens")]
+
+
+def _head_kernels(prog: Program) -> List:
+    cfg, dims = prog.config, prog.dims
+    return [layernorm_cycles(cfg, 1, dims.embed_dim, name="norm"),
+            gemm_cycles(cfg, 1, dims.embed_dim, dims.num_classes, name="head")]
 
 
 def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: bool = True) -> List:
     """One layer's kernel reports in the order the accelerator runs them for one image (the host's
-    descriptor program, ``vitaccel.host.vitcod.program``): qkv, the AE encoder on Q and on K, attention, proj,
-    fc1, fc2. ``attention`` replaces the attention report (baselines); ``with_ae=False`` drops the encoder."""
+    descriptor program, ``vitaccel.host.vitcod.program``): LayerNorm, qkv, the AE encoder on Q and on K,
+    attention, proj, the residual add, LayerNorm, fc1, GELU, fc2, the residual add. ``attention`` replaces
+    the attention report (baselines); ``with_ae=False`` drops the encoder."""
     cfg, dims = prog.config, prog.dims
-    n, d_model, h, d = dims.num_tokens, dims.embed_dim, dims.num_heads, prog.head_dim
+    n, d_model, h, d, mlp = dims.num_tokens, dims.embed_dim, dims.num_heads, prog.head_dim, dims.mlp_dim
     i = lp.index
     hc = lp.ae[0].compressed_heads if lp.ae else None
-    out = [gemm_cycles(cfg, n, d_model, 3 * d_model, name=f"layers.{i}.qkv", layer=i)]
+    out = [layernorm_cycles(cfg, n, d_model, name=f"layers.{i}.norm1", layer=i),
+           gemm_cycles(cfg, n, d_model, 3 * d_model, name=f"layers.{i}.qkv", layer=i)]
     if hc and with_ae:
         out += [ae_mix_cycles(cfg, h, hc, n, d, name=f"layers.{i}.ae_{w}", layer=i) for w in "qk"]
     out.append(attention if attention is not None else
                attention_cycles(cfg, lp.plan, d, compressed_heads=hc, name=f"layers.{i}.attn", layer=i))
     out += [gemm_cycles(cfg, n, d_model, d_model, name=f"layers.{i}.proj", layer=i),
-            gemm_cycles(cfg, n, d_model, dims.mlp_dim, name=f"layers.{i}.fc1", layer=i),
-            gemm_cycles(cfg, n, dims.mlp_dim, d_model, name=f"layers.{i}.fc2", layer=i)]
+            add_cycles(cfg, n * d_model, name=f"layers.{i}.add1", layer=i),
+            layernorm_cycles(cfg, n, d_model, name=f"layers.{i}.norm2", layer=i),
+            gemm_cycles(cfg, n, d_model, mlp, name=f"layers.{i}.fc1", layer=i),
+            lut_cycles(cfg, n * mlp, name=f"layers.{i}.gelu", layer=i),
+            gemm_cycles(cfg, n, mlp, d_model, name=f"layers.{i}.fc2", layer=i),
+            add_cycles(cfg, n * d_model, name=f"layers.{i}.add2", layer=i)]
     return out
 
 
 def program_cycles(prog: Program) -> Report:
-    """Cycles of one image through every kernel, layer by layer, in the accelerator's order."""
+    """Cycles of one image through every kernel, in the accelerator's order."""
     rep = Report(prog.config)
+    rep.kernels.extend(_embed_kernels(prog))
     for lp in prog.layers:
         rep.kernels.extend(_layer_kernels(prog, lp))
+    rep.kernels.extend(_head_kernels(prog))
     return rep
 
 
@@ -166,10 +274,8 @@ _NO_AE = ("vitcod_no_ae", "dense", "sanger", "pruning_only", "reordering_only")
 
 
 def model_baselines(prog: Program) -> Dict[str, Report]:
-    """The whole model on ViTCoD and each attention baseline (``attention_baselines``), GEMMs unchanged.
-
-    Side by side from one program, so ratios between them come from one run.
-    """
+    """The whole model on ViTCoD and each attention baseline (``attention_baselines``), every other kernel
+    unchanged. Side by side from one program, so ratios between them come from one run."""
     from vitaccel.sim.vitcod.api import attention_baselines
 
     out: Dict[str, Report] = {}
@@ -178,129 +284,129 @@ def model_baselines(prog: Program) -> Dict[str, Report]:
         alts = attention_baselines(lp.plan, prog.head_dim, config=prog.config, compressed_heads=hc, layer=lp.index)
         for name, rep in alts.items():
             r = out.setdefault(name, Report(prog.config))
+            if not r.kernels:
+                r.kernels.extend(_embed_kernels(prog))
             r.kernels.extend(_layer_kernels(prog, lp, attention=rep, with_ae=name not in _NO_AE))
+    for r in out.values():
+        r.kernels.extend(_head_kernels(prog))
     return out
 
 
-def _linear(kern: Kernels, x8: np.ndarray, lin: Dict[str, np.ndarray]) -> np.ndarray:
-    b, n, k = x8.shape
-    y = kern.gemm(x8.reshape(b * n, k), lin["weight"], lin["bias"], lin["mult"], lin["shift"])
-    return y.reshape(b, n, -1)
+# -- bits --------------------------------------------------------------------------------------------------
+
+def _gemm(kern: Kernels, x8: np.ndarray, lin: Linear) -> np.ndarray:
+    lead = x8.shape[:-1]
+    y = kern.gemm(x8.reshape(-1, x8.shape[-1]), lin.weight, lin.bias, lin.mult, lin.shift)
+    return y.reshape(*lead, -1)
 
 
-class Segments:
-    """What runs on the accelerator between two host glue steps of a block (KERNELS.md, "int8 model graph").
-
-    A backend implements these three; :func:`forward` does everything else, so the glue is one
-    implementation whichever backend runs the kernels. Inputs and outputs are int8 ``(B, N, features)``.
-    """
-
-    def attention_block(self, lp: LayerProgram, h8: np.ndarray) -> np.ndarray:
-        """qkv GEMM, AE (if any), attention, output projection: quantize(LN1(x)) in, proj out."""
-        raise NotImplementedError
-
-    def fc1(self, lp: LayerProgram, m8: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def fc2(self, lp: LayerProgram, g8: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-class KernelSegments(Segments):
-    """The segments from :class:`Kernels` calls (the simulator's functional models, or C-simulation)."""
-
-    def __init__(self, kern: Kernels, prog: "Program", trace: Optional[Dict[str, np.ndarray]] = None):
-        self.kern, self.prog, self.trace = kern, prog, trace
-
-    def attention_block(self, lp: LayerProgram, h8: np.ndarray) -> np.ndarray:
-        kern = self.kern
-        b, n, dm = h8.shape
-        h, d = self.prog.heads, self.prog.head_dim
-        L = lp.linears
-        qkv8 = _linear(kern, h8, L["qkv"])                                    # (B, N, 3D)
-        heads = qkv8.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)            # (3, B, H, N, d)
-        q, k, v = (np.ascontiguousarray(a.reshape(b * h, n, d)) for a in heads)
-        if lp.ae is not None:
-            def roundtrip(x8: np.ndarray, ae: AEParams) -> np.ndarray:
-                # The AE mixes heads of one image: (B*H, N, d) -> per image (H, N*d) through the kernels.
-                per = x8.reshape(b, h, n, d)
-                out = np.empty_like(per)
-                for j in range(b):
-                    enc = kern.mix_heads(per[j], ae.enc_weight, ae.enc_bias, ae.enc_mult, ae.enc_shift)
-                    out[j] = kern.mix_heads(enc, ae.dec_weight, ae.dec_bias, ae.dec_mult, ae.dec_shift)
-                return out.reshape(b * h, n, d)
-            q, k = roundtrip(q, lp.ae[0]), roundtrip(k, lp.ae[1])
-        a8 = kern.attention(q, k, v, lp.plan, *lp.softmax, *lp.attn_out)       # (B*H, N, d)
-        a8 = np.ascontiguousarray(a8.reshape(b, h, n, d).transpose(0, 2, 1, 3).reshape(b, n, dm))
-        p8 = _linear(kern, a8, L["proj"])
-        if self.trace is not None:
-            for key, val in (("qkv", qkv8), ("attn", a8), ("proj", p8)):
-                self.trace[f"layers.{lp.index}.{key}"] = val
-        return p8
-
-    def fc1(self, lp: LayerProgram, m8: np.ndarray) -> np.ndarray:
-        f8 = _linear(self.kern, m8, lp.linears["fc1"])
-        if self.trace is not None:
-            self.trace[f"layers.{lp.index}.fc1"] = f8
-        return f8
-
-    def fc2(self, lp: LayerProgram, g8: np.ndarray) -> np.ndarray:
-        o8 = _linear(self.kern, g8, lp.linears["fc2"])
-        if self.trace is not None:
-            self.trace[f"layers.{lp.index}.fc2"] = o8
-        return o8
+def _attention(kern: Kernels, prog: Program, lp: LayerProgram, h8: np.ndarray, trace) -> np.ndarray:
+    """qkv GEMM, AE (if any), attention, output projection: LayerNorm1's int8 rows in, proj's out."""
+    b, n, dm = h8.shape
+    h, d = prog.heads, prog.head_dim
+    qkv8 = _gemm(kern, h8, lp.linears["qkv"])                                  # (B, N, 3D)
+    heads = qkv8.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)                # (3, B, H, N, d)
+    q, k, v = (np.ascontiguousarray(a.reshape(b * h, n, d)) for a in heads)
+    if lp.ae is not None:
+        def roundtrip(x8: np.ndarray, ae: AEParams) -> np.ndarray:
+            # The AE mixes heads of one image: (B*H, N, d) -> per image (H, N*d) through the kernels.
+            per = x8.reshape(b, h, n, d)
+            out = np.empty_like(per)
+            for j in range(b):
+                enc = kern.mix_heads(per[j], ae.enc_weight, ae.enc_bias, ae.enc_mult, ae.enc_shift)
+                out[j] = kern.mix_heads(enc, ae.dec_weight, ae.dec_bias, ae.dec_mult, ae.dec_shift)
+            return out.reshape(b * h, n, d)
+        q, k = roundtrip(q, lp.ae[0]), roundtrip(k, lp.ae[1])
+    a8 = kern.attention(q, k, v, lp.plan, *lp.softmax, *lp.attn_out)           # (B*H, N, d)
+    a8 = np.ascontiguousarray(a8.reshape(b, h, n, d).transpose(0, 2, 1, 3).reshape(b, n, dm))
+    p8 = _gemm(kern, a8, lp.linears["proj"])
+    if trace is not None:
+        for key, val in (("qkv", qkv8), ("attn", a8), ("proj", p8)):
+            trace[f"layers.{lp.index}.{key}"] = val
+    return p8
 
 
-def _block(seg: Segments, lp: LayerProgram, x: np.ndarray) -> np.ndarray:
-    L = lp.linears
-    p8 = seg.attention_block(lp, quantize(glue.layer_norm(x, *lp.norm1), float(L["qkv"]["in_scale"])))
-    x = x + dequantize(p8, float(L["proj"]["out_scale"]))
-    f8 = seg.fc1(lp, quantize(glue.layer_norm(x, *lp.norm2), float(L["fc1"]["in_scale"])))
-    g8 = quantize(glue.gelu(dequantize(f8, float(L["fc1"]["out_scale"]))), float(L["fc2"]["in_scale"]))
-    o8 = seg.fc2(lp, g8)
-    return x + dequantize(o8, float(L["fc2"]["out_scale"]))
+def _norm(kern: Kernels, x16: np.ndarray, nm: Norm) -> np.ndarray:
+    return kern.layernorm(x16, nm.g, nm.b, nm.shift, nm.eps)
 
 
-def forward(prog: Program, images: np.ndarray, kernels: Optional[Kernels] = None,
-            trace: Optional[Dict[str, np.ndarray]] = None, *, segments: Optional[Segments] = None) -> np.ndarray:
-    """Logits (B, num_classes) for float32 images (B, C, H, W).
+def _block(kern: Kernels, prog: Program, lp: LayerProgram, x16: np.ndarray, trace) -> np.ndarray:
+    p8 = _attention(kern, prog, lp, _norm(kern, x16, lp.norm1), trace)
+    xm = kern.add(x16, lp.add1[0], p8, lp.add1[1], lp.add1[2], 16)
+    f8 = _gemm(kern, _norm(kern, xm, lp.norm2), lp.linears["fc1"])
+    g8 = kern.lut(f8, lp.gelu)
+    o8 = _gemm(kern, g8, lp.linears["fc2"])
+    out = kern.add(xm, lp.add2[0], o8, lp.add2[1], lp.add2[2], 16)
+    if trace is not None:
+        for key, val in (("res1", xm), ("fc1", f8), ("gelu", g8), ("fc2", o8), ("res2", out)):
+            trace[f"layers.{lp.index}.{key}"] = val
+    return out
 
-    The int8 work runs through ``segments`` (the host runtime passes its device's), else through
-    ``kernels`` (default: the simulator's functional models); ``trace`` then collects every kernel output.
-    """
-    if segments is not None and (kernels is not None or trace is not None):
-        raise ValueError("give segments, or kernels / trace, not both")
-    seg = segments or KernelSegments(kernels or SimKernels(), prog, trace)
-    g = prog.globals
+
+def embed_int(kern: Kernels, prog: Program, rows8: np.ndarray) -> np.ndarray:
+    """Patch rows (B, N-1, C P P) int8 -> the int16 residual stream x0 (B, N, D): the patch-embedding GEMM
+    into rows 1.. of each image (row 0 stays 0), plus the CLS/position tokens."""
+    b = rows8.shape[0]
+    n, dm = prog.dims.num_tokens, prog.dims.embed_dim
+    pe = np.zeros((b, n, dm), np.int8)
+    pe[:, 1:] = _gemm(kern, rows8, prog.patch)
+    tok = np.broadcast_to(prog.tokens, (b, n, dm))
+    return kern.add(pe, prog.tokens_add[0], tok, prog.tokens_add[1], prog.tokens_add[2], 16)
+
+
+def forward_int(prog: Program, rows8: np.ndarray, kernels: Optional[Kernels] = None,
+                trace: Optional[Dict[str, np.ndarray]] = None) -> np.ndarray:
+    """The integer model: int8 patch rows (B, N-1, C P P) -> int8 logits (B, num_classes).
+
+    What one accelerator start computes for a batch (the host compiler's program); ``trace`` collects
+    every kernel output."""
+    kern = kernels or SimKernels()
+    x16 = embed_int(kern, prog, np.asarray(rows8, np.int8))
+    if trace is not None:
+        trace["x0"] = x16
+    for lp in prog.layers:
+        x16 = _block(kern, prog, lp, x16, trace)
+    c8 = _norm(kern, np.ascontiguousarray(x16[:, 0]), prog.norm)
+    return _gemm(kern, c8, prog.head)
+
+
+def prepare_input(prog: Program, images: np.ndarray) -> np.ndarray:
+    """The host's part before the accelerator: shape check, int8 quantisation, patch rows."""
     dims = prog.dims
     imgs = np.asarray(images, dtype=np.float32)
     want = (dims.in_chans, dims.img_size, dims.img_size)
     if imgs.ndim != 4 or imgs.shape[1:] != want:
         raise ValueError(f"images must be (B, {want[0]}, {want[1]}, {want[2]}) float, got shape {imgs.shape}")
-    x = glue.add_tokens(glue.patch_embed(imgs, g["patch_embed.weight"], g["patch_embed.bias"]),
-                        g["cls_token"], g["pos_embed"])
-    for lp in prog.layers:
-        x = _block(seg, lp, x)
-    cls = glue.layer_norm(x[:, 0], g["norm.weight"], g["norm.bias"])
-    return np.stack([glue.linear(row[None], g["head.weight"], g["head.bias"])[0] for row in cls]) if len(cls) else \
-        np.zeros((0, dims.num_classes), np.float32)
+    return im.patch_rows(im.quantize_images(imgs, prog.input_scale), dims.patch_size)
+
+
+def forward(prog: Program, images: np.ndarray, kernels: Optional[Kernels] = None,
+            trace: Optional[Dict[str, np.ndarray]] = None) -> np.ndarray:
+    """Float32 logits (B, num_classes) for float32 images (B, C, H, W): quantise, the integer model
+    (``kernels``, default the simulator's functional models), dequantise."""
+    rows8 = prepare_input(prog, images)
+    if not len(rows8):
+        return np.zeros((0, prog.dims.num_classes), np.float32)
+    return im.dequantize_logits(forward_int(prog, rows8, kernels, trace), prog.head.out_scale)
 
 
 def forward_batched(prog: Program, images: np.ndarray, batch_size: int, *,
-                    segments: Optional[Callable[[int], Segments]] = None,
+                    run: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                     progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None) -> np.ndarray:
     """:func:`forward` over ``images`` in batches of at most ``batch_size``: memory holds one batch's
-    activations, whatever the number of images. ``segments(n)`` gives the segments of a batch of ``n``
-    (the host runtime's device); ``progress`` wraps the batch start indices (a progress bar)."""
+    activations, whatever the number of images. ``run(rows8) -> int8 logits`` is the integer model of a
+    batch (the host runtime's device; default :func:`forward_int` on the simulator's kernels);
+    ``progress`` wraps the batch start indices (a progress bar)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    run = run or (lambda rows8: forward_int(prog, rows8))
     starts: Iterable[int] = range(0, len(images), int(batch_size))
     if progress is not None:
         starts = progress(starts)
     out: List[np.ndarray] = []
     for i in starts:
-        batch = images[i:i + batch_size]
-        out.append(forward(prog, batch, segments=None if segments is None else segments(len(batch))))
+        rows8 = prepare_input(prog, images[i:i + batch_size])
+        out.append(im.dequantize_logits(run(rows8), prog.head.out_scale))
     return np.concatenate(out) if out else np.zeros((0, prog.dims.num_classes), np.float32)
 
 

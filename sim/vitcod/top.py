@@ -69,8 +69,11 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, OP_AE_MIX, OP_ATTENTION, OP_GEMM,
-                                     OP_NOP, W_FLAGS, W_OP)
+from vitaccel.sim.common.eltwise import add_cycles, add_requant, lut_cycles
+from vitaccel.sim.common.layernorm import MAX_D as LN_MAX_D, layernorm_cycles, layernorm_int
+from vitaccel.sim.vitcod.descriptors import (ADD_WORDS, AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, LN_WORDS, LUT_WORDS,
+                                             OP_ADD, OP_AE_MIX, OP_ATTENTION, OP_GEMM, OP_LAYERNORM, OP_LUT, OP_NOP,
+                                             W_FLAGS, W_OP)
 from vitaccel.sim.vitcod.attention import SparsePlan, attention_cycles, valid_split
 from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens
 from vitaccel.sim.common.gemm import gemm_cycles, gemm_plan
@@ -86,6 +89,8 @@ ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_STRIDE, ERR_COUNT, ERR_OVERLAP = (
 G_DIMS, G_K, G_MULT, G_SHIFT = (_C(n) for n in ("GEMM_ERR_DIMS", "GEMM_ERR_K_TOO_LONG", "GEMM_ERR_MULT",
                                                 "GEMM_ERR_SHIFT"))
 E_DIMS, E_QUANT = _C("AE_ERR_DIMS"), _C("AE_ERR_QUANT")
+L_DIMS, L_PARAM, R_DIMS, R_PARAM, T_DIMS = (_C(n) for n in ("LN_ERR_DIMS", "LN_ERR_PARAM", "ADD_ERR_DIMS",
+                                                            "ADD_ERR_PARAM", "LUT_ERR_DIMS"))
 A_DIMS, A_QUANT, A_NGLOBAL, A_ORDER, A_PTR, A_ROWIDX, A_SPLIT = (
     _C(f"ATT_ERR_{n}") for n in ("DIMS", "QUANT", "NGLOBAL", "ORDER", "PTR", "ROWIDX", "SPLIT"))
 
@@ -219,6 +224,10 @@ class _Window:
     def i32(self, off: int, count: int) -> np.ndarray:
         """int32 little-endian array at ``off`` (a view)."""
         return self.u8[off:off + 4 * count].view("<i4")
+
+    def i16(self, off: int, count: int) -> np.ndarray:
+        """int16 little-endian array at ``off`` (a view)."""
+        return self.u8[off:off + 2 * count].view("<i2")
 
     def i8_2d(self, off: int, rows: int, cols: int) -> np.ndarray:
         return self.i8[off:off + rows * cols].reshape(rows, cols)
@@ -598,6 +607,69 @@ def _attention_report(mach: _Machine, pieces: List[_HeadPlan], d: int, hc: int, 
     return rep
 
 
+# -- the vector kernels (LayerNorm, add, LUT) -------------------------------------------------------------------
+
+def _run_layernorm(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Tuple:
+    L = LN_WORDS
+    rows, d = sw[L["rows"]], sw[L["D"]]
+    if rows < 1 or d < 1 or d > LN_MAX_D:
+        raise _Fail(L_DIMS)
+    x, g, b, y = (uw[L[f]] for f in ("x", "g", "b", "y"))
+    if (x & 1) or ((g | b) & 3):
+        raise _Fail(ERR_ALIGN)
+    if not (win.fits(x, 2 * rows * d) and win.fits(g, 4 * d) and win.fits(b, 4 * d) and win.fits(y, rows * d)):
+        raise _Fail(ERR_RANGE)
+    if any(_ranges_overlap(y, rows * d, a, n) for a, n in ((x, 2 * rows * d), (g, 4 * d), (b, 4 * d))):
+        raise _Fail(ERR_OVERLAP)
+    shift, eps = sw[L["shift"]], sw[L["eps"]]
+    if not 16 <= shift <= 62 or eps < 0:
+        raise _Fail(L_PARAM)
+    xs = win.i16(x, rows * d).astype(np.int16).reshape(rows, d)
+    out = layernorm_int(xs, win.i32(g, d).astype(np.int32), win.i32(b, d).astype(np.int32), shift, eps)
+    win.i8[y:y + rows * d] = out.reshape(-1)
+    return ("layernorm", rows, d)
+
+
+def _run_add(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Tuple:
+    R = ADD_WORDS
+    n = sw[R["n"]]
+    if n < 1:
+        raise _Fail(R_DIMS)
+    ab, bb, yb = sw[R["a_bits"]], sw[R["b_bits"]], sw[R["y_bits"]]
+    ma, mb, shift = sw[R["ma"]], sw[R["mb"]], sw[R["shift"]]
+    if ab not in (8, 16) or bb not in (8, 16) or yb not in (8, 16) or ma < 0 or mb < 0 or not 0 <= shift <= 62:
+        raise _Fail(R_PARAM)
+    a, b, y = uw[R["a"]], uw[R["b"]], uw[R["y"]]
+    if (ab == 16 and a & 1) or (bb == 16 and b & 1) or (yb == 16 and y & 1):
+        raise _Fail(ERR_ALIGN)
+    alen, blen, ylen = n * ab // 8, n * bb // 8, n * yb // 8
+    if not (win.fits(a, alen) and win.fits(b, blen) and win.fits(y, ylen)):
+        raise _Fail(ERR_RANGE)
+    if _ranges_overlap(y, ylen, a, alen) or _ranges_overlap(y, ylen, b, blen):
+        raise _Fail(ERR_OVERLAP)
+    av = win.i16(a, n) if ab == 16 else win.i8[a:a + n]
+    bv = win.i16(b, n) if bb == 16 else win.i8[b:b + n]
+    out = add_requant(av.astype(np.int16 if ab == 16 else np.int8), ma, bv.astype(np.int16 if bb == 16 else np.int8),
+                      mb, shift, yb)
+    win.u8[y:y + ylen] = out.view(np.uint8)
+    return ("add", n, ab // 8, bb // 8, yb)
+
+
+def _run_lut(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Tuple:
+    T = LUT_WORDS
+    n = sw[T["n"]]
+    if n < 1:
+        raise _Fail(T_DIMS)
+    x, t, y = uw[T["x"]], uw[T["table"]], uw[T["y"]]
+    if not (win.fits(x, n) and win.fits(t, 256) and win.fits(y, n)):
+        raise _Fail(ERR_RANGE)
+    if _ranges_overlap(y, n, x, n) or _ranges_overlap(y, n, t, 256):
+        raise _Fail(ERR_OVERLAP)
+    table = win.i8[t:t + 256]
+    win.i8[y:y + n] = table[win.i8[x:x + n].astype(np.int16) + 128]
+    return ("lut", n)
+
+
 # -- the dispatcher -------------------------------------------------------------------------------------------
 
 def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLike = "paper", *,
@@ -653,6 +725,12 @@ def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLik
                 out = _run_ae(mach, win, sw, uw)
             elif op == OP_ATTENTION:
                 out = _run_attention(mach, win, sw, uw, plan_cache)
+            elif op == OP_LAYERNORM:
+                out = _run_layernorm(mach, win, sw, uw)
+            elif op == OP_ADD:
+                out = _run_add(mach, win, sw, uw)
+            elif op == OP_LUT:
+                out = _run_lut(mach, win, sw, uw)
             else:
                 raise _Fail(ERR_OP)
         except _Fail as f:
@@ -674,4 +752,10 @@ def _report(mach: _Machine, out: Tuple) -> KernelReport:
     if kind == "ae_mix":
         hin, c, n, d = out[1:]
         return mach.report(out, lambda: ae_mix_cycles(cfg, hin, c, n, d))
+    if kind == "layernorm":
+        return mach.report(out, lambda: layernorm_cycles(cfg, out[1], out[2]))
+    if kind == "add":
+        return mach.report(out, lambda: add_cycles(cfg, out[1], out[2], out[3], out[4]))
+    if kind == "lut":
+        return mach.report(out, lambda: lut_cycles(cfg, out[1]))
     return _attention_report(mach, *out[1:])

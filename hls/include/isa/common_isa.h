@@ -17,6 +17,11 @@ static const int GEMM_ERR_DIMS = 0x101;  // GEMM: M, K or O < 1
 static const int GEMM_ERR_K_TOO_LONG = 0x102;  // GEMM: K longer than half the activation (Q/K/S/V) buffer: one activation row must fit
 static const int GEMM_ERR_MULT = 0x103;  // GEMM: a multiplier outside [0, 2^31) (per channel)
 static const int GEMM_ERR_SHIFT = 0x104;  // GEMM: a shift outside [0, 63] (per channel)
+static const int LN_ERR_DIMS = 0x401;  // LayerNorm: rows < 1, or D outside [1, 8192]
+static const int LN_ERR_PARAM = 0x402;  // LayerNorm: shift outside [16, 62], or eps < 0
+static const int ADD_ERR_DIMS = 0x501;  // add: n < 1
+static const int ADD_ERR_PARAM = 0x502;  // add: a width not 8 or 16, a multiplier outside [0, 2^31), or shift outside [0, 62]
+static const int LUT_ERR_DIMS = 0x601;  // LUT: n < 1
 
 }  // namespace isa
 }  // namespace vitaccel

@@ -12,7 +12,7 @@ namespace vitcod {
 static const int DESC_WORDS = 64;  // one descriptor: int32 words
 static const unsigned MAX_INSTR = 65536u;  // num_instr must be below this
 
-enum Op { OP_NOP = 0, OP_GEMM = 1, OP_AE_MIX = 2, OP_ATTENTION = 3 };
+enum Op { OP_NOP = 0, OP_GEMM = 1, OP_AE_MIX = 2, OP_ATTENTION = 3, OP_LAYERNORM = 4, OP_ADD = 5, OP_LUT = 6 };
 
 // Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
 enum Word {
@@ -78,6 +78,31 @@ enum Word {
     A_DK_M = 33,
     A_DK_S = 34,
     A_N_GLOBAL = 48,
+    // OP_LAYERNORM
+    L_ROWS = 2,
+    L_D = 3,
+    L_X = 4,
+    L_G = 5,
+    L_B = 6,
+    L_SHIFT = 7,
+    L_EPS = 8,
+    L_Y = 9,
+    // OP_ADD
+    R_N = 2,
+    R_A = 3,
+    R_A_BITS = 4,
+    R_MA = 5,
+    R_B = 6,
+    R_B_BITS = 7,
+    R_MB = 8,
+    R_SHIFT = 9,
+    R_Y = 10,
+    R_Y_BITS = 11,
+    // OP_LUT
+    T_N = 2,
+    T_X = 3,
+    T_TABLE = 4,
+    T_Y = 5,
 };
 static const int NGLOBAL_SLOTS = 16;  // per-head words of an attention descriptor (one per head)
 

@@ -1,0 +1,125 @@
+"""No float arithmetic between input quantisation and the logits (issue #10).
+
+The claim "board and simulator agree on any CPU" needs every step after ``quantize_images`` to be integer.
+Three checks, each able to fail:
+
+1. **Static**: the functions that compute the bits of the simulator's accelerator (the NumPy top and the
+   kernels it calls) contain no float operation: no true division, no float literal, no float dtype, no
+   transcendental function. One function is exempt by name, ``numerics.matmul_int``: it multiplies int8
+   matrices through float64 BLAS, which is exact (every partial sum of int8 x int8 products is an integer
+   below 2^53, so any summation order gives the same integer), and check 3 proves it changes nothing.
+2. **Runtime**: the whole demo model runs through the NumPy top with NumPy's and math's float functions
+   replaced by ones that raise, and with ``matmul_int`` replaced by a pure integer product (int64, no BLAS);
+   the logits equal the normal run's bit for bit.
+3. ``matmul_int`` at the contract's extremes equals the int64 product.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+from vitaccel.sim import numerics as nx
+from vitaccel.sim.common import eltwise, layernorm
+from vitaccel.sim.vitcod import top
+
+# The bit-producing code of the simulator's accelerator: (module, function names; "Class.method" allowed).
+BIT_FUNCTIONS = [
+    (top, ["_run_gemm", "_run_ae", "_run_attention", "_run_layernorm", "_run_add", "_run_lut", "_bias_requant",
+           "_gemm_bits", "_mix_bits", "softmax_kept", "_const_status", "_Window.i32", "_Window.i16", "_Window.tensor",
+           "_Window.store", "_Window.i8_2d"]),
+    (nx, ["requantize", "softmax", "_as_int64"]),
+    (layernorm, ["layernorm_int", "isqrt"]),
+    (eltwise, ["add_requant", "lut_int8", "_int_operand"]),
+]
+FLOAT_NAMES = {"float", "float16", "float32", "float64", "floating", "exp", "exp2", "log", "log2", "sqrt", "erf",
+               "tanh", "true_divide", "divide", "power", "rint", "round", "sin", "cos", "reciprocal"}
+
+
+def _source(module, name: str) -> ast.AST:
+    obj = module
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return ast.parse(textwrap.dedent(inspect.getsource(obj)))
+
+
+def _float_uses(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            yield node.lineno, "true division"
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Div):
+            yield node.lineno, "true division"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, float):
+            yield node.lineno, f"float literal {node.value!r}"
+        elif isinstance(node, ast.Attribute) and node.attr in FLOAT_NAMES:
+            yield node.lineno, f".{node.attr}"
+        elif isinstance(node, ast.Name) and node.id in FLOAT_NAMES:
+            yield node.lineno, node.id
+
+
+@pytest.mark.parametrize("module,names", BIT_FUNCTIONS, ids=lambda v: getattr(v, "__name__", "fns"))
+def test_bit_functions_have_no_float_operations(module, names):
+    bad = [f"{module.__name__}.{n} line {ln}: {what}" for n in names for ln, what in _float_uses(_source(module, n))]
+    assert not bad, "float arithmetic in the accelerator's bits:\n" + "\n".join(bad)
+
+
+def test_the_static_check_can_fail():
+    tree = ast.parse("def f(a):\n    return (a / 2).astype(np.float32) + np.exp(a) * 0.5\n")
+    assert {w for _, w in _float_uses(tree)} == {"true division", ".float32", ".exp", "float literal 0.5"}
+
+
+def _int_matmul(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    for arr in (a, b):
+        if arr.dtype not in (np.int8, np.uint8):
+            raise TypeError(arr.dtype)
+    out = np.matmul(a.astype(np.int64), b.astype(np.int64))   # integer loops: no BLAS, no float
+    if out.size and np.abs(out).max() >= 2 ** 31:
+        raise OverflowError
+    return out.astype(np.int32)
+
+
+def _raiser(name):
+    def f(*a, **k):
+        raise AssertionError(f"float function {name} called after input quantisation")
+    return f
+
+
+def test_demo_runs_on_the_top_without_float(monkeypatch):
+    from vitaccel.host import Accelerator
+    from vitaccel.host.bundle import load_bundle
+    from vitaccel.host.run import demo_dir
+    from vitaccel.sim.vitcod.model import prepare_input
+
+    bundle = load_bundle(demo_dir() / "demo.vcb")
+    images = np.load(demo_dir() / "test_images.npz")["images"][:4]
+    with Accelerator(bundle, backend="sim", batch_size=4) as acc:
+        want = acc.run(images, progress=False).logits
+        rows8 = prepare_input(acc.program.program, images)
+        # From here on (the int8 rows are made), nothing may use float.
+        monkeypatch.setattr(nx, "matmul_int", _int_matmul)
+        for name in ("exp", "exp2", "log", "log2", "sqrt", "tanh", "true_divide", "divide", "power", "rint", "round",
+                     "float_power", "reciprocal"):
+            monkeypatch.setattr(np, name, _raiser(f"np.{name}"))
+        for name in ("exp", "log", "sqrt", "erf", "pow"):
+            monkeypatch.setattr(math, name, _raiser(f"math.{name}"))
+        got8 = acc._run_batch(rows8)
+        monkeypatch.undo()
+    got = (got8.astype(np.float32) * np.float32(acc.program.program.head.out_scale)).astype(np.float32)
+    assert np.array_equal(got, want)
+
+
+def test_matmul_int_is_exact_at_the_extremes():
+    rng = np.random.default_rng(0)
+    k = (1 << 31) // (128 * 128) - 1   # the longest accumulation whose worst case stays inside int32
+    a = np.full((2, k), -128, np.int8)
+    b = np.concatenate([np.full((k, 1), 127, np.int8), rng.integers(-128, 128, (k, 1), dtype=np.int8)], 1)
+    a[1] = rng.integers(-128, 128, k, dtype=np.int8)
+    assert np.array_equal(nx.matmul_int(a, b), _int_matmul(a, b))
+    p = rng.integers(0, 256, (3, 197, 197), dtype=np.uint8)
+    v = rng.integers(-128, 128, (3, 197, 64), dtype=np.int8)
+    assert np.array_equal(nx.matmul_int(p, v), _int_matmul(p, v))
