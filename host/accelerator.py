@@ -265,7 +265,7 @@ class Accelerator:
         if limit is not None:
             images = images[:limit]
             labels = None if labels is None else labels[:limit]
-        imgs = check_images(images, chans=dims.in_chans, size=dims.img_size)
+        imgs = check_images(images, chans=dims.in_chans, size=dims.img_size, calibrated=127.0 * prog.input_scale)
         if labels is not None:
             labels = check_labels(labels, len(imgs), dims.num_classes)
         bs = self.program.batch

@@ -230,11 +230,15 @@ def _from_files(files, size: int, chans: int, mean, std, say: bool = True) -> np
 
 # -- what the model is given ---------------------------------------------------------------------------
 
-def check_images(images, *, chans: int, size: int, where: object = "images") -> np.ndarray:
+def check_images(images, *, chans: int, size: int, where: object = "images",
+                 calibrated: Optional[float] = None) -> np.ndarray:
     """``images`` as float32 ``(B, chans, size, size)``, refusing what would be classified silently wrong:
     complex, non-numeric or non-finite pixels and pixels beyond :data:`MAX_PIXEL_MAGNITUDE` (naming the
     first bad image), and no images at all. Values outside the normalised range (:data:`NORMALISED_RANGE`)
-    raise an :class:`InputWarning` stating by what factor."""
+    raise an :class:`InputWarning` stating by what factor. ``calibrated`` (the bundle's largest calibrated
+    |pixel|, 127 times ``int.input.scale``): an image beyond it by more than
+    :data:`~vitaccel.sim.common.intmodel.INPUT_RANGE_FACTOR` gets an :class:`InputWarning` naming it, since
+    its pixels saturate at int8."""
     a = images if isinstance(images, np.ndarray) else np.asarray(images)
     if a.dtype.kind == "c":
         raise _err(where, f"complex values (dtype {a.dtype}): pixels must be real numbers")
@@ -267,6 +271,17 @@ def check_images(images, *, chans: int, size: int, where: object = "images") -> 
             f"{printable(where)}: pixel values reach {peak:.3g}, {peak / NORMALISED_RANGE:.3g} times the "
             f"normalised range |x| <= {NORMALISED_RANGE:g}: were the images normalised (mean/std)?"),
             stacklevel=2)
+    if calibrated is not None and calibrated > 0:
+        from vitaccel.sim.common.intmodel import INPUT_RANGE_FACTOR
+
+        over = mags > INPUT_RANGE_FACTOR * calibrated
+        if over.any():
+            i = int(np.argmax(over))
+            warnings.warn(InputWarning(
+                f"{printable(where)}: image {i} (and {int(over.sum()) - 1} more) has pixel values up to "
+                f"{float(mags[i]):.3g}, {float(mags[i]) / calibrated:.3g} times the calibrated range "
+                f"|x| <= {calibrated:.3g} (warning above {INPUT_RANGE_FACTOR:g} times): those pixels saturate at "
+                f"int8 and the prediction may be wrong"), stacklevel=2)
     return x
 
 

@@ -19,6 +19,7 @@ import ast
 import inspect
 import math
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -123,3 +124,24 @@ def test_matmul_int_is_exact_at_the_extremes():
     p = rng.integers(0, 256, (3, 197, 197), dtype=np.uint8)
     v = rng.integers(-128, 128, (3, 197, 64), dtype=np.int8)
     assert np.array_equal(nx.matmul_int(p, v), _int_matmul(p, v))
+
+
+def test_images_beyond_the_calibrated_range_warn_naming_the_image():
+    from vitaccel.host import Accelerator
+    from vitaccel.host.run import InputWarning
+    from vitaccel.testing import random_bundle
+
+    b = random_bundle(depth=1)
+    with Accelerator(b, backend="sim") as acc:
+        cal = 127.0 * acc.program.program.input_scale
+        x = np.zeros((3, 3, 16, 16), np.float32)
+        x[1, 0, 0, 0] = 1.5 * cal                # within the factor: quiet
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", InputWarning)
+            acc.run(x, progress=False)
+        assert not [w for w in seen if "calibrated range" in str(w.message)]
+        x[2, 0, 0, 0] = 3.0 * cal
+        with pytest.warns(InputWarning, match=r"image 2 .* 3 times the calibrated range.*saturate at int8"):
+            acc.run(x, progress=False)
+    with pytest.raises(ValueError, match="image 0 has NaN"):
+        Accelerator(b, backend="sim").run(np.full((1, 3, 16, 16), np.nan, np.float32), progress=False)
