@@ -306,9 +306,9 @@ def _layer_table(report) -> str:
     rows = report.by_layer()
     head = f"{'layer':>5} {'cycles':>10} {'compute':>9} {'preproc':>9} {'data':>9} {'us':>9}"
     lines = [head, "-" * len(head)]
-    for layer, r in rows.items():
-        lines.append(f"{layer!s:>5} {r['total']:>10} {r['compute']:>9} {r['preprocess']:>9} {r['data']:>9} "
-                     f"{r['total'] / report.config.clock_mhz:>9.2f}")
+    for layer, r in rows.items():   # layer None ('-'): patch embedding, tokens, final LayerNorm, head
+        lines.append(f"{'-' if layer is None else layer!s:>5} {r['total']:>10} {r['compute']:>9} {r['preprocess']:>9} "
+                     f"{r['data']:>9} {r['total'] / report.config.clock_mhz:>9.2f}")
     b = report.breakdown
     lines.append("-" * len(head))
     lines.append(f"{'all':>5} {report.total_cycles:>10} {b['compute']:>9} {b['preprocess']:>9} {b['data']:>9} "
