@@ -33,7 +33,7 @@ from vitaccel.host.backend import detect_backend
 from vitaccel.host.bundle import Bundle, check_limits, load_bundle, resolve_config
 from vitaccel.accelerators import BACKENDS, EMULATED_BACKENDS
 from vitaccel.host.driver import Device, Driver, check_timeout
-from vitaccel.host.vitcod.program import DeviceProgram, Start
+from vitaccel.host.vitcod.program import DeviceProgram
 from vitaccel.hwconfig import ConfigLike
 from vitaccel.sim.vitcod.model import forward_batched, model_baselines
 from vitaccel.sim.report import Report

@@ -43,9 +43,9 @@ MAX_IMAGE_PIXELS = 1 << 26
 #: Normalised images lie within a few units of 0 (ImageNet normalisation: about [-2.1, 2.6]). Beyond this
 #: magnitude a warning says by what factor (raw 0..255 pixels, a missing normalisation).
 NORMALISED_RANGE = 10.0
-#: Largest pixel magnitude run at all: 1e5 times the normalised range. Beyond it the float32 glue (patch
-#: embedding, LayerNorm's squares) can overflow, and the int8 quantisation turns the NaNs into arbitrary
-#: codes: the image would be classified silently wrong, so it is refused.
+#: Largest pixel magnitude run at all: 1e5 times the normalised range. Such an image is nothing like a
+#: normalised one (a wrong dtype or a missing scaling, not a bright photo): quantised, it would be all
+#: saturated int8 codes and classified silently wrong, so it is refused.
 MAX_PIXEL_MAGNITUDE = 1e6
 #: Images per accelerator start on the emulated backends (``vitaccel run``) and per simulator batch
 #: (``vitaccel sim --images``): memory is one batch's activations, whatever the number of images.

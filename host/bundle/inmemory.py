@@ -78,7 +78,7 @@ class Bundle:
         return {k: v for k, v in self.tensors.items() if not k.startswith("layers.")}
 
     def has(self, group: str) -> bool:
-        """Whether the bundle holds the optional tensor group ``attn_sparse``, ``ae`` or ``lsh``."""
+        """Whether the bundle holds the optional tensor group ``attn_sparse``, ``ae``, ``lsh`` or ``int``."""
         for k in self.tensors:
             m = _LAYER_NAME.fullmatch(k) if isinstance(k, str) else None
             if m is not None and m.group(2) in _LAYER_SPEC and _LAYER_SPEC[m.group(2)].group == group:

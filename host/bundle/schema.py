@@ -522,13 +522,15 @@ _LAYER_POS = {s.name: i for i, s in enumerate(LAYER_TENSORS)}
 
 #: Per method, each optional tensor group: "required", "optional" or "forbidden".
 METHOD_GROUPS: Dict[str, Dict[str, str]] = {
-    # ``int`` is required from INT_MODEL_VERSION on (older files load, and say they need re-exporting).
     "vitcod": {"attn_sparse": "required", "ae": "optional", "lsh": "forbidden", "int": "required"},
     "revit": {"attn_sparse": "optional", "ae": "forbidden", "lsh": "required", "int": "optional"},
     "dense": {"attn_sparse": "optional", "ae": "forbidden", "lsh": "forbidden", "int": "required"},
 }
-#: Groups with global tensors too (the rest are per layer only).
-GLOBAL_GROUPS = ("int",)
+#: The optional tensor groups (every group but ``global`` and ``layer``).
+GROUPS: Tuple[str, ...] = tuple(dict.fromkeys(s.group for s in TENSOR_SCHEMA if s.group not in ("global", "layer")))
+#: Groups that exist only from a format version on: in an older file they are refused, and a rule
+#: "required" reads as "optional" (the file loads; compiling it says it needs re-exporting).
+GROUP_SINCE: Dict[str, int] = {"int": INT_MODEL_VERSION}
 #: Meta key that must be present exactly when a group is (dotted, under meta).
 _GROUP_META = {"ae": ("model", "ae_heads"), "lsh": ("groups", None)}
 _LAYER_NAME = re.compile(r"layers\.(0|[1-9][0-9]{0,5})\.(.+)")

@@ -17,7 +17,7 @@ from vitaccel.host.bundle.inmemory import Bundle
 from vitaccel.host.bundle.schema import (
     _GLOBAL_SPEC, _GROUP_META, _LAYER_NAME, _LAYER_POS, _LAYER_SPEC, _VALUE_CHECKS, DTYPES, GLOBAL_TENSORS,
     LAYER_TENSORS, META_SCHEMA, METHOD_CHECKS, METHOD_GROUPS, ModelDims, TensorSpec, _check_meta_object,
-    _dims_table, _fail, _first_index, _where, config_name_problem, INT_MODEL_VERSION,
+    _dims_table, _fail, _first_index, _where, config_name_problem, GROUP_SINCE, GROUPS,
 )
 
 __all__ = ["validate_bundle", "check_config", "check_limits", "resolve_config"]
@@ -111,7 +111,7 @@ def check_config(meta_or_bundle: Union["Bundle", Mapping[str, Any]], config: Any
 def _classify_names(names: Iterable[str], depth: int) -> Tuple[Dict[str, Tuple[int, TensorSpec]], Dict[str, bool]]:
     """Map every name to (layer or -1, spec); reject unknown names. Return also which groups appear."""
     out: Dict[str, Tuple[int, TensorSpec]] = {}
-    present = {"attn_sparse": False, "ae": False, "lsh": False, "int": False}
+    present = {g: False for g in GROUPS}
     for name in names:
         if not isinstance(name, str):
             raise _fail("tensors", f"expected string tensor names, found {name!r}")
@@ -175,15 +175,15 @@ def _validate(meta: Any, tensors: Any, expect_config: Any = None) -> List[str]:
     classified, present = _classify_names(tensors.keys(), d.depth)
     method = meta["method"]
     groups: Dict[str, bool] = {}
-    old = int(meta["format_version"]) < INT_MODEL_VERSION
+    version = int(meta["format_version"])
     for group, rule in METHOD_GROUPS[method].items():
-        if group == "int" and old:
-            if present["int"]:
-                raise _fail(next(n for n, (_, spec) in classified.items() if spec.group == "int"),
-                            f"integer-model tensors need format_version >= {INT_MODEL_VERSION}, the bundle says "
-                            f"{meta['format_version']}")
+        since = GROUP_SINCE.get(group, 0)
+        if version < since:
+            if present[group]:
+                raise _fail(next(n for n, (_, spec) in classified.items() if spec.group == group),
+                            f"{group} tensors need format_version >= {since}, the bundle says {version}")
             if rule == "required":
-                rule = "optional"   # an old file still loads; compiling it says to re-export (int_model_problem)
+                rule = "optional"
         if rule == "forbidden" and present[group]:
             bad = min(((i, _LAYER_POS.get(spec.name, -1), n) for n, (i, spec) in classified.items()
                        if spec.group == group))[2]

@@ -41,8 +41,8 @@ from vitaccel.sim.vitcod.model import LINEARS, Linear, Norm, Program, compile_pr
 
 __all__ = ["Start", "Regions", "DeviceProgram", "compile_device_program", "MAX_BATCH"]
 
-#: Largest batch a program is compiled for: the descriptor list grows with the batch (about 3 b + 10 per
-#: layer, 2 b + 1 around them).
+#: Largest batch a program is compiled for: the descriptor list grows with the batch (3 b + 9 per layer
+#: with an AE, b + 9 without; 3 b + 1 around the layers).
 MAX_BATCH = 64
 
 
@@ -193,8 +193,8 @@ def compile_device_program(bundle, config: Optional[ConfigLike] = None, *, batch
         for j in range(b):
             emit(_gemm(g_patch, n - 1, reg.rows8 + j * (n - 1) * kpatch, reg.pe + (j * n + 1) * dm),
                  f"patch_embed[{j}]")
+        ma, mb, sh = prog.tokens_add
         for j in range(b):
-            ma, mb, sh = prog.tokens_add
             emit(add_descriptor(n=n * dm, a=reg.pe + j * n * dm, a_bits=8, ma=ma, b=g_tokens, b_bits=16, mb=mb,
                                 shift=sh, y=reg.xa + 2 * j * n * dm, y_bits=16), f"tokens[{j}]")
         for lp, s, ls in zip(prog.layers, static, splits):

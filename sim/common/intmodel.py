@@ -17,8 +17,9 @@ program in one start (``vitaccel.host.vitcod.program``).
 
 **The residual stream is int16** with dyadic requantisation at every add (``add_requant``): each point of
 the stream (x0, after every add) has its own scale, the calibrated |x| maximum times
-:data:`RES_MARGIN` over 32767. int8 loses accuracy there (measured: see NUMERICS.md "residual width");
-int32 would double the stream's DRAM traffic for no measurable gain.
+:data:`RES_MARGIN` over 32767. An int8 stream gives the same top-1 on the demo but drifts further from
+the float model (NUMERICS.md, "The whole model's vector kernels", has the figures); int32 would double the
+stream's traffic again (not measured: the add and LayerNorm kernels take int8 or int16 only).
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def quantize_images(images: np.ndarray, scale: float) -> np.ndarray:
     """float32 images -> int8: ``clip(rint(x / scale), -128, 127)``. One correctly rounded IEEE division
     and a round-half-even per pixel, so every CPU gives the same bits."""
     x = np.asarray(images, dtype=np.float32)
-    q = np.rint(x / np.float32(scale))
+    with np.errstate(over="ignore"):   # a quotient beyond float32 is +-inf, which the clip saturates like any other
+        q = np.rint(x / np.float32(scale))
     return np.clip(q, -128, 127).astype(np.int8)
 
 

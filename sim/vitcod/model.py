@@ -117,10 +117,9 @@ class Linear:
 
     @classmethod
     def from_tensors(cls, t: Dict[str, np.ndarray], prefix: str) -> "Linear":
-        o = t[prefix + ".weight"].shape[0]
-        per = lambda a: np.ascontiguousarray(np.broadcast_to(np.asarray(a, np.int32), (o,)))  # noqa: E731
-        return cls(np.ascontiguousarray(t[prefix + ".weight"], np.int8), per(t[prefix + ".bias"]),
-                   per(t[prefix + ".mult"]), per(t[prefix + ".shift"]), float(t[prefix + ".out_scale"]))
+        i32 = lambda k: np.ascontiguousarray(t[prefix + k], np.int32)  # noqa: E731  (per channel: the schema's (O,))
+        return cls(np.ascontiguousarray(t[prefix + ".weight"], np.int8), i32(".bias"), i32(".mult"), i32(".shift"),
+                   float(t[prefix + ".out_scale"]))
 
 
 @dataclasses.dataclass
@@ -425,12 +424,11 @@ def run_model(bundle, images, *, config: Optional[ConfigLike] = None, kernels: O
               batch_size: int = 16, progress: bool = False) -> ModelResult:
     """Run a bundle over an image batch on the simulator: logits and the per-image cycle report."""
     prog = compile_program(bundle, config)
-    imgs = np.asarray(images, dtype=np.float32)
-    chunks: Iterable[int] = range(0, len(imgs), batch_size)
+    wrap = None
     if progress:
         from tqdm import tqdm
 
-        chunks = tqdm(list(chunks), desc="images", unit="batch")
-    logits = [forward(prog, imgs[i:i + batch_size], kernels) for i in chunks]
-    out = np.concatenate(logits) if logits else np.zeros((0, prog.dims.num_classes), np.float32)
+        wrap = lambda starts: tqdm(list(starts), desc="images", unit="batch")  # noqa: E731
+    out = forward_batched(prog, np.asarray(images, dtype=np.float32), batch_size,
+                          run=lambda rows8: forward_int(prog, rows8, kernels), progress=wrap)
     return ModelResult(out, program_cycles(prog), prog)

@@ -229,6 +229,10 @@ class _Window:
         """int16 little-endian array at ``off`` (a view)."""
         return self.u8[off:off + 2 * count].view("<i2")
 
+    def ints(self, off: int, count: int, bits: int) -> np.ndarray:
+        """A copy of ``count`` int8 or int16 (``bits``) elements at ``off``, as native int8 / int16."""
+        return self.i8[off:off + count].copy() if bits == 8 else self.i16(off, count).astype(np.int16)
+
     def i8_2d(self, off: int, rows: int, cols: int) -> np.ndarray:
         return self.i8[off:off + rows * cols].reshape(rows, cols)
 
@@ -624,7 +628,7 @@ def _run_layernorm(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -
     shift, eps = sw[L["shift"]], sw[L["eps"]]
     if not 16 <= shift <= 62 or eps < 0:
         raise _Fail(L_PARAM)
-    xs = win.i16(x, rows * d).astype(np.int16).reshape(rows, d)
+    xs = win.ints(x, rows * d, 16).reshape(rows, d)
     out = layernorm_int(xs, win.i32(g, d).astype(np.int32), win.i32(b, d).astype(np.int32), shift, eps)
     win.i8[y:y + rows * d] = out.reshape(-1)
     return ("layernorm", rows, d)
@@ -647,10 +651,7 @@ def _run_add(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Tupl
         raise _Fail(ERR_RANGE)
     if _ranges_overlap(y, ylen, a, alen) or _ranges_overlap(y, ylen, b, blen):
         raise _Fail(ERR_OVERLAP)
-    av = win.i16(a, n) if ab == 16 else win.i8[a:a + n]
-    bv = win.i16(b, n) if bb == 16 else win.i8[b:b + n]
-    out = add_requant(av.astype(np.int16 if ab == 16 else np.int8), ma, bv.astype(np.int16 if bb == 16 else np.int8),
-                      mb, shift, yb)
+    out = add_requant(win.ints(a, n, ab), ma, win.ints(b, n, bb), mb, shift, yb)
     win.u8[y:y + ylen] = out.view(np.uint8)
     return ("add", n, ab // 8, bb // 8, yb)
 
