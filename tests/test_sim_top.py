@@ -9,7 +9,8 @@ requires byte-identical windows afterwards, the same status and the same ID regi
 pre-filled with random bytes, so a byte written where the C++ does not write (or not written where it
 does) shows up. Programs: one transformer block laid out as the host lays it out (AE on and off), random
 chains of GEMM / AE_MIX / ATTENTION / NOP descriptors, every n_global regime and line split, index tables
-that are legal but unusual, outputs overlapping their inputs, and every status code provoked on purpose
+that are legal but unusual, outputs overlapping their inputs, the vector kernels (LayerNorm, add, LUT) with
+each of their checks, and every status code provoked on purpose
 (descriptors before the failing one ran; what the failing one wrote is compared too).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vitaccel.host.vitcod.program import compile_device_program
 from vitaccel.hwconfig import load_config
 from vitaccel.sim.vitcod import csim_kernels as ck
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.vitcod.descriptors import (AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, W_FLAGS, W_OP, Dram, ae_descriptor,
+from vitaccel.sim.vitcod.descriptors import (ADD_WORDS, LN_WORDS, LUT_WORDS, AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, W_FLAGS, W_OP, Dram, ae_descriptor,
                                      attention_descriptor, gemm_descriptor, pack_mask_bits)
 from vitaccel.sim.golden import (attention_params, edge_bias, garbage, get_word, linear, make_block, plan_with, quant_for,
                                  rand_i8, random_ae, random_split, set_word, special_rows, vitcod_mask)
@@ -618,6 +619,69 @@ def test_compiled_bundle_programs_match_the_csim():
         assert [r.name for r in res.reports] == list(s.names)
     assert {r.kernel for r in res.reports} == {"gemm", "ae_encoder", "attention", "layernorm", "add", "lut"}
     assert len(cache) == len(p.program.layers)   # one plan per layer, reused by both images and batch sizes
+
+
+# -- the vector kernels: LAYERNORM, ADD, LUT -------------------------------------------------------------------
+
+def _vector_program(rng):
+    """A window with one valid LAYERNORM, ADD (int16 + int8 -> int16) and LUT descriptor, inputs random,
+    outputs pre-filled with garbage; returns (window bytes, descriptor offset, their word offsets)."""
+    from vitaccel.sim.common.layernorm import layernorm_params
+    from vitaccel.sim.vitcod.descriptors import add_descriptor, layernorm_descriptor, lut_descriptor
+
+    rows, dm, n = 5, 24, 5 * 24
+    dram = Dram()
+    x16 = dram.put(rng.integers(-30000, 30000, (rows, dm), dtype=np.int16))
+    p = layernorm_params(rng.uniform(0.5, 1.5, dm), rng.uniform(-1, 1, dm), 0.05, 0.01)
+    g, b = dram.put(p["g"]), dram.put(p["b"])
+    y8 = dram.put(rng.integers(-128, 128, n, dtype=np.int8))
+    a8 = dram.put(rng.integers(-128, 128, n, dtype=np.int8))
+    out16 = dram.put(rng.integers(-128, 128, 2 * n, dtype=np.int8))
+    table = dram.put(rng.integers(-128, 128, 256, dtype=np.int8))
+    lut_out = dram.put(rng.integers(-128, 128, n, dtype=np.int8))
+    descs = [layernorm_descriptor(rows=rows, D=dm, x=x16, g=g, b=b, shift=p["shift"], eps=p["eps"], y=y8),
+             add_descriptor(n=n, a=x16, a_bits=16, ma=12345, b=a8, b_bits=8, mb=(1 << 31) - 1, shift=40, y=out16,
+                            y_bits=16),
+             lut_descriptor(n=n, x=a8, table=table, y=lut_out)]
+    off = dram.put(np.concatenate(descs))
+    return dram.buffer.copy(), off, dict(x16=x16, g=g, y8=y8, out16=out16, a8=a8, table=table)
+
+
+VECTOR_BREAKS = [  # (name, descriptor index, word, value or callable(offsets), expected code)
+    ("ln-rows", 0, LN_WORDS["rows"], 0, 0x401),
+    ("ln-D", 0, LN_WORDS["D"], 8193, 0x401),
+    ("ln-x-odd", 0, LN_WORDS["x"], lambda o: o["x16"] + 1, 0x002),
+    ("ln-g-align", 0, LN_WORDS["g"], lambda o: o["g"] + 2, 0x002),
+    ("ln-y-range", 0, LN_WORDS["y"], 0x7FFFFFF0, 0x003),
+    ("ln-y-over-x", 0, LN_WORDS["y"], lambda o: o["x16"] + 10, 0x006),
+    ("ln-shift", 0, LN_WORDS["shift"], 15, 0x402),
+    ("ln-eps", 0, LN_WORDS["eps"], -1, 0x402),
+    ("add-n", 1, ADD_WORDS["n"], 0, 0x501),
+    ("add-width", 1, ADD_WORDS["a_bits"], 32, 0x502),
+    ("add-mult", 1, ADD_WORDS["mb"], -5, 0x502),
+    ("add-shift", 1, ADD_WORDS["shift"], 63, 0x502),
+    ("add-y-odd", 1, ADD_WORDS["y"], lambda o: o["out16"] + 1, 0x002),
+    ("add-range", 1, ADD_WORDS["b"], 0x7FFFFFF0, 0x003),
+    ("add-in-place", 1, ADD_WORDS["y"], lambda o: o["x16"], 0x006),
+    ("lut-n", 2, LUT_WORDS["n"], 0, 0x601),
+    ("lut-table-range", 2, LUT_WORDS["table"], 0x7FFFFFF0, 0x003),
+    ("lut-y-over-table", 2, LUT_WORDS["y"], lambda o: o["table"] + 100, 0x006),
+]
+
+
+def test_vector_kernels_match_the_csim():
+    w, off, _ = _vector_program(np.random.default_rng(3))
+    out, res = same(w, off, 3, expect=0, cycles=True)
+    assert [r.kernel for r in res.reports] == ["layernorm", "add", "lut"]
+
+
+@pytest.mark.parametrize("name,index,word,value,expect", VECTOR_BREAKS, ids=[b[0] for b in VECTOR_BREAKS])
+def test_vector_kernel_status_codes(name, index, word, value, expect):
+    w, off, offsets = _vector_program(np.random.default_rng(4))
+    v = value(offsets) if callable(value) else value
+    at = off + 4 * (DESC_WORDS * index + word)
+    w[at:at + 4] = np.array([v & 0xFFFFFFFF], np.uint32).view(np.uint8)
+    same(w, off, 3, expect=(index << 16) | expect)
 
 
 # -- the softmax on kept entries -------------------------------------------------------------------------------
