@@ -296,7 +296,8 @@ def _hostile_value(rng, window_bytes: int) -> int:
 
 
 def top_programs(rng, config="paper"):
-    """A few block programs (AE on and off, every n_global regime) as (window, desc_off, count)."""
+    """A few block programs (AE on and off, every n_global regime) and one compiled model, as (window,
+    desc_off, count)."""
     out = []
     for hc, mode in ((2, "auto"), (0, "none"), (0, "all"), (2, "shuffled")):
         b = make_block(rng, n=int(rng.integers(17, 41)), hc=hc, mode=mode, config=config, split="random",
@@ -304,6 +305,14 @@ def top_programs(rng, config="paper"):
         for name in ("attn", "fc1"):
             off, count, _ = b.starts[name]
             out.append((b.window, off, count))
+    # A whole model as the host compiles it (one start: every opcode, the qkv projection as OP_QKV_AE).
+    from vitaccel.host.vitcod.program import compile_device_program
+    from vitaccel.testing import random_bundle
+
+    p = compile_device_program(random_bundle(config, seed=int(rng.integers(0, 1 << 16)), num_heads=3, embed_dim=24,
+                                             ae_heads=2, density=0.4), config, batch=2)
+    s = p.start(2)
+    out.append((p.image, s.desc_off, s.count))
     return out
 
 

@@ -277,7 +277,7 @@ def test_top_runs_a_program_and_reports_the_failing_descriptor(klib):
         return d
 
     unknown = g.copy()
-    unknown[0] = 7
+    unknown[0] = 99
     assert status_of(unknown) == 0x001
     flags = g.copy()
     flags[1] = 1

@@ -250,3 +250,44 @@ def test_encoder_cycles_match_the_hls_counters(config, hin, c, n, d):
     # The report of one OP_AE_MIX descriptor (what the whole-model report charges per encoder run).
     rep = ae_mix_cycles(cfg, hin, c, n, d)
     assert rep.engines["encoder"] == rep.preprocess == tot["ae_compute"]
+
+
+# -- the qkv GEMM with the encoders on its output stage (OP_QKV_AE) --------------------------------------
+
+@pytest.mark.parametrize("config,b,n,k,h,d,hc,tog", [
+    ("paper", 1, 17, 40, 3, 8, 2, 0), ("paper", 1, 17, 40, 3, 8, 2, 1),
+    ("paper", 2, 197, 64, 6, 16, 3, 0), ("paper", 2, 197, 96, 3, 32, 2, 1),
+    ("paper", 3, 90, 40, 12, 64, 6, 0),      # three stage chunks
+    ("paper", 1, 120, 800, 12, 64, 6, 1),    # K sliced, three chunks
+    ("pynq-z2", 3, 100, 96, 6, 64, 3, 0), ("pynq-z2", 3, 100, 96, 6, 64, 3, 1),
+])
+def test_qkv_ae_cycles_match_the_hls_counters(config, b, n, k, h, d, hc, tog):
+    from vitaccel.sim.vitcod.autoencoder import qkv_ae_cycles
+    from vitaccel.sim.vitcod.descriptors import qkv_ae_descriptor
+    from vitaccel.sim.window import Dram
+
+    cfg = load_config(config)
+    rng = np.random.default_rng(b + n + k + h + d + hc + tog)
+    m, dm = b * n, h * d
+    dram = Dram()
+    o = {nm: dram.put(a) for nm, a in (
+        ("x", rand_i8(rng, (m, k))), ("w", rand_i8(rng, (3 * dm, k))),
+        ("bias", rng.integers(-999, 999, 3 * dm).astype(np.int32)), ("mult", np.full(3 * dm, 1 << 20, np.int32)),
+        ("shift", np.full(3 * dm, 30, np.int32)), ("eq_w", rand_i8(rng, (hc, h))), ("ek_w", rand_i8(rng, (hc, h))),
+        ("eq_b", np.zeros(hc, np.int32)), ("ek_b", np.ones(hc, np.int32)))}
+    o.update(y=dram.alloc(m * 3 * dm), qc=dram.alloc(m * hc * d), kc=dram.alloc(m * hc * d))
+    desc = qkv_ae_descriptor(M=m, K=k, H=h, d=d, Hc=hc, N=n, eq_m=1 << 30, eq_s=36, ek_m=1 << 30, ek_s=36,
+                             stage_qk=tog, **o)
+    ck.perf_reset(config)
+    ck.run_descriptors(dram, [desc], config)
+    tot = ck.perf_totals(config)
+    rep = qkv_ae_cycles(cfg, m, k, h, d, hc, together=bool(tog))
+    chunks = rep.engines["chunks"]
+    assert tot["gemm_calls"] == chunks * (1 if tog else 2) + 1 and tot["ae_calls"] == 2
+    assert tot["gemm_mac_iters"] == rep.engines["mac_iterations"]
+    assert tot["gemm_compute"] == rep.engines["gemm"] == rep.compute
+    assert tot["ae_compute"] == rep.engines["encoder"] == rep.preprocess
+    # Off chip: x per chunk and section, the weights, V; the compressed Q/K; never the full Q or K.
+    assert tot["gemm_bytes_out"] == m * dm
+    assert tot["ae_bytes_out"] == 2 * m * hc * d
+    assert sum(tot[f"{e}_bytes_{io}"] for e in ("gemm", "ae") for io in ("in", "out")) == rep.dram_bytes

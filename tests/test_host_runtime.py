@@ -20,6 +20,7 @@ from vitaccel.host.accelerator import Accelerator
 from vitaccel.host.driver import AcceleratorError, AcceleratorTimeout, HardwareMismatch, Driver
 from vitaccel.host.emulated import EmulatedDevice
 from vitaccel.host.vitcod.program import compile_device_program
+from vitaccel.sim.vitcod.descriptors import OP_QKV_AE
 from vitaccel.sim.vitcod.model import compile_program, forward, program_cycles
 from vitaccel.testing import random_bundle
 
@@ -51,9 +52,13 @@ def test_program_layout(small):
     assert p.mem_bytes == p.image.size
     for b in (1, 2, 3):
         s = p.start(b)     # the whole model in one start
-        # per image: patch embedding, tokens; per layer: LN, qkv, per image (AE q, AE k, attention), proj,
-        # add, LN, fc1, GELU, fc2, add; per image the final LN, then the head over the batch
-        assert s.count == 2 * b + small.depth * (9 + 3 * b) + b + 1 and len(s.names) == s.count
+        # per image: patch embedding, tokens; per layer: LN, qkv with the AE encoders fused (this small
+        # model's batches fit one stage chunk), per image attention, proj, add, LN, fc1, GELU, fc2, add;
+        # per image the final LN, then the head over the batch
+        assert s.count == 2 * b + small.depth * (9 + b) + b + 1 and len(s.names) == s.count
+        assert not any(".ae_" in nm for nm in s.names)
+        ops = p.image[s.desc_off:s.desc_off + 256 * s.count].view("<i4").reshape(s.count, 64)[:, 0]
+        assert [nm for nm, op in zip(s.names, ops) if op == OP_QKV_AE] == [f"layers.{i}.qkv" for i in range(small.depth)]
         assert s.names[0] == "patch_embed[0]" and s.names[-1] == "head"
         assert s.desc_off % 4 == 0 and s.desc_off + 256 * s.count <= p.mem_bytes
     with pytest.raises(ValueError, match="compiled for 1..3"):

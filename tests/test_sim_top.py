@@ -465,7 +465,7 @@ def _rowidx_at_window_end(b, w):
 BREAKS = [
     # (id, hc, break, expected status)
     ("flags", 2, _set(1, W_FLAGS, 1), (1 << 16) | 0x001),
-    ("opcode", 2, _set(4, W_OP, 7), (4 << 16) | 0x001),
+    ("opcode", 2, _set(4, W_OP, 99), (4 << 16) | 0x001),
     ("opcode-negative", 0, _set(0, W_OP, -1), 0x001),
     ("gemm-bias-align", 2, _set(4, G["bias"], lambda v, b: v + 2), (4 << 16) | 0x002),
     ("gemm-shift-align", 0, _set(2, G["shift"], lambda v, b: v + 1), (2 << 16) | 0x002),
@@ -617,7 +617,9 @@ def test_compiled_bundle_programs_match_the_csim():
         s = p.start(bb)
         window, res = same(window, s.desc_off, s.count, expect=0, names=list(s.names), cycles=True, plan_cache=cache)
         assert [r.name for r in res.reports] == list(s.names)
-    assert {r.kernel for r in res.reports} == {"gemm", "ae_encoder", "attention", "layernorm", "add", "lut"}
+    fused = not any(".ae_" in nm for nm in p.start(1).names)     # fuse_encoder's choice for this model
+    assert {r.kernel for r in res.reports} == {"gemm", "attention", "layernorm", "add", "lut"} | (
+        set() if fused else {"ae_encoder"})
     assert len(cache) == len(p.program.layers)   # one plan per layer, reused by both images and batch sizes
 
 
@@ -714,3 +716,130 @@ def test_arguments():
         run_top(w, 0, 0, mem_bytes=2048)
     with pytest.raises(ValueError, match="names"):
         run_top(w, 0, 1, names=["a", "b"])
+
+
+# -- the qkv GEMM with the AE encoders on its output stage (OP_QKV_AE) ------------------------------------------
+
+def _qkv_program(rng, *, b=2, n=37, k=40, h=3, d=8, hc=2, tog=0, config=CFG):
+    """A window with one OP_QKV_AE descriptor (outputs pre-filled with garbage) and, after it, the unfused
+    program computing the same thing (OP_GEMM, then OP_AE_MIX per image on Q and on K) into a second set of
+    outputs. Returns (window, offset of the fused descriptor, offset of the unfused program, its length,
+    the offsets of everything)."""
+    from vitaccel.sim.vitcod.descriptors import qkv_ae_descriptor
+
+    m, dm = b * n, h * d
+    dram = Dram()
+    o = dict(x=dram.put(rand_i8(rng, (m, k))), w=dram.put(rand_i8(rng, (3 * dm, k))),
+             bias=dram.put(rng.integers(-3000, 3000, 3 * dm).astype(np.int32)),
+             mult=dram.put(rng.integers(1 << 29, 1 << 30, 3 * dm).astype(np.int32)),
+             shift=dram.put(rng.integers(36, 42, 3 * dm).astype(np.int32)),
+             eq_w=dram.put(rand_i8(rng, (hc, h))), eq_b=dram.put(rng.integers(-99, 99, hc).astype(np.int32)),
+             ek_w=dram.put(rand_i8(rng, (hc, h))), ek_b=dram.put(rng.integers(-99, 99, hc).astype(np.int32)))
+    for name, size in (("y", m * 3 * dm), ("qc", m * hc * d), ("kc", m * hc * d), ("y2", m * 3 * dm),
+                       ("qc2", m * hc * d), ("kc2", m * hc * d)):
+        o[name] = dram.put(rng.integers(-128, 128, size, dtype=np.int8))
+    enc = dict(eq_m=(1 << 30) - 7, eq_s=37, ek_m=(1 << 30) + 11, ek_s=38)
+    fused = qkv_ae_descriptor(M=m, K=k, H=h, d=d, Hc=hc, N=n, x=o["x"], w=o["w"], bias=o["bias"], mult=o["mult"],
+                              shift=o["shift"], y=o["y"], qc=o["qc"], kc=o["kc"], eq_w=o["eq_w"], eq_b=o["eq_b"],
+                              ek_w=o["ek_w"], ek_b=o["ek_b"], stage_qk=tog, **enc)
+    unfused = [gemm_descriptor(M=m, K=k, O=3 * dm, x=o["x"], w=o["w"], bias=o["bias"], mult=o["mult"], shift=o["shift"],
+                               y=o["y2"])]
+    for j in range(b):
+        for nm, col, dst in (("q", 0, "qc2"), ("k", dm, "kc2")):
+            unfused.append(ae_descriptor(Hin=h, C=hc, N=n, d=d, x=o["y2"] + j * n * 3 * dm + col, x_hs=d, x_ns=3 * dm,
+                                         w=o[f"e{nm}_w"], b=o[f"e{nm}_b"], mult=enc[f"e{nm}_m"], shift=enc[f"e{nm}_s"],
+                                         y=o[dst] + j * hc * n * d, y_hs=n * d, y_ns=d))
+    f_off = dram.put(fused)
+    u_off = dram.put(np.concatenate(unfused))
+    return dram.buffer.copy(), f_off, u_off, len(unfused), o
+
+
+QKV_SHAPES = [  # (config, images, N, K, H, d, Hc, stage_qk): one chunk, several chunks, both stagings
+    ("paper", 2, 37, 40, 3, 8, 2, 0),
+    ("paper", 2, 37, 40, 3, 8, 2, 1),
+    ("paper", 1, 197, 96, 3, 32, 2, 1),
+    ("paper", 3, 90, 64, 12, 64, 6, 0),     # 270 rows of 768: three chunks of 101
+    ("paper", 3, 90, 64, 12, 64, 6, 1),     # six chunks of 50
+    ("pynq-z2", 2, 100, 72, 6, 64, 3, 0),
+    ("paper", 1, 5, 3, 1, 1, 1, 0),         # one head, one feature
+]
+
+
+@pytest.mark.parametrize("config,b,n,k,h,d,hc,tog", QKV_SHAPES)
+def test_qkv_ae_matches_the_csim_and_the_unfused_program(config, b, n, k, h, d, hc, tog):
+    from vitaccel.sim.vitcod.autoencoder import qkv_ae_cycles
+
+    rng = np.random.default_rng(b * 1000 + n + k + h + d + hc + tog)
+    w, f_off, u_off, u_count, o = _qkv_program(rng, b=b, n=n, k=k, h=h, d=d, hc=hc, tog=tog, config=config)
+    w, res = same(w, f_off, 1, expect=0, config=config, cycles=True)
+    w, _ = same(w, u_off, u_count, expect=0, config=config)
+    m, dm, z = b * n, h * d, b * n * hc * d
+    for a, bb in (("qc", "qc2"), ("kc", "kc2")):
+        assert np.array_equal(w[o[a]:o[a] + z], w[o[bb]:o[bb] + z]), a
+    y = w[o["y"]:o["y"] + m * 3 * dm].reshape(m, 3 * dm)
+    y2 = w[o["y2"]:o["y2"] + m * 3 * dm].reshape(m, 3 * dm)
+    assert np.array_equal(y[:, 2 * dm:], y2[:, 2 * dm:])
+    assert res.reports[0].to_dict() == qkv_ae_cycles(load_config(config), m, k, h, d, hc, together=bool(tog),
+                                                     name="desc[0].qkv_ae").to_dict()
+
+
+def _qkv_word(name):
+    from vitaccel.sim.vitcod.descriptors import QKV_AE_WORDS
+
+    return QKV_AE_WORDS[name]
+
+
+def _bad_channel(section, field, value):
+    """Set channel 5 of the Q / K / V section's multiplier or shift."""
+    def f(w, o, dm):
+        at = o[field] + 4 * (section * dm + 5)
+        w[at:at + 4] = np.array([value], np.int32).view(np.uint8)
+    return f
+
+
+QKV_BREAKS = [  # (name, word or callable(window, offsets, D), value or callable(offsets), expected code)
+    ("M", "M", 0, 0x203),
+    ("N-not-dividing", "N", 36, 0x203),
+    ("N-too-many", "N", 1 << 20, 0x203),
+    ("Hc-0", "Hc", 0, 0x203),
+    ("Hc-over-H", "Hc", 13, 0x203),
+    ("d", "d", 65, 0x203),
+    ("stage_qk", "stage_qk", 2, 0x203),
+    ("bias-align", "bias", lambda o: o["bias"] + 2, 0x002),
+    ("ek_b-align", "ek_b", lambda o: o["ek_b"] + 1, 0x002),
+    ("x-range", "x", 0x7FFFFFF0, 0x003),
+    ("kc-range", "kc", 0x7FFFFFF0, 0x003),
+    ("y-over-x", "y", lambda o: o["x"] + 3, 0x006),
+    ("qc-over-eq_w", "qc", lambda o: o["eq_w"], 0x006),
+    ("kc-over-qc", "kc", lambda o: o["qc"] + 5, 0x006),
+    ("K-too-long", "K", 1 << 20, 0x003),
+    ("eq_m", "eq_m", -1, 0x202),
+    ("ek_s", "ek_s", 64, 0x202),
+    ("q-mult", _bad_channel(0, "mult", -3), None, 0x103),
+    ("k-shift", _bad_channel(1, "shift", 70), None, 0x104),    # compressed Q of chunk 0 written first
+    ("v-mult", _bad_channel(2, "mult", -1), None, 0x103),      # qc, kc and the V tiles before it written
+]
+
+
+@pytest.mark.parametrize("tog", [0, 1])
+@pytest.mark.parametrize("name,word,value,expect", QKV_BREAKS, ids=[b[0] for b in QKV_BREAKS])
+def test_qkv_ae_status_codes(name, word, value, expect, tog):
+    rng = np.random.default_rng(9)
+    # 2 x 120 rows of 768 bytes (paper: 101 rows a chunk apart, 50 together): failures mid-way leave the
+    # chunks before them written, which both tops must agree on byte for byte.
+    w, f_off, _, _, o = _qkv_program(rng, b=2, n=120, k=32, h=12, d=64, hc=5, tog=tog)
+    if callable(word):
+        word(w, o, 12 * 64)
+    else:
+        v = value(o) if callable(value) else value
+        at = f_off + 4 * _qkv_word(word)
+        w[at:at + 4] = np.array([v & 0xFFFFFFFF], np.uint32).view(np.uint8)
+    same(w, f_off, 1, expect=expect)
+
+
+def test_qkv_ae_k_limit():
+    """K longer than half the activation buffer allows: 0x102, after every range check passed."""
+    cfg = load_config(CFG)
+    k = gemm_max_k(cfg) + 8
+    w, f_off, _, _, _ = _qkv_program(np.random.default_rng(1), b=1, n=2, k=k, h=1, d=8, hc=1)
+    same(w, f_off, 1, expect=0x102)

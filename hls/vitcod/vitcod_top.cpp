@@ -17,6 +17,7 @@
 
 #include "attention/attention.h"
 #include "autoencoder/autoencoder.h"
+#include "autoencoder/qkv_ae.h"
 #include "eltwise/eltwise.h"
 #include "gemm/gemm.h"
 #include "layernorm/layernorm.h"
@@ -80,6 +81,42 @@ inline int run_ae(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* ac
         return ERR_OVERLAP;
     return ae::ae_mix(act_in + x, dw[E_X_HS], dw[E_X_NS], wgt + w, wconst + b / 4, dw[E_MULT], dw[E_SHIFT],
                       act_out + y, dw[E_Y_HS], dw[E_Y_NS], Hin, C, N, d);
+}
+
+inline int run_qkv_ae(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int8_t* wgt,
+                      const int32_t* wconst, uint32_t mem) {
+    const int M = dw[F_M], K = dw[F_K], H = dw[F_H], d = dw[F_D], Hc = dw[F_HC], N = dw[F_N];
+    if (M < 1 || K < 1 || H < 1 || H > cfg::MAX_HEADS || d < 1 || d > cfg::MAX_HEAD_DIM || N < 1 ||
+        N > cfg::MAX_TOKENS || M % N != 0 || Hc < 1 || Hc > H || (dw[F_STAGE_QK] != 0 && dw[F_STAGE_QK] != 1) ||
+        qkv_ae::stage_rows((1 + dw[F_STAGE_QK]) * H * d) < 1)
+        return AE_ERR_QKV_DIMS;
+    const uint32_t x = dw[F_X], w = dw[F_W], b = dw[F_BIAS], m = dw[F_MULT], s = dw[F_SHIFT], y = dw[F_Y];
+    const uint32_t qc = dw[F_QC], kc = dw[F_KC], eqw = dw[F_EQ_W], eqb = dw[F_EQ_B], ekw = dw[F_EK_W], ekb = dw[F_EK_B];
+    if ((b | m | s | eqb | ekb) & 3) return ERR_ALIGN;
+    const addr_t D3 = 3 * (addr_t)H * d, xlen = (addr_t)M * K, wlen = D3 * K, clen = 4 * D3, ylen = (addr_t)M * D3;
+    const addr_t zlen = (addr_t)M * Hc * d, ewlen = (addr_t)Hc * H, eblen = 4 * (addr_t)Hc;
+    if (!in_window(x, xlen, mem) || !in_window(w, wlen, mem) || !in_window(b, clen, mem) || !in_window(m, clen, mem) ||
+        !in_window(s, clen, mem) || !in_window(y, ylen, mem) || !in_window(qc, zlen, mem) || !in_window(kc, zlen, mem) ||
+        !in_window(eqw, ewlen, mem) || !in_window(eqb, eblen, mem) || !in_window(ekw, ewlen, mem) ||
+        !in_window(ekb, eblen, mem))
+        return ERR_RANGE;
+    // No output may share a byte with an input or with another output.
+    const uint32_t in_off[9] = {x, w, b, m, s, eqw, eqb, ekw, ekb};
+    const addr_t in_len[9] = {xlen, wlen, clen, clen, clen, ewlen, eblen, ewlen, eblen};
+    const uint32_t out_off[3] = {y, qc, kc};
+    const addr_t out_len[3] = {ylen, zlen, zlen};
+    for (int o = 0; o < 3; ++o) {
+        for (int i = 0; i < 9; ++i)
+            if (overlaps(out_off[o], out_len[o], in_off[i], in_len[i])) return ERR_OVERLAP;
+        for (int p = o + 1; p < 3; ++p)
+            if (overlaps(out_off[o], out_len[o], out_off[p], out_len[p])) return ERR_OVERLAP;
+    }
+    if (K > gemm::Gemm<cfg::GemmArray>::MAX_K) return GEMM_ERR_K_TOO_LONG;
+    if (dw[F_EQ_M] < 0 || dw[F_EQ_S] < 0 || dw[F_EQ_S] > 63 || dw[F_EK_M] < 0 || dw[F_EK_S] < 0 || dw[F_EK_S] > 63)
+        return AE_ERR_QUANT;
+    return qkv_ae::qkv_ae(act_in + x, wgt + w, wconst + b / 4, wconst + m / 4, wconst + s / 4, act_out + y, act_out + qc,
+                          act_out + kc, wgt + eqw, wconst + eqb / 4, dw[F_EQ_M], dw[F_EQ_S], wgt + ekw, wconst + ekb / 4,
+                          dw[F_EK_M], dw[F_EK_S], M, K, H, d, Hc, N, dw[F_STAGE_QK] == 1);
 }
 
 inline int run_attention(const int32_t dw[DESC_WORDS], const int8_t* act_in, int8_t* act_out, const int32_t* idx,
@@ -257,6 +294,8 @@ TOP_INSTRUCTIONS:
             status = run_gemm(dw, act_in, act_out, wgt, wconst, mem_bytes);
         } else if (dw[W_OP] == OP_AE_MIX) {
             status = run_ae(dw, act_in, act_out, wgt, wconst, mem_bytes);
+        } else if (dw[W_OP] == OP_QKV_AE) {
+            status = run_qkv_ae(dw, act_in, act_out, wgt, wconst, mem_bytes);
         } else if (dw[W_OP] == OP_ATTENTION) {
             status = run_attention(dw, act_in, act_out, idx, mask, wgt, wconst, mem_bytes);
         } else if (dw[W_OP] == OP_LAYERNORM) {
@@ -282,6 +321,7 @@ extern "C" int vitcod_desc_layout(int32_t* out, int n) {
     // The order of Isa.layout() in vitaccel/sim/isa.py: DESC_WORDS, the opcodes, the header words, each
     // operation's words, the extra constants.
     const int32_t v[] = {DESC_WORDS, OP_NOP,   OP_GEMM,   OP_AE_MIX, OP_ATTENTION, OP_LAYERNORM, OP_ADD, OP_LUT,
+                         OP_QKV_AE,
                          W_OP,     W_FLAGS,  G_M,
                          G_K,        G_O,      G_X,       G_W,       G_BIAS,       G_MULT,   G_SHIFT,  G_Y,
                          E_HIN,      E_C,      E_N,       E_D,       E_X,          E_X_HS,   E_X_NS,   E_W,
@@ -292,7 +332,10 @@ extern "C" int vitcod_desc_layout(int32_t* out, int n) {
                          A_DQ_B,     A_DQ_M,   A_DQ_S,    A_DK_W,    A_DK_B,       A_DK_M,   A_DK_S,   A_N_GLOBAL,
                          L_ROWS,     L_D,      L_X,       L_G,       L_B,          L_SHIFT,  L_EPS,    L_Y,
                          R_N,        R_A,      R_A_BITS,  R_MA,      R_B,          R_B_BITS, R_MB,     R_SHIFT,
-                         R_Y,        R_Y_BITS, T_N,       T_X,       T_TABLE,      T_Y,      NGLOBAL_SLOTS};
+                         R_Y,        R_Y_BITS, T_N,       T_X,       T_TABLE,      T_Y,      F_M,      F_K,
+                         F_H,        F_D,      F_HC,      F_N,       F_X,          F_W,      F_BIAS,   F_MULT,
+                         F_SHIFT,    F_Y,      F_QC,      F_KC,      F_EQ_W,       F_EQ_B,   F_EQ_M,   F_EQ_S,
+                         F_EK_W,     F_EK_B,   F_EK_M,    F_EK_S,    F_STAGE_QK, NGLOBAL_SLOTS};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
     return count;

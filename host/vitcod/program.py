@@ -17,7 +17,9 @@ and reads the int8 logits back. The program, per image where a kernel works on o
 
 * patch-embedding GEMM per image into rows 1.. of that image's block (row 0, the CLS slot, stays 0 from
   the window image), then the token add per image into the int16 residual stream ``xa``;
-* per layer: LayerNorm1 (``xa`` -> int8), qkv GEMM, the AE encoder on Q and K of each image (with an AE),
+* per layer: LayerNorm1 (``xa`` -> int8), the qkv projection: with an AE, OP_QKV_AE (the encoders on the
+  GEMM's output stage, only compressed Q/K reach DRAM) when :func:`~vitaccel.sim.vitcod.autoencoder.fuse_encoder`
+  predicts it no slower for the batch, else the qkv GEMM and the AE encoder on Q and K of each image;
   attention per image, output projection, residual add into ``xb``, LayerNorm2, fc1, GELU table, fc2,
   residual add back into ``xa`` (two int16 buffers, so no kernel writes over what it reads);
 * the final LayerNorm on each image's CLS row, and the head GEMM over the batch's CLS rows.
@@ -35,8 +37,9 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig
 from vitaccel.sim.vitcod.descriptors import (Dram, add_descriptor, ae_descriptor, attention_descriptor, gemm_descriptor,
-                                             layernorm_descriptor, lut_descriptor, pack_mask_bits)
+                                             layernorm_descriptor, lut_descriptor, pack_mask_bits, qkv_ae_descriptor)
 from vitaccel.sim.vitcod.attention import line_split
+from vitaccel.sim.vitcod.autoencoder import fuse_encoder
 from vitaccel.sim.vitcod.model import LINEARS, Linear, Norm, Program, compile_program
 
 __all__ = ["Start", "Regions", "DeviceProgram", "compile_device_program", "MAX_BATCH"]
@@ -200,12 +203,25 @@ def compile_device_program(bundle, config: Optional[ConfigLike] = None, *, batch
         for lp, s, ls in zip(prog.layers, static, splits):
             i = lp.index
             emit(_ln(s["norm1"], b * n, dm, reg.xa, reg.h8), f"layers.{i}.norm1")
-            emit(_gemm(s["qkv"], b * n, reg.h8, reg.qkv), f"layers.{i}.qkv")
             lhc = lp.ae[0].compressed_heads if lp.ae is not None else 0
+            mode = fuse_encoder(cfg, b, n, dm, h, d, lhc) if lhc else None
+            fused = mode is not None
+            if fused:
+                q, k = lp.ae
+                w, eq, ek = s["qkv"], s["ae"][0], s["ae"][1]
+                emit(qkv_ae_descriptor(M=b * n, K=w["K"], H=h, d=d, Hc=lhc, N=n, x=reg.h8, w=w["w"], bias=w["bias"],
+                                       mult=w["mult"], shift=w["shift"], y=reg.qkv, qc=reg.qc, kc=reg.kc,
+                                       eq_w=eq["enc_w"], eq_b=eq["enc_b"], eq_m=q.enc_mult, eq_s=q.enc_shift,
+                                       ek_w=ek["enc_w"], ek_b=ek["enc_b"], ek_m=k.enc_mult, ek_s=k.enc_shift,
+                                       stage_qk=mode),
+                     f"layers.{i}.qkv")
+            else:
+                emit(_gemm(s["qkv"], b * n, reg.h8, reg.qkv), f"layers.{i}.qkv")
             for j in range(b):
                 img = reg.qkv + j * n * 3 * dm
                 if lhc:
-                    for which, (p, src, dst) in enumerate(((lp.ae[0], img, reg.qc), (lp.ae[1], img + dm, reg.kc))):
+                    pairs = () if fused else ((lp.ae[0], img, reg.qc), (lp.ae[1], img + dm, reg.kc))
+                    for which, (p, src, dst) in enumerate(pairs):
                         a = s["ae"][which]
                         emit(ae_descriptor(Hin=h, C=lhc, N=n, d=d, x=src, x_hs=d, x_ns=3 * dm, w=a["enc_w"],
                                            b=a["enc_b"], mult=p.enc_mult, shift=p.enc_shift,

@@ -13,7 +13,8 @@ the C++'s counters):
 * Activations stay resident when ``Tm = (A_half / M) // ceil(K / M)`` rows cover all of M; otherwise
   they are tiled by ``Tm`` rows and re-streamed for every weight tile.
 * Per (weight tile, activation tile, K slice), a DATAFLOW of the MAC nest (every line one output at a
-  time, one K chunk per cycle: ``mh R cn`` iterations + ``pipe_dot``) and the store (one line group per
+  time, one K chunk per cycle: ``mh Rt cn`` iterations + ``pipe_dot``, ``Rt = ceil(ow / L)`` the line
+  groups the tile fills: R except in a short last tile) and the store (one line group per
   cycle through the lines' requantisers, last slice only: ``+ PIPE_RQ`` after the last group).
 * Off-chip: loads of the next step and the store of the previous one overlap the current step's compute
   (double buffering, which the HLS does not write out yet: it loads in sequence).
@@ -33,7 +34,7 @@ from vitaccel.sim import schedule
 from vitaccel.sim.common.dram import overlap, transfer_cycles
 from vitaccel.sim.report import KernelReport
 
-__all__ = ["gemm", "gemm_cycles", "gemm_tiles", "gemm_plan"]
+__all__ = ["gemm", "gemm_cycles", "gemm_steps", "gemm_tiles", "gemm_plan"]
 
 #: Bytes per output channel of constants that travel with a weight tile: bias, multiplier, shift.
 CONST_BYTES = 12
@@ -78,15 +79,17 @@ def gemm_tiles(cfg: HardwareConfig, m: int, k: int, o: int) -> Tuple[int, int, b
     return p["To"], p["Tm"], p["Tm"] >= m
 
 
-def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gemm", layer: Optional[int] = None,
-                ) -> KernelReport:
-    """Cycles of ``(m x k) @ (k x o)`` in GEMM mode on the config's MAC array."""
+def gemm_steps(cfg: HardwareConfig, m: int, k: int, o: int, *, y_on_chip: bool = False) -> Dict[str, object]:
+    """The HLS nest of one GEMM as DMA/compute steps ``(load cycles before, compute cycles, store cycles
+    after)``, one per run_slice, with the bytes and MAC iterations: what :func:`gemm_cycles` overlaps, and
+    what a fused op (``vitaccel.sim.vitcod.autoencoder.qkv_ae_cycles``) chains with its own steps.
+    ``y_on_chip``: the output goes to an on-chip buffer (no store traffic)."""
     if min(m, k, o) < 1:
         raise ValueError(f"GEMM dims must be >= 1, got m={m}, k={k}, o={o}")
     p = gemm_plan(cfg, m, k, o)
-    to, tm, r, kc, ks, nks = p["To"], p["Tm"], p["R"], p["KC"], p["KS"], p["NKS"]
+    to, tm, kc, ks, nks = p["To"], p["Tm"], p["KC"], p["KS"], p["NKS"]
     resident = tm >= m
-    lanes = cfg.gemm_array[1]
+    lines, lanes = cfg.gemm_array
     pd = schedule.pipe_dot(lanes)
 
     # The HLS nest: weight tiles, activation tiles, K slices; one step per run_slice.
@@ -110,17 +113,24 @@ def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gem
                 if nks > 1:
                     sl = sl + [ow * (min(k, (c0 + cn) * lanes) - c0 * lanes)]
                 last = s == nks - 1
-                iters = mh * r * cn
+                iters = mh * (-(-ow // lines)) * cn     # a short last tile runs only the groups it fills
                 mac_iters += iters
                 comp = iters + pd + (schedule.PIPE_RQ if last else 0)
-                store = mh * ow if last else 0
+                store = mh * ow if (last and not y_on_chip) else 0
                 loaded += sum(sl)
                 stored += store
                 steps.append((sum(transfer_cycles(cfg, b) for b in sl), comp, transfer_cycles(cfg, store)))
-    compute, data = overlap(steps)
-    engines = {"gemm": compute, "mac_iterations": mac_iters, "dma": sum(st[0] + st[2] for st in steps)}
-    macs = m * k * o
-    preprocess = 0
-    dram = loaded + stored
     notes = [] if resident else [f"activations re-streamed {-(-o // to)}x"]
-    return KernelReport("gemm", name, layer, compute, preprocess, data, macs, m * k * o, dram, engines, [], notes)
+    return {"steps": steps, "loaded": loaded, "stored": stored, "mac_iterations": mac_iters, "notes": notes}
+
+
+def gemm_cycles(cfg: HardwareConfig, m: int, k: int, o: int, *, name: str = "gemm", layer: Optional[int] = None,
+                ) -> KernelReport:
+    """Cycles of ``(m x k) @ (k x o)`` in GEMM mode on the config's MAC array."""
+    g = gemm_steps(cfg, m, k, o)
+    steps = g["steps"]
+    compute, data = overlap(steps)
+    engines = {"gemm": compute, "mac_iterations": g["mac_iterations"], "dma": sum(st[0] + st[2] for st in steps)}
+    macs = m * k * o
+    return KernelReport("gemm", name, layer, compute, 0, data, macs, macs, g["loaded"] + g["stored"], engines, [],
+                        list(g["notes"]))

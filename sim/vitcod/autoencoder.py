@@ -12,10 +12,15 @@ a time, requantised by the line's requantiser (``hls/vitcod/autoencoder/autoenco
   transfers included.
 * The decoder's cycles are part of the attention kernel's schedule (``attention.decode_cycles``): it runs
   beside the softmax unit, decoding the next head.
+* **Fused** (OP_QKV_AE, ``hls/vitcod/autoencoder/qkv_ae.h``): the qkv GEMM writes Q, then K, of a chunk of
+  rows into an on-chip stage (the output buffer less the GEMM's partial sums), the encoder mixes them
+  from there, and only the compressed Q/K and V reach DRAM. :func:`qkv_ae_cycles` is its report: the
+  GEMM steps (:func:`vitaccel.sim.common.gemm.gemm_steps`, the staged ones without store traffic) and the
+  encoder steps in the C++'s order, overlapped as one double-buffered sequence.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -23,9 +28,11 @@ from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
 from vitaccel.sim import schedule
 from vitaccel.sim.common.dram import overlap, transfer_cycles
+from vitaccel.sim.common.gemm import gemm_plan, gemm_steps
 from vitaccel.sim.report import KernelReport
 
-__all__ = ["ae_encode", "ae_decode", "mix_heads", "encode_cycles", "mix_tiles", "ae_tile_tokens"]
+__all__ = ["ae_encode", "ae_decode", "mix_heads", "encode_cycles", "mix_tiles", "ae_tile_tokens", "qkv_stage_rows",
+           "qkv_ae_cycles", "fuse_encoder"]
 
 
 def mix_heads(x, weight, bias, mult, shift) -> np.ndarray:
@@ -97,3 +104,85 @@ def ae_mix_cycles(cfg: HardwareConfig, hin: int, c: int, n: int, d: int, *, name
     macs = c * hin * n * d
     return KernelReport("ae_encoder", name, layer, 0, comp, data, macs, macs, dram,
                         {"encoder": comp, "dma": sum(s[0] + s[2] for s in steps)}, [], [])
+
+
+def qkv_stage_bytes(cfg: HardwareConfig) -> int:
+    """qkv_ae.h ``STAGE_BYTES``: the output buffer less the GEMM's int32 partial sums (PS_ROWS x lines)."""
+    lines, lanes = cfg.gemm_array
+    wline = cfg.weight_buffer_kb * 1024 // 2 // (lines * lanes)
+    ps_rows = (cfg.qkvs_buffer_kb * 1024 // 2 // lanes) // wline
+    return cfg.output_buffer_kb * 1024 - ps_rows * lines * 4
+
+
+def qkv_stage_rows(cfg: HardwareConfig, width: int) -> int:
+    """Rows of Q (``width`` = H d bytes each) one chunk of OP_QKV_AE stages (0: not even one)."""
+    return qkv_stage_bytes(cfg) // width
+
+
+def qkv_ae_cycles(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: int, *, together: bool = False,
+                  name: str = "qkv_ae", layer=None) -> KernelReport:
+    """One OP_QKV_AE: ``m`` rows of ``k`` features projected to Q, K, V (``heads`` x ``d`` each), Q and K
+    encoded to ``hc`` heads on chip, staged one after the other or ``together`` (descriptor word stage_qk).
+    ``compute`` is the GEMM's, ``preprocess`` the encoder's mix nests (the AE's own cost), ``data`` the
+    exposed transfers of the whole sequence."""
+    dm = heads * d
+    width = 2 * dm if together else dm
+    sr = qkv_stage_rows(cfg, width)
+    if sr < 1:
+        raise ValueError(f"a row of Q ({width} B) does not fit the stage of '{cfg.name}' ({qkv_stage_bytes(cfg)} B)")
+    lines, lanes = cfg.mac_lines, cfg.macs_per_line
+    kh = -(-heads // lanes)
+    enc_bytes = [hc * heads, 4 * hc, hc * heads, 4 * hc]      # both encoders, into registers first
+    steps: List[Tuple[int, int, int]] = []
+    loaded = stored = mac_iters = gemm_comp = mix = 0
+    chunks = 0
+    for r0 in range(0, m, sr):
+        mc = min(sr, m - r0)
+        chunks += 1
+        for which in range(2):
+            if not together or which == 0:
+                g = gemm_steps(cfg, mc, k, width, y_on_chip=True)
+                steps += g["steps"]
+                loaded += g["loaded"]
+                mac_iters += g["mac_iterations"]
+                gemm_comp += sum(st[1] for st in g["steps"])
+            cyc = -(-hc * mc * d // lines) * kh + schedule.pipe_mix(lanes)
+            mix += cyc
+            steps.append((0, cyc, transfer_cycles(cfg, hc * mc * d)))
+            stored += hc * mc * d
+    g = gemm_steps(cfg, m, k, dm)
+    steps += g["steps"]
+    loaded += g["loaded"]
+    stored += g["stored"]
+    mac_iters += g["mac_iterations"]
+    gemm_comp += sum(st[1] for st in g["steps"])
+    first = steps[0]
+    steps[0] = (first[0] + sum(transfer_cycles(cfg, b) for b in enc_bytes), first[1], first[2])
+    comp, data = overlap(steps)
+    assert comp == gemm_comp + mix
+    macs = m * k * 3 * dm + 2 * m * hc * heads * d
+    notes = [f"Q/K staged {'together' if together else 'apart'} in {chunks} chunk(s) of <= {sr} rows"]
+    if chunks > 1:
+        notes.append(f"Q and K weights reloaded {chunks}x")
+    engines = {"gemm": gemm_comp, "encoder": mix, "mac_iterations": mac_iters, "chunks": chunks,
+               "dma": sum(st[0] + st[2] for st in steps)}
+    return KernelReport("gemm", name, layer, gemm_comp, mix, data, macs, macs, loaded + stored + sum(enc_bytes),
+                        engines, [], notes)
+
+
+def fuse_encoder(cfg: HardwareConfig, images: int, n: int, k: int, heads: int, d: int, hc: int) -> Optional[int]:
+    """How the host compiler runs a batch's qkv projection with an AE: ``stage_qk`` of OP_QKV_AE (0: Q and K
+    staged apart, 1: together), whichever the cycle model predicts faster, or None for OP_GEMM followed by
+    one OP_AE_MIX per image on Q and on K when that is predicted faster still (the fused op loses when the
+    batch needs several stage chunks, each reloading the Q and K weights). Ties go to fusion (less DRAM)."""
+    from vitaccel.sim.common.gemm import gemm_cycles
+
+    m = images * n
+    best, mode = gemm_cycles(cfg, m, k, 3 * heads * d).total_cycles + 2 * images * ae_mix_cycles(
+        cfg, heads, hc, n, d).total_cycles, None
+    for tog in (1, 0):
+        if qkv_stage_rows(cfg, (1 + tog) * heads * d) >= 1:
+            t = qkv_ae_cycles(cfg, m, k, heads, d, hc, together=bool(tog)).total_cycles
+            if t <= best:
+                best, mode = t, tog
+    return mode

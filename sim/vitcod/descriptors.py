@@ -18,7 +18,7 @@ from vitaccel.sim.window import Dram
 __all__ = [
     "DESC_WORDS", "OP_NOP", "OP_GEMM", "OP_AE_MIX", "OP_ATTENTION", "OP_LAYERNORM", "OP_ADD", "OP_LUT",
     "GEMM_WORDS", "AE_WORDS", "ATT_WORDS", "LN_WORDS", "ADD_WORDS", "LUT_WORDS", "layernorm_descriptor",
-    "add_descriptor", "lut_descriptor",
+    "add_descriptor", "lut_descriptor", "OP_QKV_AE", "QKV_AE_WORDS", "qkv_ae_descriptor",
     "DESC_LAYOUT", "STATUS_CODES", "status_message", "pack_mask_bits", "Dram", "gemm_descriptor",
     "ae_descriptor", "attention_descriptor",
 ]
@@ -35,6 +35,8 @@ OP_LAYERNORM, OP_ADD, OP_LUT = (ISA.opcode(o) for o in ("LAYERNORM", "ADD", "LUT
 LN_WORDS = ISA.words("LAYERNORM")
 ADD_WORDS = ISA.words("ADD")
 LUT_WORDS = ISA.words("LUT")
+OP_QKV_AE = ISA.opcode("QKV_AE")
+QKV_AE_WORDS = ISA.words("QKV_AE")
 
 #: Every constant of the layout, in the order ``vitcod_desc_layout`` (vitcod_top.cpp) reports them.
 DESC_LAYOUT: Tuple[Tuple[str, int], ...] = ISA.layout()
@@ -71,6 +73,19 @@ def ae_descriptor(*, Hin: int, C: int, N: int, d: int, x: int, x_hs: int, x_ns: 
     """OP_AE_MIX: x (Hin, N, d) at x + h * x_hs + n * x_ns + f, w int8 (C, Hin), b int32 (C,), y likewise."""
     return _desc(OP_AE_MIX, AE_WORDS, dict(Hin=Hin, C=C, N=N, d=d, x=x, x_hs=x_hs, x_ns=x_ns, w=w, b=b,
                                                mult=mult, shift=shift, y=y, y_hs=y_hs, y_ns=y_ns))
+
+
+def qkv_ae_descriptor(*, M: int, K: int, H: int, d: int, Hc: int, N: int, x: int, w: int, bias: int, mult: int,
+                      shift: int, y: int, qc: int, kc: int, eq_w: int, eq_b: int, eq_m: int, eq_s: int, ek_w: int,
+                      ek_b: int, ek_m: int, ek_s: int, stage_qk: int = 0) -> np.ndarray:
+    """OP_QKV_AE: the qkv GEMM (x int8 (M, K), w int8 (3 H d, K), bias / mult / shift int32 (3 H d,)) with the
+    AE encoders on its output stage: only V is written to y (int8 (M, 3 H d), last third), and the
+    compressed qc / kc, int8 (M / N images, Hc, N, d); encoders int8 (Hc, H) weights, int32 (Hc,) biases.
+    ``stage_qk``: 1 stages Q and K of a chunk together, 0 one after the other (qkv_ae.h)."""
+    return _desc(OP_QKV_AE, QKV_AE_WORDS, dict(M=M, K=K, H=H, d=d, Hc=Hc, N=N, x=x, w=w, bias=bias, mult=mult,
+                                               shift=shift, y=y, qc=qc, kc=kc, eq_w=eq_w, eq_b=eq_b, eq_m=eq_m,
+                                               eq_s=eq_s, ek_w=ek_w, ek_b=ek_b, ek_m=ek_m, ek_s=ek_s,
+                                               stage_qk=stage_qk))
 
 
 def attention_descriptor(*, H: int, N: int, d: int, n_global: Sequence[int], q: int, q_hs: int, q_ns: int, k: int,

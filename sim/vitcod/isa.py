@@ -31,10 +31,18 @@ ISA = Isa(
                                  ("dq_s", 30), ("dk_w", 31), ("dk_b", 32), ("dk_m", 33), ("dk_s", 34),
                                  ("n_global", N_GLOBAL_WORD))),
         *VECTOR_OPS,
+        Op("QKV_AE", 7, "F", (("M", 2), ("K", 3), ("H", 4), ("d", 5), ("Hc", 6), ("N", 7), ("x", 8), ("w", 9),
+                              ("bias", 10), ("mult", 11), ("shift", 12), ("y", 13), ("qc", 14), ("kc", 15),
+                              ("eq_w", 16), ("eq_b", 17), ("eq_m", 18), ("eq_s", 19), ("ek_w", 20), ("ek_b", 21),
+                              ("ek_m", 22), ("ek_s", 23), ("stage_qk", 24))),
     ),
     status=DISPATCH_STATUS + GEMM_STATUS + VECTOR_STATUS + (
         Status(0x201, "AE_ERR_DIMS", "AE", "H_in, C, N or d out of `[1, MAX_*]`"),
         Status(0x202, "AE_ERR_QUANT", "AE", "multiplier or shift out of range"),
+        Status(0x203, "AE_ERR_QKV_DIMS", "qkv + AE",
+               "M or K < 1, H outside [1, MAX_HEADS], d outside [1, MAX_HEAD_DIM], N outside [1, MAX_TOKENS] or "
+               "not dividing M, Hc outside [1, H], stage_qk not 0 or 1, or a staged row (H d bytes, 2 H d with stage_qk) "
+               "wider than the stage"),
         Status(0x301, "ATT_ERR_DIMS", "attention", "H, N, d out of `[1, MAX_*]`, or Hc outside [0, H]"),
         Status(0x302, "ATT_ERR_QUANT", "attention",
                "a multiplier or shift out of range (softmax, output, decoders)"),

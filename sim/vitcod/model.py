@@ -28,7 +28,7 @@ from vitaccel.sim.common.gemm import gemm, gemm_cycles
 from vitaccel.sim.common.layernorm import layernorm_cycles, layernorm_int
 from vitaccel.sim.report import Report
 from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles
-from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, mix_heads
+from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, fuse_encoder, mix_heads, qkv_ae_cycles
 
 __all__ = ["Kernels", "SimKernels", "Norm", "Linear", "LayerProgram", "Program", "ModelResult", "compile_program",
            "forward", "forward_int", "forward_batched", "prepare_input", "run_model", "program_cycles",
@@ -235,17 +235,22 @@ def _head_kernels(prog: Program) -> List:
 
 def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: bool = True) -> List:
     """One layer's kernel reports in the order the accelerator runs them for one image (the host's
-    descriptor program, ``vitaccel.host.vitcod.program``): LayerNorm, qkv, the AE encoder on Q and on K,
+    descriptor program, ``vitaccel.host.vitcod.program``): LayerNorm, qkv (with an AE: the fused OP_QKV_AE
+    where :func:`~vitaccel.sim.vitcod.autoencoder.fuse_encoder` picks it, else the GEMM and the encoder on Q and K),
     attention, proj, the residual add, LayerNorm, fc1, GELU, fc2, the residual add. ``attention`` replaces
     the attention report (baselines); ``with_ae=False`` drops the encoder."""
     cfg, dims = prog.config, prog.dims
     n, d_model, h, d, mlp = dims.num_tokens, dims.embed_dim, dims.num_heads, prog.head_dim, dims.mlp_dim
     i = lp.index
     hc = lp.ae[0].compressed_heads if lp.ae else None
-    out = [layernorm_cycles(cfg, n, d_model, name=f"layers.{i}.norm1", layer=i),
-           gemm_cycles(cfg, n, d_model, 3 * d_model, name=f"layers.{i}.qkv", layer=i)]
-    if hc and with_ae:
-        out += [ae_mix_cycles(cfg, h, hc, n, d, name=f"layers.{i}.ae_{w}", layer=i) for w in "qk"]
+    out = [layernorm_cycles(cfg, n, d_model, name=f"layers.{i}.norm1", layer=i)]
+    mode = fuse_encoder(cfg, 1, n, d_model, h, d, hc) if hc and with_ae else None
+    if mode is not None:
+        out.append(qkv_ae_cycles(cfg, n, d_model, h, d, hc, together=bool(mode), name=f"layers.{i}.qkv", layer=i))
+    else:
+        out.append(gemm_cycles(cfg, n, d_model, 3 * d_model, name=f"layers.{i}.qkv", layer=i))
+        if hc and with_ae:
+            out += [ae_mix_cycles(cfg, h, hc, n, d, name=f"layers.{i}.ae_{w}", layer=i) for w in "qk"]
     out.append(attention if attention is not None else
                attention_cycles(cfg, lp.plan, d, compressed_heads=hc, name=f"layers.{i}.attn", layer=i))
     out += [gemm_cycles(cfg, n, d_model, d_model, name=f"layers.{i}.proj", layer=i),

@@ -18,6 +18,10 @@ byte-identical windows and to return the same status and ID register.
   (0x102), then per weight tile
   the multipliers and shifts (0x103 / 0x104: within a tile the *last* bad channel decides, as in
   ``load_consts``);
+* qkv + AE (OP_QKV_AE): dimensions (0x203), constant alignment (0x002), ranges (0x003), an output over an
+  input or over another output (0x006), K limit (0x102), encoder multiplier/shift (0x202), then the
+  GEMM's per-tile constants (0x103 / 0x104) section by section as they run: a bad K channel leaves the
+  compressed Q of the chunks before it written, a bad V channel every qc/kc and the V tiles before it;
 * AE mix: dimensions (0x201), strides (0x004), alignment (0x002), ranges (0x003), output over an input
   (0x006), multiplier/shift (0x202);
 * attention: dimensions (0x301), strides (0x004), alignment (0x002), ranges (0x003), output over an input
@@ -73,9 +77,9 @@ from vitaccel.sim.common.eltwise import add_cycles, add_requant, lut_cycles
 from vitaccel.sim.common.layernorm import MAX_D as LN_MAX_D, layernorm_cycles, layernorm_int
 from vitaccel.sim.vitcod.descriptors import (ADD_WORDS, AE_WORDS, ATT_WORDS, DESC_WORDS, GEMM_WORDS, LN_WORDS, LUT_WORDS,
                                              OP_ADD, OP_AE_MIX, OP_ATTENTION, OP_GEMM, OP_LAYERNORM, OP_LUT, OP_NOP,
-                                             W_FLAGS, W_OP)
+                                             OP_QKV_AE, QKV_AE_WORDS, W_FLAGS, W_OP)
 from vitaccel.sim.vitcod.attention import SparsePlan, attention_cycles, valid_split
-from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens
+from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, ae_tile_tokens, qkv_ae_cycles, qkv_stage_rows
 from vitaccel.sim.common.gemm import gemm_cycles, gemm_plan
 from vitaccel.sim.report import KernelReport
 from vitaccel.sim.vitcod.isa import ISA
@@ -88,7 +92,7 @@ ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_STRIDE, ERR_COUNT, ERR_OVERLAP = (
     _C(n) for n in ("ERR_OP", "ERR_ALIGN", "ERR_RANGE", "ERR_STRIDE", "ERR_COUNT", "ERR_OVERLAP"))
 G_DIMS, G_K, G_MULT, G_SHIFT = (_C(n) for n in ("GEMM_ERR_DIMS", "GEMM_ERR_K_TOO_LONG", "GEMM_ERR_MULT",
                                                 "GEMM_ERR_SHIFT"))
-E_DIMS, E_QUANT = _C("AE_ERR_DIMS"), _C("AE_ERR_QUANT")
+E_DIMS, E_QUANT, E_QKV = _C("AE_ERR_DIMS"), _C("AE_ERR_QUANT"), _C("AE_ERR_QKV_DIMS")
 L_DIMS, L_PARAM, R_DIMS, R_PARAM, T_DIMS = (_C(n) for n in ("LN_ERR_DIMS", "LN_ERR_PARAM", "ADD_ERR_DIMS",
                                                             "ADD_ERR_PARAM", "LUT_ERR_DIMS"))
 A_DIMS, A_QUANT, A_NGLOBAL, A_ORDER, A_PTR, A_ROWIDX, A_SPLIT = (
@@ -339,6 +343,82 @@ def _run_gemm(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Opt
     if code:
         raise _Fail(code)
     return ("gemm", m, k, o)
+
+
+# -- the qkv GEMM with the AE encoders on its output stage ---------------------------------------------------
+
+def _gemm_part(mach: _Machine, x8: np.ndarray, w8: np.ndarray, bias, mult, shift) -> Tuple[np.ndarray, int]:
+    """gemm_layer on one section: the outputs of the weight tiles before the first bad constant, and the
+    status that tile returns (0 if none)."""
+    o = w8.shape[0]
+    to = mach.gemm_plan(x8.shape[0], x8.shape[1], o)["To"]
+    o_end, code = o, 0
+    bad = (mult < 0) | (shift < 0) | (shift > 63)
+    if bad.any():
+        o_end = (int(np.argmax(bad)) // to) * to
+        code = _const_status(mult[o_end:o_end + to], shift[o_end:o_end + to])
+    out = _gemm_bits(x8, w8[:o_end], bias[:o_end], mult[:o_end], shift[:o_end]) if o_end else None
+    return out, code
+
+
+def _run_qkv_ae(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Optional[Tuple]:
+    F = QKV_AE_WORDS
+    cfg = mach.cfg
+    m, k, h, d, hc, n, tog = (sw[F[f]] for f in ("M", "K", "H", "d", "Hc", "N", "stage_qk"))
+    if not (m >= 1 and k >= 1 and 1 <= h <= cfg.max_heads and 1 <= d <= cfg.max_head_dim and 1 <= n <= cfg.max_tokens
+            and m % n == 0 and 1 <= hc <= h and tog in (0, 1) and qkv_stage_rows(cfg, (1 + tog) * h * d) >= 1):
+        raise _Fail(E_QKV)
+    x, w, b, mu, sh, y, qc, kc, eqw, eqb, ekw, ekb = (uw[F[f]] for f in (
+        "x", "w", "bias", "mult", "shift", "y", "qc", "kc", "eq_w", "eq_b", "ek_w", "ek_b"))
+    if (b | mu | sh | eqb | ekb) & 3:
+        raise _Fail(ERR_ALIGN)
+    dm = h * d
+    clen, ylen, zlen = 12 * dm, m * 3 * dm, m * hc * d
+    ins = ((x, m * k), (w, 3 * dm * k), (b, clen), (mu, clen), (sh, clen), (eqw, hc * h), (eqb, 4 * hc),
+           (ekw, hc * h), (ekb, 4 * hc))
+    outs = ((y, ylen), (qc, zlen), (kc, zlen))
+    if not all(win.fits(a, ln) for a, ln in ins + outs):
+        raise _Fail(ERR_RANGE)
+    for i, (o, olen) in enumerate(outs):
+        if any(_ranges_overlap(o, olen, a, ln) for a, ln in ins + outs[i + 1:]):
+            raise _Fail(ERR_OVERLAP)
+    if k > mach.max_k:
+        raise _Fail(G_K)
+    eqm, eqs, ekm, eks = (sw[F[f]] for f in ("eq_m", "eq_s", "ek_m", "ek_s"))
+    if eqm < 0 or not 0 <= eqs <= 63 or ekm < 0 or not 0 <= eks <= 63:
+        raise _Fail(E_QUANT)
+    xs = win.i8_2d(x, m, k).copy()
+    wts = win.i8_2d(w, 3 * dm, k)
+    bias, mult, shift = (win.i32(a, 3 * dm).copy() for a in (b, mu, sh))
+    enc = [(win.i8_2d(ew, hc, h).copy(), win.i32(eb, hc).copy(), em, es)
+           for ew, eb, em, es in ((eqw, eqb, eqm, eqs), (ekw, ekb, ekm, eks))]
+    width = (1 + tog) * dm
+    sr = qkv_stage_rows(cfg, width)
+    zs = win.i8[qc:qc + zlen], win.i8[kc:kc + zlen]
+    for r0 in range(0, m, sr):
+        mc = min(sr, m - r0)
+        for which in range(2):
+            if not tog or which == 0:
+                sec = slice(which * dm, which * dm + width)
+                staged, code = _gemm_part(mach, xs[r0:r0 + mc], wts[sec], bias[sec], mult[sec], shift[sec])
+                if code:
+                    raise _Fail(code)
+            part = staged[:, which * dm:(which + 1) * dm] if tog else staged
+            ew, eb, em, es = enc[which]
+            # (mc, H, d) -> (H, mc * d): mix over heads, then scatter rows to (img, c, n, f).
+            z = _mix_bits(np.ascontiguousarray(part).reshape(mc, h, d).transpose(1, 0, 2), ew, eb, em, es)
+            rows = np.arange(r0, r0 + mc)
+            img, tok = rows // n, rows % n
+            addr = (img[None, :, None] * (hc * n * d) + np.arange(hc)[:, None, None] * (n * d)
+                    + tok[None, :, None] * d + np.arange(d)[None, None, :])
+            zs[which][addr.ravel()] = z.ravel()
+    sec = slice(2 * dm, 3 * dm)
+    v, code = _gemm_part(mach, xs, wts[sec], bias[sec], mult[sec], shift[sec])
+    if v is not None:
+        win.i8_2d(y, m, 3 * dm)[:, 2 * dm:2 * dm + v.shape[1]] = v
+    if code:
+        raise _Fail(code)
+    return ("qkv_ae", m, k, h, d, hc, tog)
 
 
 # -- AE mix -------------------------------------------------------------------------------------------------
@@ -724,6 +804,8 @@ def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLik
                 out = _run_gemm(mach, win, sw, uw)
             elif op == OP_AE_MIX:
                 out = _run_ae(mach, win, sw, uw)
+            elif op == OP_QKV_AE:
+                out = _run_qkv_ae(mach, win, sw, uw)
             elif op == OP_ATTENTION:
                 out = _run_attention(mach, win, sw, uw, plan_cache)
             elif op == OP_LAYERNORM:
@@ -753,6 +835,9 @@ def _report(mach: _Machine, out: Tuple) -> KernelReport:
     if kind == "ae_mix":
         hin, c, n, d = out[1:]
         return mach.report(out, lambda: ae_mix_cycles(cfg, hin, c, n, d))
+    if kind == "qkv_ae":
+        m, k, h, d, hc, tog = out[1:]
+        return mach.report(out, lambda: qkv_ae_cycles(cfg, m, k, h, d, hc, together=bool(tog)))
     if kind == "layernorm":
         return mach.report(out, lambda: layernorm_cycles(cfg, out[1], out[2]))
     if kind == "add":

@@ -10,7 +10,8 @@
 //     for each activation tile (Tm rows; one tile, loaded once, when x fits half the Q/K/S/V buffer)
 //       for each K slice (only when one weight row does not fit a line's share of the weight buffer)
 //         DATAFLOW { compute: MAC_LINES lines x MACS_PER_LINE MACs, one chunk of K per cycle:
-//                             mh * R * cn iterations (II 1) + PIPE_DOT
+//                             mh * Rt * cn iterations (II 1) + PIPE_DOT, Rt = ceil(ow / MAC_LINES) the
+//                             line groups the tile fills (R, except in a short last tile)
 //                    store:   bias + requantise + write y, one line group (MAC_LINES outputs, one
 //                             requantiser per line) per cycle, last slice only: + PIPE_RQ after the
 //                             last group, since a group takes cn >= 1 cycles to compute }
@@ -235,7 +236,7 @@ struct Gemm {
     // group per cycle, MAC_LINES requantisers (one per line). Returns the iterations.
     static int64_t store_tile(hls::stream<OutGroup>& in, const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
                               const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
-                              int O, bool last) {
+                              int64_t ldy, bool y_off_chip, bool last) {
         const int steps = last ? mh * R : 0;
         int64_t iters = 0;
         int m = 0, rr = 0;
@@ -250,7 +251,7 @@ struct Gemm {
                 const int o = rr * LINES + l;
                 if (o < ow) {
                     const acc_t a = g.v[l] + cb[l][rr];  // |sum| <= 2^30 and |bias| < 2^30 (NUMERICS.md)
-                    y[(m0 + m) * O + o0 + o] = int8_t(requantize(a, cm[l][rr], cs[l][rr]).to_int());
+                    y[(m0 + m) * ldy + o0 + o] = int8_t(requantize(a, cm[l][rr], cs[l][rr]).to_int());
                 }
             }
             if (rr == R - 1) {
@@ -260,7 +261,7 @@ struct Gemm {
                 ++rr;
             }
         }
-        const int64_t written = last ? (int64_t)mh * ow : 0;
+        const int64_t written = (last && y_off_chip) ? (int64_t)mh * ow : 0;
         VITACCEL_PERF(perf::add(perf::GEMM_BYTES_OUT, written));
         (void)written;
         return iters;
@@ -272,7 +273,7 @@ struct Gemm {
     static int64_t run_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
                              acc_t psum[PS_ROWS][LINES], const acc_t cb[LINES][RMAX], const mult_t cm[LINES][RMAX],
                              const shift_t cs[LINES][RMAX], int8_t* y, int64_t m0, int mh, int64_t o0, int ow, int R,
-                             int KC, int KS, int c0, int cn, bool first, bool last, int O) {
+                             int KC, int KS, int c0, int cn, bool first, bool last, int64_t ldy, bool y_off_chip) {
 #pragma HLS DATAFLOW
         // (hls::stream<T, N> would be the Vitis spelling; the g++ model in hls/include/csim does not convert
         // it to hls::stream<T>&, so the depth is given by pragma.)
@@ -280,16 +281,23 @@ struct Gemm {
 #pragma HLS STREAM variable = groups depth = 4
         int64_t mac = 0;
         compute_slice(xbuf, wbuf, psum, mh, R, KC, KS, c0, cn, first, last, groups, &mac);
-        const int64_t st = store_tile(groups, cb, cm, cs, y, m0, mh, o0, ow, R, O, last);
+        const int64_t st = store_tile(groups, cb, cm, cs, y, m0, mh, o0, ow, R, ldy, y_off_chip, last);
         VITACCEL_PERF(perf::add(perf::GEMM_MAC_ITERS, mac));
         (void)st;
         return mac + sched::pipe_dot(LANES) + (last ? sched::PIPE_RQ : 0);
     }
 
-    // y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), all row-major. Returns a status code;
-    // on an error the outputs written so far are left as they are.
+    // y (M, O) = requantize(x (M, K) . w (O, K)^T + bias, mult, shift), x and w row-major, row m of y at
+    // y + m * ldy (ldy = O unless the output is a column slice of a wider tensor: the fused qkv+AE op writes
+    // the V third of its (M, 3D) output, and the Q and K thirds into an on-chip stage, y_off_chip = false,
+    // whose bytes are not DRAM traffic). Returns a status code; on an error the outputs written so far are
+    // left as they are.
     static int gemm_layer(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult,
                           const int32_t* shift, int8_t* y, int M, int K, int O) {
+        return gemm_layer(x, w, bias, mult, shift, y, M, K, O, O, true);
+    }
+    static int gemm_layer(const int8_t* x, const int8_t* w, const int32_t* bias, const int32_t* mult,
+                          const int32_t* shift, int8_t* y, int M, int K, int O, int64_t ldy, bool y_off_chip) {
         // Static: one copy in hardware (BRAM), and off the stack in C-simulation.
         static data_t xbuf[XWORDS][LANES];
 #pragma HLS ARRAY_PARTITION variable = xbuf complete dim = 2
@@ -333,8 +341,10 @@ struct Gemm {
                     const int c0 = s * p.KS;
                     const int cn = (p.KC - c0 < p.KS) ? p.KC - c0 : p.KS;
                     if (p.NKS > 1) load_w_slice(w, o0, ow, K, c0, cn, p.KS, wbuf);
-                    const int64_t t = run_slice(xbuf, wbuf, psum, cb, cm, cs, y, m0, mh, o0, ow, p.R, p.KC, p.KS, c0,
-                                                cn, s == 0, s == p.NKS - 1, O);
+                    // A short last tile (ow < To) runs only the line groups it fills.
+                    const int rt = (ow + LINES - 1) / LINES;
+                    const int64_t t = run_slice(xbuf, wbuf, psum, cb, cm, cs, y, m0, mh, o0, ow, rt, p.KC, p.KS, c0,
+                                                cn, s == 0, s == p.NKS - 1, ldy, y_off_chip);
                     VITACCEL_PERF(perf::add(perf::GEMM_COMPUTE, t));
                     (void)t;
                 }

@@ -12,7 +12,7 @@ namespace vitcod {
 static const int DESC_WORDS = 64;  // one descriptor: int32 words
 static const unsigned MAX_INSTR = 65536u;  // num_instr must be below this
 
-enum Op { OP_NOP = 0, OP_GEMM = 1, OP_AE_MIX = 2, OP_ATTENTION = 3, OP_LAYERNORM = 4, OP_ADD = 5, OP_LUT = 6 };
+enum Op { OP_NOP = 0, OP_GEMM = 1, OP_AE_MIX = 2, OP_ATTENTION = 3, OP_LAYERNORM = 4, OP_ADD = 5, OP_LUT = 6, OP_QKV_AE = 7 };
 
 // Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
 enum Word {
@@ -103,12 +103,37 @@ enum Word {
     T_X = 3,
     T_TABLE = 4,
     T_Y = 5,
+    // OP_QKV_AE
+    F_M = 2,
+    F_K = 3,
+    F_H = 4,
+    F_D = 5,
+    F_HC = 6,
+    F_N = 7,
+    F_X = 8,
+    F_W = 9,
+    F_BIAS = 10,
+    F_MULT = 11,
+    F_SHIFT = 12,
+    F_Y = 13,
+    F_QC = 14,
+    F_KC = 15,
+    F_EQ_W = 16,
+    F_EQ_B = 17,
+    F_EQ_M = 18,
+    F_EQ_S = 19,
+    F_EK_W = 20,
+    F_EK_B = 21,
+    F_EK_M = 22,
+    F_EK_S = 23,
+    F_STAGE_QK = 24,
 };
 static const int NGLOBAL_SLOTS = 16;  // per-head words of an attention descriptor (one per head)
 
 // This accelerator's engines' status codes (the dispatcher's and the GEMM's: common_isa.h).
 static const int AE_ERR_DIMS = 0x201;  // AE: H_in, C, N or d out of [1, MAX_*]
 static const int AE_ERR_QUANT = 0x202;  // AE: multiplier or shift out of range
+static const int AE_ERR_QKV_DIMS = 0x203;  // qkv + AE: M or K < 1, H outside [1, MAX_HEADS], d outside [1, MAX_HEAD_DIM], N outside [1, MAX_TOKENS] or not dividing M, Hc outside [1, H], stage_qk not 0 or 1, or a staged row (H d bytes, 2 H d with stage_qk) wider than the stage
 static const int ATT_ERR_DIMS = 0x301;  // attention: H, N, d out of [1, MAX_*], or Hc outside [0, H]
 static const int ATT_ERR_QUANT = 0x302;  // attention: a multiplier or shift out of range (softmax, output, decoders)
 static const int ATT_ERR_NGLOBAL = 0x303;  // attention: n_global[h] outside [0, N]
