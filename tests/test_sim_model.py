@@ -120,3 +120,36 @@ def test_bad_images_and_revit():
         run_model(b, images(2, size=8))
     with pytest.raises(NotImplementedError, match="ReViT"):
         run_model(random_bundle(method="revit", depth=1), images(1))
+
+
+# -- where the AE encoder runs ------------------------------------------------------------------------------
+
+def test_encoder_placement_fused_unfused_and_the_compilers_choice():
+    from vitaccel.sim.vitcod.model import model_baselines
+
+    prog = compile_program(random_bundle(seed=5, num_heads=3, embed_dim=48, ae_heads=2, density=0.3))
+    reps = {e: program_cycles(prog, encoder=e) for e in ("auto", "fused", "unfused")}
+    assert reps["auto"].total_cycles <= min(reps["fused"].total_cycles, reps["unfused"].total_cycles)
+    # Unfused, the full Q and K go to DRAM and come back (more bytes than without an AE); fused they never
+    # do (though each staged section re-reads its x: on a model this small that costs more than it saves).
+    no_ae = model_baselines(prog)["vitcod_no_ae"].dram_bytes
+    assert reps["fused"].dram_bytes < reps["unfused"].dram_bytes and no_ae < reps["unfused"].dram_bytes
+    names = [k.name for k in reps["unfused"].kernels]
+    assert "layers.0.ae_q" in names and not any(".ae_" in k.name for k in reps["fused"].kernels)
+    with pytest.raises(ValueError, match="encoder must be"):
+        program_cycles(prog, encoder="sometimes")
+
+
+def test_fusion_is_dropped_when_the_stage_chunks_reload_the_weights():
+    from vitaccel.hwconfig import load_config
+    from vitaccel.sim.common.gemm import gemm_cycles
+    from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, fuse_encoder, qkv_ae_cycles, qkv_stage_rows
+
+    roomy, cramped = load_config("paper"), load_config("paper").replace(output_buffer_kb=40)
+    assert qkv_stage_rows(cramped, 384) == 21        # 10 chunks for one image of 197 tokens
+    for cfg, fused in ((roomy, True), (cramped, False)):
+        mode = fuse_encoder(cfg, 1, 197, 384, 6, 64, 3)
+        assert (mode is not None) == fused
+        unfused = gemm_cycles(cfg, 197, 384, 1152).total_cycles + 2 * ae_mix_cycles(cfg, 6, 3, 197, 64).total_cycles
+        best_fused = min(qkv_ae_cycles(cfg, 197, 384, 6, 64, 3, together=t).total_cycles for t in (False, True))
+        assert (best_fused <= unfused) == fused

@@ -134,6 +134,7 @@ def qkv_ae_cycles(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: i
     kh = -(-heads // lanes)
     enc_bytes = [hc * heads, 4 * hc, hc * heads, 4 * hc]      # both encoders, into registers first
     steps: List[Tuple[int, int, int]] = []
+    enc_steps: List[int] = []
     loaded = stored = mac_iters = gemm_comp = mix = 0
     chunks = 0
     for r0 in range(0, m, sr):
@@ -148,6 +149,7 @@ def qkv_ae_cycles(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: i
                 gemm_comp += sum(st[1] for st in g["steps"])
             cyc = -(-hc * mc * d // lines) * kh + schedule.pipe_mix(lanes)
             mix += cyc
+            enc_steps.append(len(steps))
             steps.append((0, cyc, transfer_cycles(cfg, hc * mc * d)))
             stored += hc * mc * d
     g = gemm_steps(cfg, m, k, dm)
@@ -156,6 +158,13 @@ def qkv_ae_cycles(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: i
     stored += g["stored"]
     mac_iters += g["mac_iterations"]
     gemm_comp += sum(st[1] for st in g["steps"])
+    # The encoder uses no weight buffer, so the load of the GEMM step after an encoder step (the next
+    # section's first tile) is issued under the GEMM step before it, like any double-buffered tile.
+    for e in enc_steps:
+        if e + 1 < len(steps):
+            nxt = steps[e + 1]
+            steps[e] = (nxt[0], steps[e][1], steps[e][2])
+            steps[e + 1] = (0, nxt[1], nxt[2])
     first = steps[0]
     steps[0] = (first[0] + sum(transfer_cycles(cfg, b) for b in enc_bytes), first[1], first[2])
     comp, data = overlap(steps)

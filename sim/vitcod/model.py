@@ -233,7 +233,12 @@ def _head_kernels(prog: Program) -> List:
             gemm_cycles(cfg, 1, dims.embed_dim, dims.num_classes, name="head")]
 
 
-def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: bool = True) -> List:
+#: How the qkv projection runs with an AE: the host compiler's choice, or forced (benchmarks compare them).
+ENCODER_PLACEMENTS = ("auto", "fused", "unfused")
+
+
+def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: bool = True,
+                   encoder: str = "auto") -> List:
     """One layer's kernel reports in the order the accelerator runs them for one image (the host's
     descriptor program, ``vitaccel.host.vitcod.program``): LayerNorm, qkv (with an AE: the fused OP_QKV_AE
     where :func:`~vitaccel.sim.vitcod.autoencoder.fuse_encoder` picks it, else the GEMM and the encoder on Q and K),
@@ -244,7 +249,14 @@ def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: boo
     i = lp.index
     hc = lp.ae[0].compressed_heads if lp.ae else None
     out = [layernorm_cycles(cfg, n, d_model, name=f"layers.{i}.norm1", layer=i)]
-    mode = fuse_encoder(cfg, 1, n, d_model, h, d, hc) if hc and with_ae else None
+    if encoder not in ENCODER_PLACEMENTS:
+        raise ValueError(f"encoder must be one of {ENCODER_PLACEMENTS}, got {encoder!r}")
+    mode = None
+    if hc and with_ae and encoder != "unfused":
+        mode = fuse_encoder(cfg, 1, n, d_model, h, d, hc)
+        if encoder == "fused" and mode is None:   # the faster of the two stagings
+            mode = int(qkv_ae_cycles(cfg, n, d_model, h, d, hc, together=True).total_cycles
+                       < qkv_ae_cycles(cfg, n, d_model, h, d, hc).total_cycles)
     if mode is not None:
         out.append(qkv_ae_cycles(cfg, n, d_model, h, d, hc, together=bool(mode), name=f"layers.{i}.qkv", layer=i))
     else:
@@ -263,12 +275,13 @@ def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: boo
     return out
 
 
-def program_cycles(prog: Program) -> Report:
-    """Cycles of one image through every kernel, in the accelerator's order."""
+def program_cycles(prog: Program, *, encoder: str = "auto") -> Report:
+    """Cycles of one image through every kernel, in the accelerator's order. ``encoder``: where the AE
+    encoder runs, as the host compiler picks (``"auto"``) or forced ``"fused"`` / ``"unfused"``."""
     rep = Report(prog.config)
     rep.kernels.extend(_embed_kernels(prog))
     for lp in prog.layers:
-        rep.kernels.extend(_layer_kernels(prog, lp))
+        rep.kernels.extend(_layer_kernels(prog, lp, encoder=encoder))
     rep.kernels.extend(_head_kernels(prog))
     return rep
 
