@@ -32,8 +32,74 @@ static const int SOFTMAX_MAX_ROW = 65535;
 
 // y = clip((acc * m + 2^(s-1)) >> s, -128, 127), round half up. Inlined: it sits inside the callers'
 // pipelined output loops, and a function boundary there would stop HLS from scheduling it with them.
+// One MAC line's adder tree: the sum of N int8 x int8 products, exact (|sum| <= N 2^14 < 2^23 for N <= 256).
+// Synthesis sees an unrolled ap_int tree; C-simulation computes the same integer with native ints, which is
+// what makes the g++ model of a whole DeiT fast enough to run (the sum is exact either way, so the two
+// cannot differ in a bit; VITACCEL_CSIM_AP_ONLY builds the ap_int tree in C-simulation too, and a test
+// compares the two builds).
+#if !defined(__SYNTHESIS__) && !defined(VITACCEL_CSIM_AP_ONLY)
+typedef int32_t mac_sum_t;  // C-simulation: a native int holds the same exact sums
+#else
+typedef ap_int<24> mac_sum_t;  // a MAC tree's sum or one product: at most 256 x 2^14 in magnitude
+#endif
+
+template <int N>
+inline mac_sum_t dot_int8(const data_t* a, const data_t* b) {
+#pragma HLS INLINE
+    static_assert(N >= 1 && N <= 256, "the tree's 24 bits hold at most 256 int8 x int8 products");
+#if !defined(__SYNTHESIS__) && !defined(VITACCEL_CSIM_AP_ONLY)
+    int s = 0;
+    for (int j = 0; j < N; ++j) s += a[j].to_int() * b[j].to_int();
+    return s;
+#else
+    mac_sum_t s = 0;
+    for (int j = 0; j < N; ++j) {
+#pragma HLS UNROLL
+        s += a[j] * b[j];
+    }
+    return s;
+#endif
+}
+
+// A MAC line's running accumulator, and acc + dot wrapped to its 32 bits as an assignment to acc_t wraps.
+// C-simulation keeps it in a native int32 and adds in uint32 (the same wrap) instead of through a 33-bit
+// ap_int temporary; synthesis sees acc_t.
+#if !defined(__SYNTHESIS__) && !defined(VITACCEL_CSIM_AP_ONLY)
+typedef int32_t accreg_t;
+inline accreg_t acc_plus(int32_t acc, mac_sum_t dot) { return (int32_t)((uint32_t)acc + (uint32_t)dot); }
+inline accreg_t acc_plus(acc_t acc, mac_sum_t dot) { return acc_plus((int32_t)acc.to_int(), dot); }
+#else
+typedef acc_t accreg_t;
+inline acc_t acc_plus(acc_t acc, mac_sum_t dot) {
+#pragma HLS INLINE
+    return acc_t(acc + dot);
+}
+#endif
+
+// One product of two small operands (int8 x int8, or a probability x int8), exact in 24 bits.
+template <class A, class B>
+inline mac_sum_t mul_small(A a, B b) {
+#pragma HLS INLINE
+#if !defined(__SYNTHESIS__) && !defined(VITACCEL_CSIM_AP_ONLY)
+    return a.to_int() * b.to_int();
+#else
+    return mac_sum_t(a * b);
+#endif
+}
+
 inline data_t requantize(acc_t acc, mult_t m, shift_t s) {
 #pragma HLS INLINE
+#if !defined(__SYNTHESIS__) && !defined(VITACCEL_CSIM_AP_ONLY)
+    // C-simulation: the same integers in int64 (|acc m| < 2^62 and half <= 2^62, so the sum fits; g++'s >>
+    // on a negative int64 is arithmetic). VITACCEL_CSIM_AP_ONLY builds the ap_int path below instead, which
+    // tests/test_csim_kernels.py compares with this one.
+    {
+        const int sh = s.to_int();
+        const int64_t half = (int64_t)((uint64_t(1) << sh) >> 1);
+        const int64_t yy = ((int64_t)acc.to_int() * (int64_t)m.to_uint64() + half) >> sh;
+        return data_t(yy > 127 ? 127 : (yy < -128 ? -128 : (int)yy));
+    }
+#endif
     // (1 << s) >> 1 is 2^(s-1) for s > 0 and 0 for s == 0, without a branch. Unsigned, because the signed
     // 1 << 63 would be -2^63 and the shift back would then sign-extend.
     const ap_uint<64> half = (ap_uint<64>(1) << s) >> 1;
@@ -49,6 +115,16 @@ inline data_t requantize(acc_t acc, mult_t m, shift_t s) {
 // entry's distance below the row maximum in log2 units with 8 fractional bits.
 inline ap_uint<16> softmax_exp(acc_t score, acc_t mx, mult_t m_exp, shift_t s_exp) {
 #pragma HLS INLINE
+#if !defined(__SYNTHESIS__) && !defined(VITACCEL_CSIM_AP_ONLY)
+    {   // C-simulation: the same steps in int64 (|x m_exp| < 2^62; g++'s >> of a negative int64 is arithmetic)
+        int64_t x = (int64_t)score.to_int() - (int64_t)mx.to_int();
+        if (x < -(int64_t(1) << 31)) x = -(int64_t(1) << 31);
+        const uint64_t u = (uint64_t)(-((x * (int64_t)m_exp.to_uint64()) >> s_exp.to_int()));
+        const uint64_t q = u >> EXP_FRAC_BITS;
+        if (q > 15) return 0;
+        return ap_uint<16>(EXP2_LUT[u & ((1 << EXP_FRAC_BITS) - 1)] >> q);
+    }
+#endif
     // score <= mx, so score - mx lies in [-(2^32 - 1), 0]: 33 bits before the clamp. Clamping at -2^31 lets
     // the product below fit in 63 bits. With softmax_params' constants such an entry has e = 0 either way,
     // but with a tiny m_exp / 2^s_exp it need not, so the clamp is part of the contract and not optional.

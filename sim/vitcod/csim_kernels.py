@@ -170,10 +170,14 @@ SCHEDULE_CONSTANTS = ("pipe_dot", "pipe_rq", "pipe_mix", "pipe_sm_max", "pipe_sm
 
 
 @functools.lru_cache(maxsize=None)
-def kernels_library(config="paper") -> _KernelsLib:
+def kernels_library(config="paper", ap_only: bool = False) -> _KernelsLib:
     """The kernels library compiled for ``config`` with its functions bound. Memoised per process
-    (``kernels_library.cache_clear()`` after editing the C++ in a session)."""
-    lib = compile_library("kernels", list(KERNEL_SOURCES), config=config, include_dirs=KERNELS_INCLUDE_DIR)
+    (``kernels_library.cache_clear()`` after editing the C++ in a session). ``ap_only`` builds it with
+    ``VITACCEL_CSIM_AP_ONLY``: every MAC tree, accumulation and requantisation through ap_int as synthesis
+    sees them, instead of the native-int fast paths of ``vitaccel_numerics.h`` (same bits, several times
+    slower; tests compare the two builds)."""
+    lib = compile_library("kernels_ap" if ap_only else "kernels", list(KERNEL_SOURCES), config=config,
+                          include_dirs=KERNELS_INCLUDE_DIR, defines=("VITACCEL_CSIM_AP_ONLY",) if ap_only else ())
     return _KernelsLib(lib)
 
 

@@ -177,7 +177,7 @@ struct Gemm {
     static void compute_slice(const data_t xbuf[XWORDS][LANES], const data_t wbuf[LINES][WLINE][LANES],
                               acc_t psum[PS_ROWS][LINES], int mh, int R, int KC, int KS, int c0, int cn, bool first,
                               bool last, hls::stream<OutGroup>& out, int64_t* iters) {
-        acc_t acc[LINES];
+        accreg_t acc[LINES];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
         const int steps = mh * R * cn;
         int m = 0, rr = 0, c = 0;
@@ -194,21 +194,20 @@ struct Gemm {
 #pragma HLS UNROLL
                 xv[j] = xbuf[m * KC + c0 + c][j];
             }
-            OutGroup g;
             for (int l = 0; l < LINES; ++l) {
 #pragma HLS UNROLL
                 // The line's adder tree: LANES int8 x int8 products, exact.
-                ap_int<16 + 8> dot = 0;
-                for (int j = 0; j < LANES; ++j) {
-#pragma HLS UNROLL
-                    dot += xv[j] * wbuf[l][rr * KS + c][j];
-                }
-                const acc_t base = (c == 0) ? (first ? acc_t(0) : psum[m][l]) : acc[l];
-                acc[l] = base + dot;
-                g.v[l] = acc[l];
+                const mac_sum_t dot = dot_int8<LANES>(xv, wbuf[l][rr * KS + c]);
+                const accreg_t base = (c == 0) ? (first ? accreg_t(0) : accreg_t(psum[m][l])) : acc[l];
+                acc[l] = acc_plus(base, dot);
             }
             if (c == cn - 1) {
                 if (last) {
+                    OutGroup g;
+                    for (int l = 0; l < LINES; ++l) {
+#pragma HLS UNROLL
+                        g.v[l] = acc[l];
+                    }
                     out.write(g);
                 } else {
                     for (int l = 0; l < LINES; ++l) {

@@ -78,7 +78,7 @@ inline int64_t mix_tile(const data_t xt[TN * MAX_D][CW], const data_t wb[MAX_H][
     const int kh = (Hin + LANES - 1) / LANES;
     const int per_c = tn * d;
     const int rounds = (C * per_c + LINES - 1) / LINES;
-    acc_t acc[LINES];
+    accreg_t acc[LINES];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
     int64_t iters = 0;
     int r = 0, j = 0;
@@ -93,13 +93,9 @@ AE_MIX:
             if (u < C * per_c) {
                 const int c = u / per_c;
                 const int w = u - c * per_c;
-                ap_int<16 + 8> dot = 0;
-                for (int x = 0; x < LANES; ++x) {
-#pragma HLS UNROLL
-                    dot += wb[c][j * LANES + x] * xt[w][j * LANES + x];
-                }
+                const mac_sum_t dot = dot_int8<LANES>(&wb[c][j * LANES], xt[w] + j * LANES);
                 // |b| < 2^30 and at most MAX_HEADS products of 2^14: exact in int32.
-                acc[l] = ((j == 0) ? bb[c] : acc[l]) + dot;
+                acc[l] = acc_plus((j == 0) ? accreg_t(bb[c]) : acc[l], dot);
                 if (j == kh - 1) yt[c][w] = requantize(acc[l], m, s);
             }
         }

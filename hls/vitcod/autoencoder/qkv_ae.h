@@ -53,7 +53,7 @@ inline int64_t encode_stage(const int8_t stage[STAGE_BYTES], int ld, int col0, i
     const int kh = (H + LANES - 1) / LANES;
     const int per_c = mc * d;
     const int rounds = (Hc * per_c + LINES - 1) / LINES;
-    acc_t acc[LINES];
+    accreg_t acc[LINES];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
     int64_t iters = 0;
     int r = 0, j = 0;
@@ -70,14 +70,14 @@ QKV_AE_MIX:
                 const int w = u - c * per_c;
                 const int mm = w / d;
                 const int f = w - mm * d;
-                ap_int<16 + 8> dot = 0;
+                mac_sum_t dot = 0;
                 for (int x = 0; x < LANES; ++x) {
 #pragma HLS UNROLL
                     const int h = j * LANES + x;
-                    if (h < H) dot += wb[c][h] * data_t(stage[mm * ld + col0 + h * d + f]);
+                    if (h < H) dot += mul_small(wb[c][h], data_t(stage[mm * ld + col0 + h * d + f]));
                 }
                 // |b| < 2^30 and at most MAX_HEADS products of 2^14: exact in int32.
-                acc[l] = ((j == 0) ? bb[c] : acc[l]) + dot;
+                acc[l] = acc_plus((j == 0) ? accreg_t(bb[c]) : acc[l], dot);
                 if (j == kh - 1) {
                     const int64_t row = r0 + mm;
                     const int64_t img = row / N, n = row - img * N;
