@@ -1,7 +1,7 @@
 """Benchmarks of the integer whole model (issue #10): its accuracy choices and its speed, as ratios measured
 side by side in one run (absolute times on shared machines are noise).
 
-    python benchmarks/bench_int_model.py [--quick] [--json out.json]
+    python benchmarks/bench_int_model.py [--quick] [--only width,speed,csim] [--json out.json]
 
 1. **Residual stream width** on the shipped demo model (``models/demo/vitcod_sparse_ae.pth``, 90% sparse +
    AE): held-out top-1 over the 360 test images of the float model, of the integer model with the int16
@@ -163,25 +163,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer images and repetitions")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--only", default="width,speed,csim",
+                    help="comma-separated sections to run: width (1), speed (2), csim (3 and 4); default all")
     args = ap.parse_args()
+    only = {w.strip() for w in args.only.split(",") if w.strip()}
+    if not only or only - {"width", "speed", "csim"}:
+        ap.error(f"--only takes width, speed, csim; got {args.only!r}")
     torch.set_num_threads(1)
     res: dict = {}
-    res["residual_width"] = rw = residual_width(args.quick)
-    print(f"residual width (demo, {rw['images']} held-out images): float {100 * rw['float']:.2f}%, "
-          f"int16 stream {100 * rw['int16_residual']:.2f}% (logit cosine with float {rw['int16_logit_cosine']:.5f}, "
-          f"max |error| {rw['int16_max_logit_error']:.3f}), int8 stream {100 * rw['int8_residual']:.2f}% (cosine "
-          f"{rw['int8_logit_cosine']:.5f}, max |error| {rw['int8_max_logit_error']:.3f})", flush=True)
-    imgs = photos(224, 4 if args.quick else 8)
-    for arch in ("deit_tiny", "deit_small"):
+    if "width" in only:
+        res["residual_width"] = rw = residual_width(args.quick)
+        print(f"residual width (demo, {rw['images']} held-out images): float {100 * rw['float']:.2f}%, "
+              f"int16 stream {100 * rw['int16_residual']:.2f}% (logit cosine with float {rw['int16_logit_cosine']:.5f}, "
+              f"max |error| {rw['int16_max_logit_error']:.3f}), int8 stream {100 * rw['int8_residual']:.2f}% (cosine "
+              f"{rw['int8_logit_cosine']:.5f}, max |error| {rw['int8_max_logit_error']:.3f})", flush=True)
+    if only & {"speed", "csim"}:
+        imgs = photos(224, 4 if args.quick else 8)
+    for arch in ("deit_tiny", "deit_small") if "speed" in only else ():
         res[arch] = s = speed(arch, imgs, 2 if args.quick else 3)
         print(f"{arch} at 224, {s['images']} photos, one thread: float PyTorch {s['torch_images_per_s']:.1f} images/s, "
               f"integer simulator {s['sim_images_per_s']:.1f} images/s: ratio {s['ratio_sim_over_torch']:.2f}x "
               f"(top-1 agreement with float {100 * s['top1_agreement_with_float']:.0f}%)", flush=True)
-    res["deit_tiny_devices"] = c = csim_and_host(imgs[:2])
-    print(f"deit_tiny C-simulation: {c['csim_s_per_image']:.2f} s per image (bits equal to the simulator: "
-          f"{c['csim_equals_sim']}); zcu104: host {c['zcu104_host_ms_per_image']:.2f} ms per image against "
-          f"{c['zcu104_predicted_us_per_image'] / 1e3:.2f} ms predicted accelerator time: host share "
-          f"{100 * c['zcu104_host_share']:.2f}%", flush=True)
+    if "csim" in only:
+        res["deit_tiny_devices"] = c = csim_and_host(imgs[:2])
+        print(f"deit_tiny C-simulation: {c['csim_s_per_image']:.2f} s per image (bits equal to the simulator: "
+              f"{c['csim_equals_sim']}); zcu104: host {c['zcu104_host_ms_per_image']:.2f} ms per image against "
+              f"{c['zcu104_predicted_us_per_image'] / 1e3:.2f} ms predicted accelerator time: host share "
+              f"{100 * c['zcu104_host_share']:.2f}%", flush=True)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
 

@@ -30,10 +30,11 @@ OUT_TYPES = {8: np.int8, 16: np.int16}
 
 
 def _int_operand(a, name: str) -> np.ndarray:
+    """``a`` as an int8 or int16 array (not converted: the arithmetic widens it)."""
     a = np.asarray(a)
     if a.dtype not in (np.int8, np.int16):
         raise ValueError(f"{name} must be int8 or int16, got {a.dtype}")
-    return a.astype(np.int64)
+    return a
 
 
 def add_requant(a, ma: int, b, mb: int, shift: int, out_bits: int = 16) -> np.ndarray:
@@ -49,9 +50,15 @@ def add_requant(a, ma: int, b, mb: int, shift: int, out_bits: int = 16) -> np.nd
     if out_bits not in OUT_TYPES:
         raise ValueError(f"out_bits must be 8 or 16, got {out_bits}")
     s = int(shift)
-    acc = av * int(ma) + bv * int(mb) + ((1 << (s - 1)) if s else 0)
+    acc = np.multiply(av, np.int64(ma), dtype=np.int64)        # int64 throughout (see the module doc)
+    acc += np.multiply(bv, np.int64(mb), dtype=np.int64)
+    if s:
+        acc += np.int64(1 << (s - 1))
+        acc >>= s
     lim = 1 << (out_bits - 1)
-    return np.clip(acc >> s, -lim, lim - 1).astype(OUT_TYPES[out_bits])
+    out = np.empty(acc.shape, OUT_TYPES[out_bits])
+    np.clip(acc, -lim, lim - 1, out=out, casting="unsafe")    # in range after the clip: the cast is exact
+    return out
 
 
 def add_params(scale_a: float, scale_b: float, scale_out: float):
@@ -74,7 +81,9 @@ def lut_int8(x, table) -> np.ndarray:
         raise ValueError(f"x must be int8, got {x.dtype}")
     if t.dtype != np.int8 or t.shape != (256,):
         raise ValueError(f"table must be int8 (256,), got {t.dtype} {t.shape}")
-    return t[x.astype(np.int16) + 128]
+    # x's bits read as uint8 are x mod 256; rolled[(x mod 256)] = table[(x mod 256 + 128) mod 256] = table[x + 128].
+    rolled = np.roll(t, 128)
+    return rolled.take(x.view(np.uint8))
 
 
 def gelu_table(in_scale: float, out_scale: float) -> np.ndarray:

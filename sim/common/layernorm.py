@@ -46,18 +46,15 @@ MAX_D = 8192
 
 
 def isqrt(v: np.ndarray) -> np.ndarray:
-    """Floor square root of non-negative int64 values, as the hardware's bit-by-bit loop computes it."""
+    """Floor square root of non-negative int64 values: what the hardware's bit-by-bit loop computes.
+
+    The floor square root is unique (``r^2 <= v < (r + 1)^2``), so any exact method gives the loop's bits;
+    this one is Python's integer ``math.isqrt`` per value (one per LayerNorm row: a few hundred calls cost
+    less than the loop's 26 vector steps). ``tests/test_numerics_fast.py`` compares it with the loop."""
     v = np.asarray(v, dtype=np.int64)
     if (v < 0).any() or (v >= (1 << 2 * LN_SQRT_STEPS)).any():
         raise ValueError(f"isqrt takes values in [0, 2^{2 * LN_SQRT_STEPS})")
-    root = np.zeros_like(v)
-    rem = v.copy()
-    for bit in range(LN_SQRT_STEPS - 1, -1, -1):          # one result bit per step, from the top
-        trial = (root << (bit + 1)) + (np.int64(1) << (2 * bit))
-        take = rem >= trial
-        rem = np.where(take, rem - trial, rem)
-        root = np.where(take, root | (np.int64(1) << bit), root)
-    return root
+    return np.array([math.isqrt(t) for t in v.ravel().tolist()], dtype=np.int64).reshape(v.shape)
 
 
 def layernorm_int(x, g, b, shift: int, eps: int) -> np.ndarray:
@@ -76,18 +73,25 @@ def layernorm_int(x, g, b, shift: int, eps: int) -> np.ndarray:
         raise ValueError(f"shift must be in [16, 62], got {shift}")
     if not 0 <= int(eps) < (1 << 31):
         raise ValueError(f"eps must be in [0, 2^31), got {eps}")
-    xs = x.astype(np.int64)
-    s1 = xs.sum(axis=-1, keepdims=True)
+    # int64 throughout, as the module doc's bounds need; steps in place where a temporary is not needed.
+    s1 = x.sum(axis=-1, keepdims=True, dtype=np.int64)
     mu = (2 * s1 + d) // (2 * d)                       # floor division, as layernorm.h's floor_div
-    c = xs - mu
-    q = (c * c).sum(axis=-1, keepdims=True)
+    c = np.subtract(x, mu, dtype=np.int64)
+    q = np.einsum("...i,...i->...", c, c)[..., None]   # sum(c^2), exact in int64
     v = ((q // d) << LN_EPS_BITS) + (((q % d) << LN_EPS_BITS) // d) + int(eps)
     sd = np.maximum(isqrt(v), 1)
     r = (np.int64(1) << LN_RECIP_BITS) // sd
-    n = (c * r + (1 << 15)) >> 16
+    n = np.multiply(c, r, out=c)
+    n += 1 << 15
+    n >>= 16
     s = int(shift)
-    t = n * g.astype(np.int64) + (b.astype(np.int64) << 16) + (np.int64(1) << (s - 1))
-    return np.clip(t >> s, -128, 127).astype(np.int8)
+    # n g + (b << 16) + 2^(S-1): the two per-channel terms added first (integer addition is associative).
+    t = np.multiply(n, g.astype(np.int64), out=n)
+    t += (b.astype(np.int64) << 16) + (np.int64(1) << (s - 1))
+    t >>= s
+    out = np.empty(t.shape, np.int8)
+    np.clip(t, -128, 127, out=out, casting="unsafe")   # in [-128, 127] after the clip: the cast is exact
+    return out
 
 
 def layernorm_params(gamma, beta, out_scale: float, in_scale: float, eps: float = 1e-6) -> Dict[str, object]:
