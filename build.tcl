@@ -78,7 +78,15 @@ if {![dict exists $VITACCEL_BOARDS $board]} {
 }
 set B [dict get $VITACCEL_BOARDS $board]
 if {$config eq ""} {
-    set cands [dict get $B configs]
+    # The board's configs for --accelerator (or for the registry's first accelerator that has one).
+    set by_accel [dict get $B accel_configs]
+    if {$accelerator ne "" && [dict exists $by_accel $accelerator]} {
+        set cands [dict get $by_accel $accelerator]
+    } elseif {[dict size $by_accel] > 0} {
+        set cands [lindex $by_accel 1]
+    } else {
+        set cands [dict get $B configs]
+    }
     if {[llength $cands] != 1} { fail "board '$board' has configs [join $cands {, }]: choose one with --config" }
     set config [lindex $cands 0]
 }

@@ -515,7 +515,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(line)
 
     # (c)
-    configs = hw.list_configs()
+    configs = hw.list_configs("vitcod")
     c = cycle_ratios({0.8: masks80, 0.9: masks90}, configs)
     results["cycle_ratios"] = {cfg: {f"{int(round(100 * sp))}%": v for sp, v in per.items()} for cfg, per in c.items()}
     print("\n(c) cycle ratios, DeiT-Small attention, 12 layers summed (AE: Hc = 3 of 6 heads)")

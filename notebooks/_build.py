@@ -462,7 +462,7 @@ from vitaccel.hwconfig import list_configs
 
 
 print(f"\\n{'config':<9} {'ViTCoD us/image':>16} {'vs dense':>9} {'vs Sanger-like':>15} {'vs no AE':>9}  (attention only)")
-for name in list_configs():
+for name in list_configs("vitcod"):
     alt = {k: attention_part(r) for k, r in model_baselines(compile_program(bundle, config=name)).items()}
     t = alt["vitcod"].total_cycles
     print(f"{name:<9} {alt['vitcod'].latency_us:>16.1f} {alt['dense'].total_cycles / t:>8.2f}x "

@@ -229,7 +229,7 @@ def steps_run(out: str):
     (["--board", "zcu104", "--steps"], "option '--steps' needs a value"),
     (["--board", "--steps", "bd"], "option '--board' needs a value"),
     (["--board", "zcu104", "--jobs", "zero"], "--jobs must be a positive integer"),
-    (["--board", "zcu104", "--accelerator", "tpu"], "unknown accelerator 'tpu' (known: vitcod)"),
+    (["--board", "zcu104", "--accelerator", "tpu"], "unknown accelerator 'tpu' (known: vitcod, revit)"),
 ])
 def test_bad_arguments_fail_clearly(tmp_path, argv, needle):
     rc, out, log, _ = run_build(tmp_path, argv)

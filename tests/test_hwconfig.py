@@ -9,7 +9,7 @@ import pytest
 from vitaccel import accelerators, hwconfig
 from vitaccel.hwconfig import ConfigError, config_from_dict, load_config
 
-SHIPPED = ["kv260", "paper", "pynq-z2", "zcu104"]
+SHIPPED = ["kv260", "paper", "pynq-z2", "revit-kv260", "revit-paper", "revit-pynq-z2", "revit-zcu104", "zcu104"]
 
 
 def raw(name="paper"):
@@ -251,8 +251,11 @@ def test_header_and_tcl_carry_the_hash():
         t = files[hwconfig.REPO_ROOT / "overlay" / "configs" / f"{n}.tcl"]
         assert f"0x{c.hash32:08x}u" in h and c.hash in h
         assert f"set VITACCEL_CONFIG_HASH {c.hash}" in t
-        assert f"set VITACCEL_VITCOD_MAC_LINES {c.mac_lines}" in t
-        assert "namespace vitcod {" in h and f"static const int MAC_LINES = {c.mac_lines};" in h
+        acc = c.accelerator
+        assert f"namespace {acc} {{" in h
+        for f in c.spec.section:
+            assert f"set VITACCEL_{acc.upper()}_{f.name.upper()} {getattr(c, f.name)}" in t
+            assert f"static const int {f.name.upper()} = {getattr(c, f.name)};" in h
 
 
 def test_generated_tcl_parses_under_tclsh():

@@ -145,8 +145,54 @@ VITCOD = AcceleratorSpec(
     check="vitaccel.accelerators:_vitcod_check",
 )
 
+def _revit_check(common: Mapping[str, Any], section: Mapping[str, Any], where: str) -> None:
+    if section["simd_lanes"] < section["rmmu_cols"]:
+        raise ConfigError(f"{where}: key 'revit.simd_lanes' ({section['simd_lanes']}) is below revit.rmmu_cols "
+                          f"({section['rmmu_cols']}): every column's sub-RMMU needs a lane of the SIMD unit")
+    if section["rmmu_cols"] % section["sync_cols"] != 0:
+        raise ConfigError(f"{where}: key 'revit.sync_cols' ({section['sync_cols']}) must divide revit.rmmu_cols "
+                          f"({section['rmmu_cols']}): columns synchronise in whole groups")
+
+
+REVIT = AcceleratorSpec(
+    name="revit",
+    title="ReViT (IEEE TC 2025): semantic groups, a reconfigurable bit-serial array, differential attention",
+    section=(
+        Field("rmmu_cols", int, 1, 1024,
+              doc="Pn: RBSP columns of the RMMU; a column holds one serial vector, a sub-RMMU is a range of columns"),
+        Field("rmmu_lanes", int, 1, 256, power_of_two=True,
+              doc="Pc: lanes (shifters into the column's adder tree) per column: elements of the serial vector per step"),
+        Field("sync_cols", int, 1, 1024,
+              doc="columns that move in lock step (share one step length); 1: each column runs ahead on its own broadcast FIFO"),
+        Field("g_pes", int, 1, 1024, doc="G-PEs of the group generation engine: patches whose argmax is taken per cycle"),
+        Field("p_pes", int, 1, 1024, doc="P-PEs of a pruner: candidates scored per cycle (group and patch pruner alike)"),
+        Field("simd_lanes", int, 1, 4096,
+              doc="SIMD vector unit: softmax elements per cycle, split among the sub-RMMUs with their columns"),
+        Field("input_buffer_kb", int, 1, 65536, doc="input buffer (tokens and group centroids), KiB"),
+    ),
+    numerics_version=1,
+    # The engines with a top/testbench pair; revit_top dispatches none of them yet (hls/revit/DESCRIPTOR.md).
+    kernels=(
+        Kernel("rmmu", "revit/rmmu", "vitaccel.sim.revit.golden:rmmu_cases"),
+    ),
+    hls_top="revit_top",
+    top_source="revit/revit_top.cpp",
+    vlnv="xilinx.com:hls:revit_top:1.0",
+    axi_bundles=("gmem_act", "gmem_idx", "gmem_wgt"),
+    pointer_registers=("act_in", "act_out", "idx", "wgt", "wconst"),
+    isa="vitaccel.sim.revit.isa",
+    # Not built yet: each raises NotImplementedError naming its issue (the engines run standalone meanwhile).
+    compiler="vitaccel.sim.revit.top:compile_device_program",
+    top_model="vitaccel.sim.revit.top:run_top",
+    csim_library="vitaccel.sim.revit.top:top_library",
+    csim_sources=("revit/revit_capi.cpp", "revit/revit_top.cpp"),
+    include_dirs=("common", "revit"),
+    gemm_array=("rmmu_cols", "rmmu_lanes"),
+    check="vitaccel.accelerators:_revit_check",
+)
+
 #: Every accelerator, by name. Add one with :func:`register` (a new accelerator's spec belongs here).
-ACCELERATORS: Dict[str, AcceleratorSpec] = {VITCOD.name: VITCOD}
+ACCELERATORS: Dict[str, AcceleratorSpec] = {VITCOD.name: VITCOD, REVIT.name: REVIT}
 
 
 def names() -> List[str]:

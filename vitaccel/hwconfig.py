@@ -203,7 +203,10 @@ class HardwareConfig:
     # -- derived figures ---------------------------------------------------------------------------
     @property
     def peak_macs_per_cycle(self) -> int:
-        return self.mac_lines * self.macs_per_line
+        """MACs per cycle of the array the common GEMM runs on (the registry's ``gemm_array``); for a
+        bit-serial array (ReViT) a lane's one effectual term per cycle counts as one MAC."""
+        lines, lanes = self.spec.gemm_array
+        return getattr(self, lines) * getattr(self, lanes)
 
     @property
     def clock_hz(self) -> float:
@@ -258,9 +261,20 @@ class HardwareConfig:
 
 # -- loading ---------------------------------------------------------------------------------------
 
-def list_configs() -> List[str]:
-    """Names of the shipped configs."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+def list_configs(accelerator: Optional[str] = None) -> List[str]:
+    """Names of the shipped configs; with ``accelerator``, only the configs for that accelerator."""
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    if accelerator is None:
+        return names
+    out = []
+    for n in names:
+        try:
+            raw = json.loads((CONFIG_DIR / f"{n}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, dict) and raw.get(ACCELERATOR_KEY) == accelerator:
+            out.append(n)
+    return out
 
 
 def _check_field(f: Field, value: Any, where: str) -> Any:

@@ -10,10 +10,18 @@
 #include "configs/paper.h"
 #elif defined(VITACCEL_TARGET_PYNQ_Z2)
 #include "configs/pynq-z2.h"
+#elif defined(VITACCEL_TARGET_REVIT_KV260)
+#include "configs/revit-kv260.h"
+#elif defined(VITACCEL_TARGET_REVIT_PAPER)
+#include "configs/revit-paper.h"
+#elif defined(VITACCEL_TARGET_REVIT_PYNQ_Z2)
+#include "configs/revit-pynq-z2.h"
+#elif defined(VITACCEL_TARGET_REVIT_ZCU104)
+#include "configs/revit-zcu104.h"
 #elif defined(VITACCEL_TARGET_ZCU104)
 #include "configs/zcu104.h"
 #else
-#error "No hardware target: compile with -DVITACCEL_TARGET_<IDENT>, one of: KV260, PAPER, PYNQ_Z2, ZCU104"
+#error "No hardware target: compile with -DVITACCEL_TARGET_<IDENT>, one of: KV260, PAPER, PYNQ_Z2, REVIT_KV260, REVIT_PAPER, REVIT_PYNQ_Z2, REVIT_ZCU104, ZCU104"
 #endif
 
 #endif  // VITACCEL_CONFIG_H

@@ -1,0 +1,82 @@
+// C entry points over flat arrays for the ReViT engines (hls/revit/), so that
+// vitaccel/sim/revit/csim_engines.py can run them through ctypes and compare them, bits and cycle counters,
+// with the simulator's models (vitaccel/sim/revit/). Not synthesised: test glue, so it may allocate.
+//
+// Every engine function returns the engine's status (0 ok; codes in DESCRIPTOR.md).
+#include <stdint.h>
+
+#include "revit_perf.h"
+#include "revit_schedule.h"
+#include "rmmu/rmmu.h"
+#include "vitaccel_config.h"
+
+namespace {
+typedef vitaccel::rmmu::Rmmu<vitaccel::rmmu::RmmuArray> RMMU;
+}  // namespace
+
+int revit_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const int8_t* wgt, const int32_t* wconst,
+              uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id, uint32_t* run_count);
+
+extern "C" {
+
+unsigned revit_config_hash32(void) { return vitaccel::cfg::CONFIG_HASH32; }
+
+// The top over one DRAM window (what the emulated device would call).
+int revit_run(uint8_t* dram, int64_t dram_bytes, uint32_t desc_off, uint32_t num_instr, uint32_t* hw_id,
+              uint32_t* run_count) {
+    if (dram_bytes < 0 || dram_bytes > 0xFFFFFFFFll || (reinterpret_cast<uintptr_t>(dram) & 3)) return -1;
+    const uint32_t mem = (uint32_t)dram_bytes;
+    return revit_top(reinterpret_cast<const int8_t*>(dram), reinterpret_cast<int8_t*>(dram),
+                     reinterpret_cast<const int32_t*>(dram), reinterpret_cast<const int8_t*>(dram),
+                     reinterpret_cast<const int32_t*>(dram), desc_off, num_instr, mem, hw_id, run_count);
+}
+
+// The C-simulation counters (revit_perf.h): reset, then the totals in perf::Total order.
+void revit_perf_reset(void) { vitaccel::revit_perf::reset(); }
+
+int revit_perf_totals(int64_t* out, int n) {
+    using namespace vitaccel::revit_perf;
+    for (int i = 0; i < N_TOTALS && i < n; ++i) out[i] = counters().total[i];
+    return N_TOTALS;
+}
+
+// Compiled shapes and schedule constants, in this order: RMMU_COLS, RMMU_LANES, G_PES, P_PES, SIMD_LANES,
+// PIPE_RBSP, PIPE_CODE, PIPE_LIST, RMMU MAX_C, MAX_K, MAX_O, SERIAL_BITS, SYNC_COLS.
+int revit_schedule_constants(int32_t* out, int n) {
+    using namespace vitaccel;
+    const int32_t v[] = {cfg::revit::RMMU_COLS, cfg::revit::RMMU_LANES, cfg::revit::G_PES, cfg::revit::P_PES,
+                         cfg::revit::SIMD_LANES, revit_sched::PIPE_RBSP, revit_sched::PIPE_CODE, revit_sched::PIPE_LIST,
+                         rmmu::RmmuArray::MAX_C, rmmu::RmmuArray::MAX_K, rmmu::RmmuArray::MAX_O, rmmu::SERIAL_BITS,
+                         cfg::revit::SYNC_COLS};
+    const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
+    for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
+    return count;
+}
+
+// One bit-serial pass: S (C, K) int16, B (O, K) int32, Y (O, C), groups of `sync` columns in lock step;
+// cycles[0] receives its cycles. The three uses below take the same `sync`.
+int revit_rbsp_pass(const int16_t* S, const int32_t* B, int C, int K, int O, int cols, int sync, int32_t* Y,
+                    int64_t* cycles) {
+    if (!RMMU::dims_ok(C, K, O, cols, sync)) return vitaccel::rmmu::ERR_DIMS;
+    for (int64_t i = 0; i < (int64_t)C * K; ++i)
+        if (!RMMU::serial_ok(S[i])) return vitaccel::rmmu::ERR_OPERAND;
+    *cycles = RMMU::pass(S, C, K, B, O, cols, sync, Y);
+    return 0;
+}
+
+int revit_rmmu_project(const int8_t* x, int l, const int8_t* xc, int K, const int8_t* W, const int32_t* bias, int O,
+                       int delta, int cols, int sync, int32_t* acc, int64_t* cycles) {
+    return RMMU::project(x, l, xc, K, W, bias, O, delta, cols, sync, acc, cycles);
+}
+
+int revit_rmmu_scores(const int8_t* q, int m, const int8_t* k, int l, const int8_t* kc, const int8_t* ke, int e, int d,
+                      int delta, int cols, int sync, int32_t* s, int64_t* cycles) {
+    return RMMU::scores(q, m, k, l, kc, ke, e, d, delta, cols, sync, s, cycles);
+}
+
+int revit_rmmu_output(const uint8_t* p, int m, const int8_t* v, int l, const int8_t* vc, const int8_t* ve, int e, int d,
+                      int delta, int cols, int sync, int32_t* z, int64_t* cycles) {
+    return RMMU::output(p, m, v, l, vc, ve, e, d, delta, cols, sync, z, cycles);
+}
+
+}  // extern "C"

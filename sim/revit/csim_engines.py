@@ -1,0 +1,163 @@
+"""C-simulation of the ReViT engines (``hls/revit/``) from Python: the HLS C++ compiled by g++
+(:mod:`vitaccel.sim.csim`, cached) into one library, called through ctypes with the same arguments as the
+NumPy models of :mod:`vitaccel.sim.revit`, returning the C++'s bits and its own cycle counters
+(``hls/revit/revit_perf.h``) for the drift tests. Standard library and numpy only.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from vitaccel import accelerators
+from vitaccel.hls import HLS_DIR
+from vitaccel.sim.csim import Array, CsimError, compile_library
+
+__all__ = ["engines_library", "PERF_TOTALS", "SCHEDULE_CONSTANTS", "CsimEngineError", "csim_rbsp_pass",
+           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output"]
+
+_SPEC = accelerators.get("revit")
+INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
+
+#: hls/revit/revit_perf.h, enum Total, in order.
+PERF_TOTALS = ("rbsp_passes", "rbsp_tiles", "rbsp_steps", "rbsp_cycles", "rbsp_terms", "rbsp_slots", "gg_calls",
+               "gg_hash", "gg_codes", "gg_argmax", "gg_lists")
+#: revit_schedule_constants in hls/revit/revit_capi.cpp, in order.
+SCHEDULE_CONSTANTS = ("rmmu_cols", "rmmu_lanes", "g_pes", "p_pes", "simd_lanes", "pipe_rbsp", "pipe_code",
+                      "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols")
+
+
+class CsimEngineError(CsimError, ValueError):
+    """An engine refused its input; ``status`` is its code (hls/revit/DESCRIPTOR.md)."""
+
+    def __init__(self, what: str, status: int):
+        from vitaccel.sim.revit.isa import ISA
+
+        super().__init__(f"{what}: {ISA.status_message(status)}")
+        self.status = int(status)
+
+
+class _Lib:
+    def __init__(self, lib):
+        i8, u8, i16, i32, i64 = np.int8, np.uint8, np.int16, np.int32, np.int64
+        c = ctypes.c_int
+        self.lib = lib
+        self.config_hash32 = lib.bind("revit_config_hash32", [], restype=ctypes.c_uint32)
+        self.perf_reset = lib.bind("revit_perf_reset", [], restype=None)
+        self._perf = lib.bind("revit_perf_totals", [("out", Array(i64, out=True)), ("n", c)])
+        self._sched = lib.bind("revit_schedule_constants", [("out", Array(i32, out=True)), ("n", c)])
+        self.run = lib.bind("revit_run", [
+            ("dram", Array(u8, out=True)), ("dram_bytes", ctypes.c_int64), ("desc_off", ctypes.c_uint32),
+            ("num_instr", ctypes.c_uint32), ("hw_id", Array(np.uint32, out=True)),
+            ("run_count", Array(np.uint32, out=True))])
+        self.rbsp_pass = lib.bind("revit_rbsp_pass", [
+            ("S", Array(i16)), ("B", Array(i32)), ("C", c), ("K", c), ("O", c), ("cols", c), ("sync", c),
+            ("Y", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.project = lib.bind("revit_rmmu_project", [
+            ("x", Array(i8)), ("l", c), ("xc", Array(i8)), ("K", c), ("W", Array(i8)), ("bias", Array(i32)), ("O", c),
+            ("delta", c), ("cols", c), ("sync", c), ("acc", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.scores = lib.bind("revit_rmmu_scores", [
+            ("q", Array(i8)), ("m", c), ("k", Array(i8)), ("l", c), ("kc", Array(i8)), ("ke", Array(i8)), ("e", c),
+            ("d", c), ("delta", c), ("cols", c), ("sync", c), ("s", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.output = lib.bind("revit_rmmu_output", [
+            ("p", Array(u8)), ("m", c), ("v", Array(i8)), ("l", c), ("vc", Array(i8)), ("ve", Array(i8)), ("e", c),
+            ("d", c), ("delta", c), ("cols", c), ("sync", c), ("z", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+
+    def perf_totals(self) -> Dict[str, int]:
+        out = np.zeros(len(PERF_TOTALS), np.int64)
+        n = self._perf(out, out.size)
+        if n != len(PERF_TOTALS):
+            raise CsimError(f"revit_perf_totals reports {n} values, expected {len(PERF_TOTALS)}")
+        return {k: int(v) for k, v in zip(PERF_TOTALS, out)}
+
+    @functools.cached_property
+    def schedule(self) -> Dict[str, int]:
+        out = np.zeros(len(SCHEDULE_CONSTANTS), np.int32)
+        n = self._sched(out, out.size)
+        if n != len(SCHEDULE_CONSTANTS):
+            raise CsimError(f"revit_schedule_constants reports {n} values, expected {len(SCHEDULE_CONSTANTS)}")
+        return {k: int(v) for k, v in zip(SCHEDULE_CONSTANTS, out)}
+
+
+@functools.lru_cache(maxsize=None)
+def engines_library(config="revit-paper") -> _Lib:
+    """The engines library compiled for ``config`` (a ReViT config), memoised per process."""
+    from vitaccel.hwconfig import load_config
+
+    cfg = load_config(config)
+    if cfg.accelerator != "revit":
+        raise ValueError(f"config {cfg.name!r} is for accelerator {cfg.accelerator!r}, not 'revit'")
+    return _Lib(compile_library("revit", list(_SPEC.csim_sources), config=config, include_dirs=INCLUDE_DIRS))
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise CsimEngineError(what, status)
+
+
+def _c(a, dtype) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.size else np.zeros(1, dtype)
+
+
+def _sync(sync, config) -> int:
+    from vitaccel.hwconfig import load_config
+
+    return int(load_config(config).sync_cols if sync is None else sync)
+
+
+def csim_rbsp_pass(serial, broadcast, cols: int, config="revit-paper", sync=None) -> Tuple[np.ndarray, int]:
+    s, b = np.asarray(serial), np.asarray(broadcast)
+    C, K = s.shape
+    O = b.shape[0]
+    y = np.zeros((O, C), np.int32)
+    cyc = np.zeros(1, np.int64)
+    _check(engines_library(config).rbsp_pass(_c(s, np.int16), _c(b, np.int32), C, K, O, int(cols), _sync(sync, config),
+                                                  y, cyc), "rbsp pass")
+    return y, int(cyc[0])
+
+
+def csim_rmmu_project(x8, xc8, weight, bias, *, delta: bool, cols: int, config="revit-paper",
+                      sync=None) -> Tuple[np.ndarray, int]:
+    x = np.asarray(x8)
+    l, K = x.shape
+    O = np.shape(weight)[0]
+    acc = np.zeros((l, O), np.int32)
+    cyc = np.zeros(1, np.int64)
+    _check(engines_library(config).project(_c(x, np.int8), l, _c(xc8 if xc8 is not None else np.zeros(K), np.int8), K,
+                                           _c(weight, np.int8), _c(bias, np.int32), O, int(delta), int(cols), _sync(sync, config), acc, cyc),
+           "rmmu project")
+    return acc, int(cyc[0])
+
+
+def csim_rmmu_scores(q8, k8, kc8=None, extra=None, *, delta: bool, cols: int,
+                     config="revit-paper", sync=None) -> Tuple[np.ndarray, int]:
+    q = np.asarray(q8)
+    m, d = q.shape
+    k = np.asarray(k8).reshape(-1, d)
+    ke = np.zeros((0, d), np.int8) if extra is None else np.asarray(extra).reshape(-1, d)
+    s = np.zeros((m, k.shape[0] + ke.shape[0]), np.int32)
+    cyc = np.zeros(1, np.int64)
+    kc = np.zeros(d, np.int8) if kc8 is None else kc8
+    _check(engines_library(config).scores(_c(q, np.int8), m, _c(k, np.int8), k.shape[0], _c(kc, np.int8),
+                                          _c(ke, np.int8), ke.shape[0], d, int(delta), int(cols), _sync(sync, config), s,
+                                          cyc), "rmmu scores")
+    return s, int(cyc[0])
+
+
+def csim_rmmu_output(p, v8, vc8=None, extra=None, *, delta: bool, cols: int,
+                     config="revit-paper", sync=None) -> Tuple[np.ndarray, int]:
+    pr = np.asarray(p)
+    v = np.asarray(v8)
+    d = v.shape[1]
+    ve = np.zeros((0, d), np.int8) if extra is None else np.asarray(extra).reshape(-1, d)
+    m = pr.shape[0]
+    z = np.zeros((m, d), np.int32)
+    cyc = np.zeros(1, np.int64)
+    vc = np.zeros(d, np.int8) if vc8 is None else vc8
+    _check(engines_library(config).output(_c(pr, np.uint8), m, _c(v, np.int8), v.shape[0], _c(vc, np.int8),
+                                          _c(ve, np.int8), ve.shape[0], d, int(delta), int(cols), _sync(sync, config), z,
+                                          cyc), "rmmu output")
+    return z, int(cyc[0])

@@ -1,0 +1,58 @@
+"""Golden case folders for the ReViT engines' HLS testbenches (``hls/revit/<engine>/<engine>_tb.cpp``),
+written from the simulator's models (bits and cycles), like :mod:`vitaccel.sim.golden` for ViTCoD:
+``params.txt`` (``name value`` lines) and one raw little-endian ``<array>.bin`` per array plus
+``expected.bin``. The registry names these writers (:mod:`vitaccel.accelerators`), so ``vitaccel golden``
+and ``build.tcl``'s csim step run them for a ReViT config.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from vitaccel.hwconfig import load_config
+
+__all__ = ["rmmu_cases", "similar_tokens"]
+
+
+def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "params.txt").write_text("".join(f"{k} {int(v)}\n" for k, v in params.items()))
+    for name, a in arrays.items():
+        np.ascontiguousarray(a).tofile(folder / f"{name}.bin")
+    return folder
+
+
+def similar_tokens(rng, groups: int, per: int, d: int, spread: int = 6) -> np.ndarray:
+    """int8 tokens in ``groups`` clusters of ``per`` (a centre each, members within +-``spread``): what
+    semantic groups look like to the delta generator."""
+    centres = rng.integers(-100, 101, (groups, 1, d))
+    x = centres + rng.integers(-spread, spread + 1, (groups, per, d))
+    return np.clip(x, -128, 127).reshape(groups * per, d).astype(np.int8)
+
+
+def rmmu_cases(root: Path, config="revit-paper") -> List[Path]:
+    from vitaccel.sim.revit.rmmu import rbsp_pass
+
+    cfg = load_config(config)
+    cases = []
+    # (C, K, O, cols, sync, serial kind): raw int8, 9-bit deltas, the 10-bit extremes, all zero.
+    for i, (c, k, o, cols, sync, kind) in enumerate([(5, 17, 3, 4, 1, "raw"), (70, 100, 6, cfg.rmmu_cols, cfg.sync_cols, "delta"),
+                                                     (33, 130, 4, 7, 3, "extreme"), (3, 9, 2, 1, 1, "zero"),
+                                                     (40, 64, 2, cfg.rmmu_cols, cfg.rmmu_cols, "delta")]):
+        rng = np.random.default_rng(1200 + i)
+        if kind == "raw":
+            s = rng.integers(-128, 128, (c, k))
+        elif kind == "delta":
+            s = rng.integers(-9, 10, (c, k))
+        elif kind == "extreme":
+            s = rng.choice([-512, 511, -256, 255, -1, 0, 1, 170, -171], (c, k))
+        else:
+            s = np.zeros((c, k), np.int64)
+        b = rng.integers(-(1 << 17), 1 << 17, (o, k))
+        cols = min(cols, cfg.rmmu_cols)
+        y, cyc = rbsp_pass(s, b, cols, cfg.rmmu_lanes, sync)
+        cases.append(_write_case(root / f"rmmu{i}", dict(C=c, K=k, O=o, cols=cols, sync=sync, cycles=cyc.cycles),
+                                 dict(S=s.astype(np.int16), B=b.astype(np.int32), expected=y)))
+    return cases
