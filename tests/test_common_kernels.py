@@ -12,7 +12,7 @@ from vitaccel.hwconfig import load_config
 from vitaccel.sim import golden
 from vitaccel.sim.common.csim_vector import csim_add, csim_layernorm, csim_lut
 from vitaccel.sim.common.eltwise import add_cycles, add_params, add_requant, gelu_table, lut_cycles, lut_int8
-from vitaccel.sim.common.layernorm import isqrt, layernorm_cycles, layernorm_int, layernorm_params
+from vitaccel.sim.common.layernorm import isqrt, layernorm_cycles, layernorm_int, layernorm_params, ln_tile_rows
 from vitaccel.sim.vitcod import csim_kernels as ck
 
 CONFIGS = ["paper", "pynq-z2"]
@@ -61,8 +61,9 @@ def test_layernorm_against_float(d):
 def test_layernorm_csim_is_bit_exact_and_counts_the_model_cycles(config):
     cfg = load_config(config)
     rng = np.random.default_rng(7)
+    # Several tiles too: 300 rows of 96 (256 a tile), 70 of 768 (42 a tile), 3 of 8192 (2 a tile on pynq-z2).
     for rows, d, extreme in [(4, 1, False), (5, 7, True), (33, 96, True), (9, 768, False), (2, 1000, True),
-                             (3, 8192, False)]:
+                             (3, 8192, False), (300, 96, True), (70, 768, True)]:
         x, g, b, s, eps = golden.layernorm_vectors(rng, rows, d, extreme=extreme)
         ck.perf_reset(config)
         got = csim_layernorm(x, g, b, s, eps, config)
@@ -70,6 +71,8 @@ def test_layernorm_csim_is_bit_exact_and_counts_the_model_cycles(config):
         tot = ck.perf_totals(config)
         rep = layernorm_cycles(cfg, rows, d)
         assert tot["ln_calls"] == 1 and tot["ln_compute"] == rep.compute
+        tiles = -(-rows // ln_tile_rows(cfg, rows, d))
+        assert (tiles > 1) == ((rows, d) in ((300, 96), (70, 768)) or (config == "pynq-z2" and d == 8192))
         assert tot["ln_bytes_in"] + tot["ln_bytes_out"] == rep.dram_bytes
 
 

@@ -55,7 +55,7 @@ enum Total {
     AE_BYTES_IN,
     AE_BYTES_OUT,
     LN_CALLS,          // layernorm layer calls
-    LN_COMPUTE,        // per row: three passes and the square root loop (iterations) + depths and dividers
+    LN_COMPUTE,        // per tile: statistics pass, row scalar pipeline, normalising pass (iterations + depths)
     LN_BYTES_IN,
     LN_BYTES_OUT,
     ELT_CALLS,         // element-wise add / table calls

@@ -173,7 +173,7 @@ def qkv_ae_cycles(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: i
     notes = [f"Q/K staged {'together' if together else 'apart'} in {chunks} chunk(s) of <= {sr} rows"]
     if chunks > 1:
         notes.append(f"Q and K weights reloaded {chunks}x")
-    engines = {"gemm": gemm_comp, "encoder": mix, "mac_iterations": mac_iters, "chunks": chunks,
+    engines = {"gemm": gemm_comp, "encoder": mix, "mac_iterations": mac_iters,
                "dma": sum(st[0] + st[2] for st in steps)}
     return KernelReport("gemm", name, layer, gemm_comp, mix, data, macs, macs, loaded + stored + sum(enc_bytes),
                         engines, [], notes)
