@@ -174,6 +174,7 @@ REVIT = AcceleratorSpec(
     # The engines with a top/testbench pair; revit_top dispatches none of them yet (hls/revit/DESCRIPTOR.md).
     kernels=(
         Kernel("rmmu", "revit/rmmu", "vitaccel.sim.revit.golden:rmmu_cases"),
+        Kernel("groupgen", "revit/groupgen", "vitaccel.sim.revit.golden:groupgen_cases"),
     ),
     hls_top="revit_top",
     top_source="revit/revit_top.cpp",

@@ -7,6 +7,7 @@
 
 #include "revit_perf.h"
 #include "revit_schedule.h"
+#include "groupgen/groupgen.h"
 #include "rmmu/rmmu.h"
 #include "vitaccel_config.h"
 
@@ -77,6 +78,12 @@ int revit_rmmu_scores(const int8_t* q, int m, const int8_t* k, int l, const int8
 int revit_rmmu_output(const uint8_t* p, int m, const int8_t* v, int l, const int8_t* vc, const int8_t* ve, int e, int d,
                       int delta, int cols, int sync, int32_t* z, int64_t* cycles) {
     return RMMU::output(p, m, v, l, vc, ve, e, d, delta, cols, sync, z, cycles);
+}
+
+// Group generation (groupgen.h): groups, counts, members int32; cycles[4] hash, codes, argmax, lists.
+int revit_groupgen(const int8_t* x, int n, int D, const int8_t* A, const int32_t* B, int G, int32_t m, int32_t s,
+                   int32_t* groups, int32_t* counts, int32_t* members, int64_t* cycles) {
+    return vitaccel::groupgen::generate(x, n, D, A, B, G, m, s, groups, counts, members, cycles);
 }
 
 }  // extern "C"

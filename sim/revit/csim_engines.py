@@ -16,7 +16,7 @@ from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
 
 __all__ = ["engines_library", "PERF_TOTALS", "SCHEDULE_CONSTANTS", "CsimEngineError", "csim_rbsp_pass",
-           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output"]
+           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen"]
 
 _SPEC = accelerators.get("revit")
 INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
@@ -55,6 +55,10 @@ class _Lib:
         self.rbsp_pass = lib.bind("revit_rbsp_pass", [
             ("S", Array(i16)), ("B", Array(i32)), ("C", c), ("K", c), ("O", c), ("cols", c), ("sync", c),
             ("Y", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.groupgen = lib.bind("revit_groupgen", [
+            ("x", Array(i8)), ("n", c), ("D", c), ("A", Array(i8)), ("B", Array(i32)), ("G", c),
+            ("m", ctypes.c_int32), ("s", ctypes.c_int32), ("groups", Array(i32, out=True)),
+            ("counts", Array(i32, out=True)), ("members", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
         self.project = lib.bind("revit_rmmu_project", [
             ("x", Array(i8)), ("l", c), ("xc", Array(i8)), ("K", c), ("W", Array(i8)), ("bias", Array(i32)), ("O", c),
             ("delta", c), ("cols", c), ("sync", c), ("acc", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
@@ -161,3 +165,15 @@ def csim_rmmu_output(p, v8, vc8=None, extra=None, *, delta: bool, cols: int,
                                           _c(ve, np.int8), ve.shape[0], d, int(delta), int(cols), _sync(sync, config), z,
                                           cyc), "rmmu output")
     return z, int(cyc[0])
+
+
+def csim_groupgen(x8, weight, bias, mult: int, shift: int, config="revit-paper"):
+    """``(groups, counts, members, cycles dict)`` of the HLS group generation engine."""
+    x, w = np.asarray(x8), np.asarray(weight)
+    n, D = x.shape
+    G = w.shape[0]
+    groups, counts, members = np.zeros(n, np.int32), np.zeros(G, np.int32), np.zeros(n, np.int32)
+    cyc = np.zeros(4, np.int64)
+    _check(engines_library(config).groupgen(_c(x, np.int8), n, D, _c(w, np.int8), _c(bias, np.int32), G, int(mult),
+                                            int(shift), groups, counts, members, cyc), "group generation")
+    return groups, counts, members, dict(zip(("hash", "codes", "argmax", "lists"), (int(v) for v in cyc)))

@@ -13,7 +13,7 @@ import numpy as np
 
 from vitaccel.hwconfig import load_config
 
-__all__ = ["rmmu_cases", "similar_tokens"]
+__all__ = ["rmmu_cases", "groupgen_cases", "similar_tokens", "hash_inputs"]
 
 
 def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
@@ -55,4 +55,35 @@ def rmmu_cases(root: Path, config="revit-paper") -> List[Path]:
         y, cyc = rbsp_pass(s, b, cols, cfg.rmmu_lanes, sync)
         cases.append(_write_case(root / f"rmmu{i}", dict(C=c, K=k, O=o, cols=cols, sync=sync, cycles=cyc.cycles),
                                  dict(S=s.astype(np.int16), B=b.astype(np.int32), expected=y)))
+    return cases
+
+
+def hash_inputs(rng, n: int, d: int, g: int, kind: str = "random"):
+    """(x8, A, B, m, s) for group generation: random tokens, clustered tokens, or ties (identical codes)."""
+    from vitaccel.sim import numerics as nx
+
+    x = similar_tokens(rng, max(1, g), -(-n // max(1, g)), d)[:n] if kind == "clustered" else \
+        rng.integers(-128, 128, (n, d)).astype(np.int8)
+    a = rng.integers(-127, 128, (g, d)).astype(np.int8)
+    b = rng.integers(-20000, 20000, g).astype(np.int32)
+    if kind == "ties":                       # every row of A alike: every code equal, every token in group 0
+        a[:] = a[0]
+        b[:] = b[0]
+    m, s = nx.quantize_multiplier(1.0 / (74.0 * 74.0 * np.sqrt(d)))
+    return x, a, b, int(m), int(s)
+
+
+def groupgen_cases(root: Path, config="revit-paper") -> List[Path]:
+    from vitaccel.sim.revit.groupgen import generate_groups
+
+    cases = []
+    for i, (n, d, g, kind) in enumerate([(196, 96, 4, "clustered"), (1, 8, 1, "random"), (37, 48, 7, "ties"),
+                                         (64, 24, 64, "random")]):
+        rng = np.random.default_rng(1300 + i)
+        x, a, b, m, s = hash_inputs(rng, n, d, g, kind)
+        r = generate_groups(x, a, b, m, s, config)
+        cases.append(_write_case(root / f"groupgen{i}", dict(n=n, D=d, G=g, m=m, s=s, c_hash=r.cycles["hash"],
+                                                             c_codes=r.cycles["codes"], c_argmax=r.cycles["argmax"],
+                                                             c_lists=r.cycles["lists"]),
+                                 dict(x=x, A=a, B=b, expected=np.concatenate([r.groups, r.counts, r.members]))))
     return cases
