@@ -175,6 +175,7 @@ REVIT = AcceleratorSpec(
     kernels=(
         Kernel("rmmu", "revit/rmmu", "vitaccel.sim.revit.golden:rmmu_cases"),
         Kernel("groupgen", "revit/groupgen", "vitaccel.sim.revit.golden:groupgen_cases"),
+        Kernel("dsoftmax", "revit/dsoftmax", "vitaccel.sim.revit.golden:dsoftmax_cases"),
     ),
     hls_top="revit_top",
     top_source="revit/revit_top.cpp",

@@ -7,6 +7,7 @@
 
 #include "revit_perf.h"
 #include "revit_schedule.h"
+#include "dsoftmax/dsoftmax.h"
 #include "groupgen/groupgen.h"
 #include "rmmu/rmmu.h"
 #include "vitaccel_config.h"
@@ -84,6 +85,12 @@ int revit_rmmu_output(const uint8_t* p, int m, const int8_t* v, int l, const int
 int revit_groupgen(const int8_t* x, int n, int D, const int8_t* A, const int32_t* B, int G, int32_t m, int32_t s,
                    int32_t* groups, int32_t* counts, int32_t* members, int64_t* cycles) {
     return vitaccel::groupgen::generate(x, n, D, A, B, G, m, s, groups, counts, members, cycles);
+}
+
+// Differential softmax (dsoftmax.h): p (rows, n) uint8; cycles[6] max, rescale, offset, exp, div, norm.
+int revit_dsoftmax(const int32_t* scores, const uint8_t* keep, const int32_t* weights, int rows, int n, int32_t m_exp,
+                   int32_t s_exp, int block, int lanes, uint8_t* p, int64_t* cycles) {
+    return vitaccel::dsoftmax::softmax(scores, keep, weights, rows, n, m_exp, s_exp, block, lanes, p, cycles);
 }
 
 }  // extern "C"

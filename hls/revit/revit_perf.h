@@ -35,6 +35,13 @@ enum Total {
     GG_CODES,          // hash code requantisation: one code per G-PE lane per cycle
     GG_ARGMAX,         // G-PE argmax nest
     GG_LISTS,          // gSched: histogram, prefix sum and member-list scatter
+    DSM_ROWS,          // differential softmax rows
+    DSM_MAX,           // per block: the block-max stage
+    DSM_RESCALE,       // per block that raises the running max: rescaling the stored offsets
+    DSM_OFFSET,        // per block: storing its offsets
+    DSM_EXP,           // per row: exponentials and sum
+    DSM_DIV,           // per row: the reciprocal
+    DSM_NORM,          // per row: the probabilities
     N_TOTALS
 };
 

@@ -22,6 +22,14 @@ constexpr int pipe_argmax(int groups) { return 2 + clog2(groups); }
 // gSched: read an index, increment its counter / read-add-write the prefix / scatter.
 static const int PIPE_LIST = 2;
 
+// Differential softmax unit: storing a block's offsets below the running max (read, subtract, saturate,
+// write), rescaling the stored offsets when the max grows (read, add, saturate, write), and the
+// normalisation (read, multiply by the reciprocal, round, clip, write). Its max and exp stages and the
+// divider are the common unit's (hls/common/schedule.h).
+static const int PIPE_OFFSET = 4;
+static const int PIPE_RESCALE = 4;
+static const int PIPE_NORM = 4;
+
 static const int PIPE_RBSP = pipe_rbsp(cfg::revit::RMMU_LANES);
 
 }  // namespace revit_sched

@@ -16,14 +16,15 @@ from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
 
 __all__ = ["engines_library", "PERF_TOTALS", "SCHEDULE_CONSTANTS", "CsimEngineError", "csim_rbsp_pass",
-           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen"]
+           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen", "csim_dsoftmax"]
 
 _SPEC = accelerators.get("revit")
 INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
 
 #: hls/revit/revit_perf.h, enum Total, in order.
 PERF_TOTALS = ("rbsp_passes", "rbsp_tiles", "rbsp_steps", "rbsp_cycles", "rbsp_terms", "rbsp_slots", "gg_calls",
-               "gg_hash", "gg_codes", "gg_argmax", "gg_lists")
+               "gg_hash", "gg_codes", "gg_argmax", "gg_lists", "dsm_rows", "dsm_max", "dsm_rescale", "dsm_offset",
+               "dsm_exp", "dsm_div", "dsm_norm")
 #: revit_schedule_constants in hls/revit/revit_capi.cpp, in order.
 SCHEDULE_CONSTANTS = ("rmmu_cols", "rmmu_lanes", "g_pes", "p_pes", "simd_lanes", "pipe_rbsp", "pipe_code",
                       "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols")
@@ -59,6 +60,10 @@ class _Lib:
             ("x", Array(i8)), ("n", c), ("D", c), ("A", Array(i8)), ("B", Array(i32)), ("G", c),
             ("m", ctypes.c_int32), ("s", ctypes.c_int32), ("groups", Array(i32, out=True)),
             ("counts", Array(i32, out=True)), ("members", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.dsoftmax = lib.bind("revit_dsoftmax", [
+            ("scores", Array(i32)), ("keep", Array(u8)), ("weights", Array(i32)), ("rows", c), ("n", c),
+            ("m_exp", ctypes.c_int32), ("s_exp", ctypes.c_int32), ("block", c), ("lanes", c),
+            ("p", Array(u8, out=True)), ("cycles", Array(i64, out=True))])
         self.project = lib.bind("revit_rmmu_project", [
             ("x", Array(i8)), ("l", c), ("xc", Array(i8)), ("K", c), ("W", Array(i8)), ("bias", Array(i32)), ("O", c),
             ("delta", c), ("cols", c), ("sync", c), ("acc", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
@@ -177,3 +182,20 @@ def csim_groupgen(x8, weight, bias, mult: int, shift: int, config="revit-paper")
     _check(engines_library(config).groupgen(_c(x, np.int8), n, D, _c(w, np.int8), _c(bias, np.int32), G, int(mult),
                                             int(shift), groups, counts, members, cyc), "group generation")
     return groups, counts, members, dict(zip(("hash", "codes", "argmax", "lists"), (int(v) for v in cyc)))
+
+
+def csim_dsoftmax(scores, keep, m_exp: int, s_exp: int, block: int, lanes: int, weights=None, config="revit-paper"):
+    """``(p uint8, cycles by phase)`` of the HLS differential softmax unit (same arguments as
+    :func:`vitaccel.sim.revit.dsoftmax.dsoftmax`)."""
+    from vitaccel.sim.revit.dsoftmax import PHASES
+
+    s = np.asarray(scores)
+    n = s.shape[-1]
+    rows = int(np.prod(s.shape[:-1], dtype=np.int64))
+    k = np.ones(s.shape, np.uint8) if keep is None else np.asarray(keep).astype(np.uint8)
+    w = np.ones(n, np.int32) if weights is None else np.asarray(weights)
+    p = np.zeros(s.shape, np.uint8)
+    cyc = np.zeros(len(PHASES), np.int64)
+    _check(engines_library(config).dsoftmax(_c(s, np.int32), _c(k, np.uint8), _c(w, np.int32), rows, n, int(m_exp),
+                                            int(s_exp), int(block), int(lanes), p, cyc), "differential softmax")
+    return p, dict(zip(PHASES, (int(v) for v in cyc)))

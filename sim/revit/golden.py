@@ -13,7 +13,7 @@ import numpy as np
 
 from vitaccel.hwconfig import load_config
 
-__all__ = ["rmmu_cases", "groupgen_cases", "similar_tokens", "hash_inputs"]
+__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs"]
 
 
 def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
@@ -86,4 +86,43 @@ def groupgen_cases(root: Path, config="revit-paper") -> List[Path]:
                                                              c_codes=r.cycles["codes"], c_argmax=r.cycles["argmax"],
                                                              c_lists=r.cycles["lists"]),
                                  dict(x=x, A=a, B=b, expected=np.concatenate([r.groups, r.counts, r.members]))))
+    return cases
+
+
+def softmax_inputs(rng, rows: int, n: int, kind: str = "random"):
+    """(scores int32, keep bool, m_exp, s_exp): random attention-like rows; 'ascending' rows (the running max
+    grows at every block); 'extreme' rows (int32 limits, nothing kept, one kept, all equal)."""
+    from vitaccel.sim import numerics as nx
+
+    s = rng.integers(-30000, 30000, (rows, n))
+    if kind == "ascending":
+        s = np.sort(s, axis=1)
+    keep = rng.random((rows, n)) < 0.85
+    if kind == "extreme":
+        s[0] = rng.choice([-(1 << 31), (1 << 31) - 1], n)
+        keep[1 % rows] = False
+        if rows > 2:
+            keep[2] = False
+            keep[2, n // 2] = True
+        if rows > 3:
+            s[3] = 7
+    m, e = nx.softmax_params(1.0 / 3000.0)
+    return s.astype(np.int32), keep, int(m), int(e)
+
+
+def dsoftmax_cases(root: Path, config="revit-paper") -> List[Path]:
+    from vitaccel.sim.revit.dsoftmax import dsoftmax
+
+    cfg = load_config(config)
+    cases = []
+    for i, (rows, n, block, lanes, kind, weighted) in enumerate([(5, 50, 16, 1, "random", False),
+                                                                  (3, 197, 16, cfg.simd_lanes, "ascending", False),
+                                                                  (4, 40, 7, 3, "extreme", True), (1, 1, 16, 1, "random", False)]):
+        rng = np.random.default_rng(1400 + i)
+        s, k, m, e = softmax_inputs(rng, rows, n, kind)
+        w = rng.integers(0, 40, n).astype(np.int32) if weighted else np.ones(n, np.int32)
+        p, cyc = dsoftmax(s, k, m, e, block, lanes, weights=w)
+        cases.append(_write_case(root / f"dsoftmax{i}", dict(rows=rows, n=n, m_exp=m, s_exp=e, block=block, lanes=lanes,
+                                                             **{f"c_{k2}": v for k2, v in cyc.items()}),
+                                 dict(scores=s, keep=k.astype(np.uint8), weights=w, expected=p)))
     return cases

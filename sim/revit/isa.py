@@ -24,5 +24,9 @@ ISA = Isa(
         Status(0x811, "RMMU_ERR_DIMS", "RMMU",
                "C, K or O outside the engine's limits, or a sub-array of columns outside [1, rmmu_cols]"),
         Status(0x812, "RMMU_ERR_OPERAND", "RMMU", "a serial operand wider than the RBSP's 10-bit Booth input"),
+        Status(0x821, "DSM_ERR_DIMS", "softmax",
+               "rows < 1, n outside [1, MAX_TOKENS + 64], block < 1, or lanes outside [1, simd_lanes]"),
+        Status(0x822, "DSM_ERR_QUANT", "softmax",
+               "m_exp outside [0, 2^31), s_exp outside [0, 63], a negative weight, or weights summing to 2^16 or more"),
     ),
 )

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from vitaccel.sim.schedule import log2i
 
-__all__ = ["pipe_rbsp", "pipe_argmax", "PIPE_CODE", "PIPE_LIST", "clog2"]
+__all__ = ["pipe_rbsp", "pipe_argmax", "PIPE_CODE", "PIPE_LIST", "PIPE_OFFSET", "PIPE_RESCALE", "PIPE_NORM", "clog2"]
 
 #: Hash code: multiply by the multiplier, arithmetic shift, write the hash register.
 PIPE_CODE = 3
 #: gSched: read an index, increment its counter / read-add-write the prefix / scatter.
 PIPE_LIST = 2
+#: Differential softmax: store a block's offsets (read, subtract, saturate, write), rescale stored offsets
+#: (read, add, saturate, write), normalise (read, multiply, round, clip, write). The max and exp stages and
+#: the divider are the common softmax unit's (vitaccel.sim.schedule).
+PIPE_OFFSET = 4
+PIPE_RESCALE = 4
+PIPE_NORM = 4
 
 
 def clog2(x: int) -> int:

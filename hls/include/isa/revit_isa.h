@@ -25,6 +25,8 @@ static const int GG_ERR_DIMS = 0x801;  // group generation: N outside [1, MAX_TO
 static const int GG_ERR_QUANT = 0x802;  // group generation: hash multiplier outside [0, 2^31) or shift outside [0, 63]
 static const int RMMU_ERR_DIMS = 0x811;  // RMMU: C, K or O outside the engine's limits, or a sub-array of columns outside [1, rmmu_cols]
 static const int RMMU_ERR_OPERAND = 0x812;  // RMMU: a serial operand wider than the RBSP's 10-bit Booth input
+static const int DSM_ERR_DIMS = 0x821;  // softmax: rows < 1, n outside [1, MAX_TOKENS + 64], block < 1, or lanes outside [1, simd_lanes]
+static const int DSM_ERR_QUANT = 0x822;  // softmax: m_exp outside [0, 2^31), s_exp outside [0, 63], a negative weight, or weights summing to 2^16 or more
 
 }  // namespace revit
 }  // namespace isa
