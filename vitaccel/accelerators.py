@@ -176,6 +176,7 @@ REVIT = AcceleratorSpec(
         Kernel("rmmu", "revit/rmmu", "vitaccel.sim.revit.golden:rmmu_cases"),
         Kernel("groupgen", "revit/groupgen", "vitaccel.sim.revit.golden:groupgen_cases"),
         Kernel("dsoftmax", "revit/dsoftmax", "vitaccel.sim.revit.golden:dsoftmax_cases"),
+        Kernel("pruner", "revit/pruner", "vitaccel.sim.revit.golden:pruner_cases"),
     ),
     hls_top="revit_top",
     top_source="revit/revit_top.cpp",

@@ -9,6 +9,7 @@
 #include "revit_schedule.h"
 #include "dsoftmax/dsoftmax.h"
 #include "groupgen/groupgen.h"
+#include "pruner/pruner.h"
 #include "rmmu/rmmu.h"
 #include "vitaccel_config.h"
 
@@ -91,6 +92,12 @@ int revit_groupgen(const int8_t* x, int n, int D, const int8_t* A, const int32_t
 int revit_dsoftmax(const int32_t* scores, const uint8_t* keep, const int32_t* weights, int rows, int n, int32_t m_exp,
                    int32_t s_exp, int block, int lanes, uint8_t* p, int64_t* cycles) {
     return vitaccel::dsoftmax::softmax(scores, keep, weights, rows, n, m_exp, s_exp, block, lanes, p, cycles);
+}
+
+// Pruners (pruner.h): keep (n,), keep_g (G,) uint8, scores (n,) int32; cycles[4].
+int revit_prune(const uint8_t* group_p, const uint8_t* cls_p, const int32_t* groups, int H, int G, int n,
+                int32_t q_groups, int32_t q_patches, uint8_t* keep, uint8_t* keep_g, int32_t* scores, int64_t* cycles) {
+    return vitaccel::pruner::prune(group_p, cls_p, groups, H, G, n, q_groups, q_patches, keep, keep_g, scores, cycles);
 }
 
 }  // extern "C"

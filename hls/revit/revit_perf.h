@@ -42,6 +42,11 @@ enum Total {
     DSM_EXP,           // per row: exponentials and sum
     DSM_DIV,           // per row: the reciprocal
     DSM_NORM,          // per row: the probabilities
+    PR_CALLS,          // pruner calls (one layer: group pruner, then patch pruner)
+    PR_GROUP_SCORE,    // group pruner: head sums of the CLS-to-centroid probabilities
+    PR_GROUP_RANK,     // group pruner: ranks of the non-empty groups
+    PR_PATCH_SCORE,    // patch pruner: head sums of the CLS row, every patch
+    PR_PATCH_RANK,     // patch pruner: ranks within each kept group
     N_TOTALS
 };
 

@@ -30,6 +30,11 @@ static const int PIPE_OFFSET = 4;
 static const int PIPE_RESCALE = 4;
 static const int PIPE_NORM = 4;
 
+// P-PE: importance score (read a head's probability, add, write the att reg) and rank (read a candidate's
+// score, compare, count).
+static const int PIPE_SCORE = 3;
+static const int PIPE_RANK = 3;
+
 static const int PIPE_RBSP = pipe_rbsp(cfg::revit::RMMU_LANES);
 
 }  // namespace revit_sched

@@ -16,7 +16,7 @@ from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
 
 __all__ = ["engines_library", "PERF_TOTALS", "SCHEDULE_CONSTANTS", "CsimEngineError", "csim_rbsp_pass",
-           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen", "csim_dsoftmax"]
+           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen", "csim_dsoftmax", "csim_prune"]
 
 _SPEC = accelerators.get("revit")
 INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
@@ -24,7 +24,8 @@ INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
 #: hls/revit/revit_perf.h, enum Total, in order.
 PERF_TOTALS = ("rbsp_passes", "rbsp_tiles", "rbsp_steps", "rbsp_cycles", "rbsp_terms", "rbsp_slots", "gg_calls",
                "gg_hash", "gg_codes", "gg_argmax", "gg_lists", "dsm_rows", "dsm_max", "dsm_rescale", "dsm_offset",
-               "dsm_exp", "dsm_div", "dsm_norm")
+               "dsm_exp", "dsm_div", "dsm_norm", "pr_calls", "pr_group_score", "pr_group_rank", "pr_patch_score",
+               "pr_patch_rank")
 #: revit_schedule_constants in hls/revit/revit_capi.cpp, in order.
 SCHEDULE_CONSTANTS = ("rmmu_cols", "rmmu_lanes", "g_pes", "p_pes", "simd_lanes", "pipe_rbsp", "pipe_code",
                       "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols")
@@ -64,6 +65,10 @@ class _Lib:
             ("scores", Array(i32)), ("keep", Array(u8)), ("weights", Array(i32)), ("rows", c), ("n", c),
             ("m_exp", ctypes.c_int32), ("s_exp", ctypes.c_int32), ("block", c), ("lanes", c),
             ("p", Array(u8, out=True)), ("cycles", Array(i64, out=True))])
+        self.prune = lib.bind("revit_prune", [
+            ("group_p", Array(u8)), ("cls_p", Array(u8)), ("groups", Array(i32)), ("H", c), ("G", c), ("n", c),
+            ("q_groups", ctypes.c_int32), ("q_patches", ctypes.c_int32), ("keep", Array(u8, out=True)),
+            ("keep_g", Array(u8, out=True)), ("scores", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
         self.project = lib.bind("revit_rmmu_project", [
             ("x", Array(i8)), ("l", c), ("xc", Array(i8)), ("K", c), ("W", Array(i8)), ("bias", Array(i32)), ("O", c),
             ("delta", c), ("cols", c), ("sync", c), ("acc", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
@@ -199,3 +204,16 @@ def csim_dsoftmax(scores, keep, m_exp: int, s_exp: int, block: int, lanes: int, 
     _check(engines_library(config).dsoftmax(_c(s, np.int32), _c(k, np.uint8), _c(w, np.int32), rows, n, int(m_exp),
                                             int(s_exp), int(block), int(lanes), p, cyc), "differential softmax")
     return p, dict(zip(PHASES, (int(v) for v in cyc)))
+
+
+def csim_prune(group_p, cls_p, groups, num_groups: int, q_groups: int, q_patches: int, config="revit-paper"):
+    """``(keep bool, keep_groups bool, scores int32, cycles by phase)`` of the HLS pruners."""
+    from vitaccel.sim.revit.pruner import PHASES
+
+    gp, cp = np.asarray(group_p), np.asarray(cls_p)
+    H, n = cp.shape
+    keep, keep_g, sc = np.zeros(n, np.uint8), np.zeros(num_groups, np.uint8), np.zeros(n, np.int32)
+    cyc = np.zeros(len(PHASES), np.int64)
+    _check(engines_library(config).prune(_c(gp, np.uint8), _c(cp, np.uint8), _c(groups, np.int32), H, int(num_groups), n,
+                                         int(q_groups), int(q_patches), keep, keep_g, sc, cyc), "pruner")
+    return keep.astype(bool), keep_g.astype(bool), sc, dict(zip(PHASES, (int(v) for v in cyc)))

@@ -13,7 +13,7 @@ import numpy as np
 
 from vitaccel.hwconfig import load_config
 
-__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs"]
+__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs", "pruner_cases", "prune_inputs"]
 
 
 def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
@@ -125,4 +125,38 @@ def dsoftmax_cases(root: Path, config="revit-paper") -> List[Path]:
         cases.append(_write_case(root / f"dsoftmax{i}", dict(rows=rows, n=n, m_exp=m, s_exp=e, block=block, lanes=lanes,
                                                              **{f"c_{k2}": v for k2, v in cyc.items()}),
                                  dict(scores=s, keep=k.astype(np.uint8), weights=w, expected=p)))
+    return cases
+
+
+def prune_inputs(rng, H: int, G: int, n: int, kind: str = "random"):
+    """(group_p, cls_p, groups): random probabilities; 'ties' (all equal scores); 'one' (every token in one
+    group, the others empty)."""
+    gp = rng.integers(0, 256, (H, G)).astype(np.uint8)
+    cp = rng.integers(0, 256, (H, n)).astype(np.uint8)
+    groups = rng.integers(0, G, n).astype(np.int32)
+    if kind == "ties":
+        gp[:] = 7
+        cp[:] = 3
+    if kind == "one":
+        groups[:] = G - 1
+    if kind == "single" and G > 2:
+        groups[groups == 1] = 0
+        groups[0] = 1                      # a group of one, and group G - 1 may be empty
+        groups[groups == G - 1] = 0
+    return gp, cp, groups
+
+
+def pruner_cases(root: Path, config="revit-paper") -> List[Path]:
+    from vitaccel.sim.revit.pruner import prune_layer
+
+    cases = []
+    for i, (H, G, n, qg, qp, kind) in enumerate([(3, 4, 196, 49152, 45875, "random"), (1, 1, 1, 0, 0, "random"),
+                                                 (6, 8, 100, 1 << 16, 1 << 16, "ties"), (2, 5, 40, 30000, 20000, "single")]):
+        rng = np.random.default_rng(1500 + i)
+        gp, cp, groups = prune_inputs(rng, H, G, n, kind)
+        r = prune_layer(gp, cp, groups, G, qg, qp, config)
+        cases.append(_write_case(root / f"pruner{i}", dict(H=H, G=G, n=n, q_groups=qg, q_patches=qp,
+                                                           **{f"c_{k}": v for k, v in r.cycles.items()}),
+                                 dict(group_p=gp, cls_p=cp, groups=groups,
+                                      expected=np.concatenate([r.keep, r.keep_groups, r.scores]).astype(np.int32))))
     return cases

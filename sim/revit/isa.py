@@ -28,5 +28,8 @@ ISA = Isa(
                "rows < 1, n outside [1, MAX_TOKENS + 64], block < 1, or lanes outside [1, simd_lanes]"),
         Status(0x822, "DSM_ERR_QUANT", "softmax",
                "m_exp outside [0, 2^31), s_exp outside [0, 63], a negative weight, or weights summing to 2^16 or more"),
+        Status(0x831, "PR_ERR_DIMS", "pruner",
+               "H outside [1, MAX_HEADS], G outside [1, 64], n outside [1, MAX_TOKENS], or a group index outside [0, G)"),
+        Status(0x832, "PR_ERR_RATIO", "pruner", "a keep ratio outside [0, 2^16]"),
     ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vitaccel.sim.schedule import log2i
 
-__all__ = ["pipe_rbsp", "pipe_argmax", "PIPE_CODE", "PIPE_LIST", "PIPE_OFFSET", "PIPE_RESCALE", "PIPE_NORM", "clog2"]
+__all__ = ["pipe_rbsp", "pipe_argmax", "PIPE_CODE", "PIPE_LIST", "PIPE_OFFSET", "PIPE_RESCALE", "PIPE_NORM", "PIPE_SCORE", "PIPE_RANK", "clog2"]
 
 #: Hash code: multiply by the multiplier, arithmetic shift, write the hash register.
 PIPE_CODE = 3
@@ -16,6 +16,9 @@ PIPE_LIST = 2
 PIPE_OFFSET = 4
 PIPE_RESCALE = 4
 PIPE_NORM = 4
+#: P-PE: score (read a head's probability, add, write) and rank (read a candidate's score, compare, count).
+PIPE_SCORE = 3
+PIPE_RANK = 3
 
 
 def clog2(x: int) -> int:

@@ -27,6 +27,8 @@ static const int RMMU_ERR_DIMS = 0x811;  // RMMU: C, K or O outside the engine's
 static const int RMMU_ERR_OPERAND = 0x812;  // RMMU: a serial operand wider than the RBSP's 10-bit Booth input
 static const int DSM_ERR_DIMS = 0x821;  // softmax: rows < 1, n outside [1, MAX_TOKENS + 64], block < 1, or lanes outside [1, simd_lanes]
 static const int DSM_ERR_QUANT = 0x822;  // softmax: m_exp outside [0, 2^31), s_exp outside [0, 63], a negative weight, or weights summing to 2^16 or more
+static const int PR_ERR_DIMS = 0x831;  // pruner: H outside [1, MAX_HEADS], G outside [1, 64], n outside [1, MAX_TOKENS], or a group index outside [0, G)
+static const int PR_ERR_RATIO = 0x832;  // pruner: a keep ratio outside [0, 2^16]
 
 }  // namespace revit
 }  // namespace isa
