@@ -177,6 +177,7 @@ REVIT = AcceleratorSpec(
         Kernel("groupgen", "revit/groupgen", "vitaccel.sim.revit.golden:groupgen_cases"),
         Kernel("dsoftmax", "revit/dsoftmax", "vitaccel.sim.revit.golden:dsoftmax_cases"),
         Kernel("pruner", "revit/pruner", "vitaccel.sim.revit.golden:pruner_cases"),
+        Kernel("sched", "revit/sched", "vitaccel.sim.revit.golden:sched_cases"),
     ),
     hls_top="revit_top",
     top_source="revit/revit_top.cpp",

@@ -11,6 +11,7 @@
 #include "groupgen/groupgen.h"
 #include "pruner/pruner.h"
 #include "rmmu/rmmu.h"
+#include "sched/sched.h"
 #include "vitaccel_config.h"
 
 namespace {
@@ -98,6 +99,18 @@ int revit_dsoftmax(const int32_t* scores, const uint8_t* keep, const int32_t* we
 int revit_prune(const uint8_t* group_p, const uint8_t* cls_p, const int32_t* groups, int H, int G, int n,
                 int32_t q_groups, int32_t q_patches, uint8_t* keep, uint8_t* keep_g, int32_t* scores, int64_t* cycles) {
     return vitaccel::pruner::prune(group_p, cls_p, groups, H, G, n, q_groups, q_patches, keep, keep_g, scores, cycles);
+}
+
+// rSched allocation (sched.h): returns the number of sub-arrays or minus a status; alloc_cycles[0].
+int revit_sched_allocate(const int32_t* sizes, int G, int mode, int F, int32_t* sub, int32_t* cols, int32_t* order,
+                         int64_t* alloc_cycles) {
+    return vitaccel::sched::allocate(sizes, G, mode, F, sub, cols, order, alloc_cycles);
+}
+
+// The layer's timeline (sched.h): finish (G,), out[3] = in order, out of order, busy column-cycles.
+int revit_sched_timeline(const int32_t* sizes, int G, int mode, int F, const int64_t* t, const int64_t* W,
+                         int64_t* finish, int64_t* out) {
+    return vitaccel::sched::timeline(sizes, G, mode, F, t, W, finish, out);
 }
 
 }  // extern "C"

@@ -47,6 +47,8 @@ enum Total {
     PR_GROUP_RANK,     // group pruner: ranks of the non-empty groups
     PR_PATCH_SCORE,    // patch pruner: head sums of the CLS row, every patch
     PR_PATCH_RANK,     // patch pruner: ranks within each kept group
+    SCH_ALLOC,         // rSched: column allocation of one layer
+    SCH_EVENTS,        // out-of-order dispatcher: finish / release events handled
     N_TOTALS
 };
 

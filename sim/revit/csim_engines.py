@@ -16,7 +16,8 @@ from vitaccel.hls import HLS_DIR
 from vitaccel.sim.csim import Array, CsimError, compile_library
 
 __all__ = ["engines_library", "PERF_TOTALS", "SCHEDULE_CONSTANTS", "CsimEngineError", "csim_rbsp_pass",
-           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen", "csim_dsoftmax", "csim_prune"]
+           "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen", "csim_dsoftmax", "csim_prune", "csim_allocate",
+           "csim_timeline"]
 
 _SPEC = accelerators.get("revit")
 INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
@@ -25,7 +26,7 @@ INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
 PERF_TOTALS = ("rbsp_passes", "rbsp_tiles", "rbsp_steps", "rbsp_cycles", "rbsp_terms", "rbsp_slots", "gg_calls",
                "gg_hash", "gg_codes", "gg_argmax", "gg_lists", "dsm_rows", "dsm_max", "dsm_rescale", "dsm_offset",
                "dsm_exp", "dsm_div", "dsm_norm", "pr_calls", "pr_group_score", "pr_group_rank", "pr_patch_score",
-               "pr_patch_rank")
+               "pr_patch_rank", "sch_alloc", "sch_events")
 #: revit_schedule_constants in hls/revit/revit_capi.cpp, in order.
 SCHEDULE_CONSTANTS = ("rmmu_cols", "rmmu_lanes", "g_pes", "p_pes", "simd_lanes", "pipe_rbsp", "pipe_code",
                       "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols")
@@ -69,6 +70,12 @@ class _Lib:
             ("group_p", Array(u8)), ("cls_p", Array(u8)), ("groups", Array(i32)), ("H", c), ("G", c), ("n", c),
             ("q_groups", ctypes.c_int32), ("q_patches", ctypes.c_int32), ("keep", Array(u8, out=True)),
             ("keep_g", Array(u8, out=True)), ("scores", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.sched_allocate = lib.bind("revit_sched_allocate", [
+            ("sizes", Array(i32)), ("G", c), ("mode", c), ("F", c), ("sub", Array(i32, out=True)),
+            ("cols", Array(i32, out=True)), ("order", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
+        self.sched_timeline = lib.bind("revit_sched_timeline", [
+            ("sizes", Array(i32)), ("G", c), ("mode", c), ("F", c), ("t", Array(i64)), ("W", Array(i64)),
+            ("finish", Array(i64, out=True)), ("out", Array(i64, out=True))])
         self.project = lib.bind("revit_rmmu_project", [
             ("x", Array(i8)), ("l", c), ("xc", Array(i8)), ("K", c), ("W", Array(i8)), ("bias", Array(i32)), ("O", c),
             ("delta", c), ("cols", c), ("sync", c), ("acc", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
@@ -217,3 +224,25 @@ def csim_prune(group_p, cls_p, groups, num_groups: int, q_groups: int, q_patches
     _check(engines_library(config).prune(_c(gp, np.uint8), _c(cp, np.uint8), _c(groups, np.int32), H, int(num_groups), n,
                                          int(q_groups), int(q_patches), keep, keep_g, sc, cyc), "pruner")
     return keep.astype(bool), keep_g.astype(bool), sc, dict(zip(PHASES, (int(v) for v in cyc)))
+
+
+def csim_allocate(sizes, mode: int, fixed_cols: int = 16, config="revit-paper"):
+    """``(cols (S,), sub (G,), order (G,), cycles)`` of the HLS rSched allocation."""
+    sz = np.ascontiguousarray(sizes, np.int32)
+    G = sz.size
+    sub, cols, order = np.zeros(G, np.int32), np.zeros(max(G, 1024), np.int32), np.zeros(G, np.int32)
+    cyc = np.zeros(1, np.int64)
+    S = engines_library(config).sched_allocate(sz, G, int(mode), int(fixed_cols), sub, cols, order, cyc)
+    if S < 0:
+        raise CsimEngineError("scheduler allocation", -S)
+    return cols[:S].copy(), sub, order, int(cyc[0])
+
+
+def csim_timeline(sizes, t, W, mode: int, fixed_cols: int = 16, config="revit-paper"):
+    """``(finish (G,), in_order, out_of_order, busy)`` of the HLS scheduler's timeline."""
+    sz = np.ascontiguousarray(sizes, np.int32)
+    G = sz.size
+    finish, out = np.zeros(G, np.int64), np.zeros(3, np.int64)
+    _check(engines_library(config).sched_timeline(sz, G, int(mode), int(fixed_cols), _c(t, np.int64), _c(W, np.int64),
+                                                  finish, out), "scheduler timeline")
+    return finish, int(out[0]), int(out[1]), int(out[2])

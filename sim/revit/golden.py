@@ -13,7 +13,7 @@ import numpy as np
 
 from vitaccel.hwconfig import load_config
 
-__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs", "pruner_cases", "prune_inputs"]
+__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs", "pruner_cases", "prune_inputs", "sched_cases", "group_mix"]
 
 
 def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
@@ -159,4 +159,38 @@ def pruner_cases(root: Path, config="revit-paper") -> List[Path]:
                                                            **{f"c_{k}": v for k, v in r.cycles.items()}),
                                  dict(group_p=gp, cls_p=cp, groups=groups,
                                       expected=np.concatenate([r.keep, r.keep_groups, r.scores]).astype(np.int32))))
+    return cases
+
+
+def group_mix(rng, G: int, n: int, kind: str = "random") -> np.ndarray:
+    """Group sizes of n tokens in G groups: random, 'one' (all in one group), 'equal', 'single' (a group of one
+    and an empty group)."""
+    if kind == "one":
+        l = np.zeros(G, np.int64)
+        l[G - 1] = n
+    elif kind == "equal":
+        l = np.full(G, n // G, np.int64)
+    elif kind == "single" and G >= 3 and n >= 2:
+        l = np.bincount(rng.integers(0, G, n - 1), minlength=G)
+        l[0] += l[1] + l[2]
+        l[1], l[2] = 1, 0
+    else:
+        l = np.bincount(rng.integers(0, G, n), minlength=G)
+    return l.astype(np.int32)
+
+
+def sched_cases(root: Path, config="revit-paper") -> List[Path]:
+    from vitaccel.sim.revit.sched import FIXED, ONE_ARRAY, WORKLOAD, timeline
+
+    cases = []
+    for i, (G, n, mode, kind) in enumerate([(4, 196, WORKLOAD, "random"), (4, 196, ONE_ARRAY, "single"),
+                                            (8, 100, FIXED, "random"), (4, 64, WORKLOAD, "one"), (1, 1, FIXED, "one")]):
+        rng = np.random.default_rng(1600 + i)
+        l = group_mix(rng, G, n, kind)
+        t = (l.astype(np.int64) ** 2 * 3 + rng.integers(0, 50, G)) * (l > 0)
+        W = l.astype(np.int64) * 40
+        tl = timeline(l, t, W, mode, 16, config)
+        cases.append(_write_case(root / f"sched{i}", dict(G=G, mode=mode, F=16),
+                                 dict(sizes=l, t=t, W=W, expected=np.concatenate(
+                                     [tl.finish, [tl.in_order, tl.out_of_order, tl.busy]]).astype(np.int64))))
     return cases

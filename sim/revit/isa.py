@@ -31,5 +31,10 @@ ISA = Isa(
         Status(0x831, "PR_ERR_DIMS", "pruner",
                "H outside [1, MAX_HEADS], G outside [1, 64], n outside [1, MAX_TOKENS], or a group index outside [0, G)"),
         Status(0x832, "PR_ERR_RATIO", "pruner", "a keep ratio outside [0, 2^16]"),
+        Status(0x841, "SCH_ERR_DIMS", "scheduler",
+               "G outside [1, 64], a negative group size, latency or work, no token in any group, or more non-empty "
+               "groups than columns in workload mode"),
+        Status(0x842, "SCH_ERR_MODE", "scheduler", "mode not 0 (one array), 1 (fixed) or 2 (workload), or fixed "
+               "sub-array width outside [1, rmmu_cols]"),
     ),
 )

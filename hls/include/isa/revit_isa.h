@@ -29,6 +29,8 @@ static const int DSM_ERR_DIMS = 0x821;  // softmax: rows < 1, n outside [1, MAX_
 static const int DSM_ERR_QUANT = 0x822;  // softmax: m_exp outside [0, 2^31), s_exp outside [0, 63], a negative weight, or weights summing to 2^16 or more
 static const int PR_ERR_DIMS = 0x831;  // pruner: H outside [1, MAX_HEADS], G outside [1, 64], n outside [1, MAX_TOKENS], or a group index outside [0, G)
 static const int PR_ERR_RATIO = 0x832;  // pruner: a keep ratio outside [0, 2^16]
+static const int SCH_ERR_DIMS = 0x841;  // scheduler: G outside [1, 64], a negative group size, latency or work, no token in any group, or more non-empty groups than columns in workload mode
+static const int SCH_ERR_MODE = 0x842;  // scheduler: mode not 0 (one array), 1 (fixed) or 2 (workload), or fixed sub-array width outside [1, rmmu_cols]
 
 }  // namespace revit
 }  // namespace isa
