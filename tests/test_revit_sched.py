@@ -74,8 +74,12 @@ def test_out_of_order_never_later_and_equal_for_equal_groups(mode):
             assert tl.out_of_order == tl.in_order
         if mode == ONE_ARRAY:            # one array: nothing is free before the last group ends
             assert tl.out_of_order == tl.in_order
+        lib = ce.engines_library("revit-paper")
+        lib.perf_reset()
         f, i, o, b = ce.csim_timeline(l, t, W, mode, F)
         assert np.array_equal(f, tl.finish) and (i, o, b) == (tl.in_order, tl.out_of_order, tl.busy)
+        c = lib.perf_totals()
+        assert (c["sch_alloc"], c["sch_events"]) == (allocate(l, mode, F).cycles, tl.events)
 
 
 def test_random_latencies_and_the_paper_example():

@@ -1,0 +1,172 @@
+"""One ReViT attention layer on the accelerator's engines: the bits of
+:func:`vitaccel.sim.revit.attention.revit_attention_layer` computed engine by engine, and the layer's cycles
+from the engines' cycle models composed by the scheduler. NumPy only.
+
+Flow (``combine`` = ``joint`` or ``intra``; ``sum`` is not mapped yet and raises NotImplementedError):
+
+1. group generation (:mod:`~vitaccel.sim.revit.groupgen`) on the whole array;
+2. rSched allocates the columns (:func:`~vitaccel.sim.revit.sched.allocate`, by ``mode``);
+3. per non-empty group, on its sub-array (``t_g``): the centroid (*model only, no HLS yet*: the tokens
+   summed into the columns' accumulators, ``l_g ceil(D / Pc)`` cycles, and the rounding divider, 41), the
+   Q/K/V projection as one RMMU pass of ``[x_c; x_i - x_c]`` (``delta``) or ``[x_c; x_i]`` (raw: the
+   centroid is still needed for the other groups' joint rows), the columns' requantisers
+   (``ceil(l_g 3D / c_g) + PIPE_RQ``), and per head the scores pass, the differential softmax on the
+   sub-array's SIMD slice (``simd_lanes c_g / Pn`` lanes) and the output pass;
+4. inter-group work ``W_g`` (column-cycles): the CLS query's scores against group g's keys and its output
+   over group g's values, i.e. the per-column costs of those serial vectors (one broadcast row each);
+5. the scheduler's timeline (in or out of order) gives the groups' makespan; after it, on the whole array,
+   the CLS row's softmax, the CLS-to-centroid row (pass and softmax) and the output requantisation
+   (``ceil(N D / Pn) + PIPE_RQ``).
+
+The bits do not depend on the mode, the synchronisation or the order (every step is exact integer
+arithmetic); ``tests/test_revit_layer.py`` checks them against the functional layer.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import numpy as np
+
+from vitaccel.hwconfig import ConfigLike, load_config
+from vitaccel.sim import numerics as nx
+from vitaccel.sim.revit.attention import LayerParams
+from vitaccel.sim.revit.booth import booth_terms
+from vitaccel.sim.revit.differential import centroids_int, imatmul
+from vitaccel.sim.revit.dsoftmax import dsoftmax
+from vitaccel.sim.revit.groupgen import generate_groups
+from vitaccel.sim.revit.rmmu import SERIAL_BITS, RbspCycles, rbsp_pass, rmmu_output, rmmu_scores
+from vitaccel.sim.revit.sched import WORKLOAD, Timeline, allocate, timeline
+from vitaccel.sim.schedule import PIPE_DIV, PIPE_RQ
+
+__all__ = ["LayerCycles", "engine_layer", "column_cost"]
+
+
+@dataclasses.dataclass
+class LayerCycles:
+    groupgen: int
+    intra: Dict[int, int]           # t_g per non-empty group
+    inter_work: Dict[int, int]      # W_g per non-empty group (column-cycles)
+    timeline: Timeline
+    tail: int
+    out_of_order: bool
+    rbsp: RbspCycles                # every RMMU pass of the layer
+    breakdown: Dict[str, int]       # summed over the groups: centroid, projection, requant, scores, softmax, output
+
+    @property
+    def total(self) -> int:
+        mk = self.timeline.out_of_order if self.out_of_order else self.timeline.in_order
+        return self.groupgen + mk + self.tail
+
+
+def column_cost(serial: np.ndarray, lanes: int) -> np.ndarray:
+    """Per serial vector (row of ``serial`` (C, K)): its cycles for one broadcast row on a decoupled column,
+    ``sum_chunks max(1, most digits in the chunk)``."""
+    t = booth_terms(np.asarray(serial, np.int64), SERIAL_BITS)
+    c, k = t.shape
+    pad = np.zeros((c, -(-k // lanes) * lanes), np.int64)
+    pad[:, :k] = t
+    return np.maximum(pad.reshape(c, -1, lanes).max(-1), 1).sum(-1)
+
+
+def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-paper", *, mode: int = WORKLOAD,
+                 delta: bool = True, out_of_order: bool = True, fixed_cols: int = 16,
+                 sync: Optional[int] = None):
+    """``(a8 int8 (N, D), LayerCycles)`` of one layer on ``config``'s engines."""
+    cfg = load_config(config)
+    if lp.combine not in ("joint", "intra"):
+        raise NotImplementedError(f"combine {lp.combine!r} is not mapped onto the engines yet (joint, intra are)")
+    pn, pc = cfg.rmmu_cols, cfg.rmmu_lanes
+    sync = cfg.sync_cols if sync is None else int(sync)
+    h8 = np.asarray(h8)
+    n, dm = h8.shape
+    H, G = lp.heads, lp.num_groups
+    d = dm // H
+    patches = h8[1:]
+    gr = generate_groups(patches, lp.hash_weight, lp.hash_bias, lp.hash_mult, lp.hash_shift, cfg)
+    groups, counts = gr.groups.astype(np.int64), gr.counts.astype(np.int64)
+    alloc = allocate(counts, mode, fixed_cols, cfg)
+    xc, _ = centroids_int(patches, groups, G)
+    W, b = np.asarray(lp.qkv_weight), np.asarray(lp.qkv_bias, np.int64)
+    rq = lambda a: nx.requantize(a, lp.qkv_mult, lp.qkv_shift)  # noqa: E731
+    rb = RbspCycles()
+    br = dict(centroid=0, projection=0, requant=0, scores=0, softmax=0, output=0)
+    # Projection of every group (and its centroid) on its sub-array.
+    q8 = np.zeros((n - 1, 3 * dm), np.int8)
+    c8 = np.zeros((G, 3 * dm), np.int8)
+    proj_cyc, cols_of = {}, {}
+    ne = np.flatnonzero(counts)
+    for g in ne:
+        idx = np.flatnonzero(groups == g)
+        c = alloc.group_cols(int(g)) if mode == WORKLOAD else int(alloc.cols[0])
+        cols_of[int(g)] = c
+        x = patches[idx].astype(np.int64)
+        s = np.concatenate([xc[g][None].astype(np.int64), x - xc[g] if delta else x])
+        y, cyc = rbsp_pass(s, W, c, pc, sync)
+        rb += cyc
+        base = y[:, :1].astype(np.int64) + b[:, None]
+        acc = (base + y[:, 1:]) if delta else (b[:, None] + y[:, 1:])
+        q8[idx] = rq(acc.T)
+        c8[g] = rq(base[:, 0])
+        proj_cyc[int(g)] = (len(idx) * -(-dm // pc) + PIPE_DIV, cyc.cycles, -(-len(idx) * 3 * dm // c) + PIPE_RQ)
+    qkv_cls = rq(imatmul(h8[:1], W.T) + b)
+    heads = lambda t: np.ascontiguousarray(t.reshape(t.shape[0], 3, H, d).transpose(1, 2, 0, 3))  # noqa: E731
+    qp, kp, vp = heads(q8)
+    qs, ks, vs = heads(qkv_cls)
+    qc, kc, vc = heads(c8)
+    m_exp, s_exp = lp.softmax
+    acc_out = np.zeros((H, n, d), np.int64)
+    intra, inter = {}, {}
+    for g in ne:
+        g = int(g)
+        idx = np.flatnonzero(groups == g)
+        c = cols_of[g]
+        lanes = max(1, cfg.simd_lanes * c // pn)
+        t_c, t_p, t_r = proj_cyc[g]
+        t = t_c + t_p + t_r
+        br["centroid"] += t_c
+        br["projection"] += t_p
+        br["requant"] += t_r
+        others = [o for o in ne if o != g] if lp.combine == "joint" else []
+        w_g = 0
+        for h in range(H):
+            ke = kc[h, others] if others else None
+            ve = vc[h, others] if others else None
+            s, cs = rmmu_scores(qp[h, idx], kp[h, idx], kc[h, g], ke, delta=delta, cols=c, lanes=pc, sync=sync)
+            w = np.concatenate([np.ones(len(idx), np.int64), counts[others].astype(np.int64)])
+            p, cyc_sm = dsoftmax(s, None, m_exp, s_exp, lp.block, lanes, weights=w)
+            z, co = rmmu_output(p, vp[h, idx], vc[h, g], ve, delta=delta, cols=c, lanes=pc, sync=sync)
+            acc_out[h, 1 + idx] = z
+            rb += cs
+            rb += co
+            t += cs.cycles + sum(cyc_sm.values()) + co.cycles
+            br["scores"] += cs.cycles
+            br["softmax"] += sum(cyc_sm.values())
+            br["output"] += co.cycles
+            # Inter-group: the CLS query against this group's keys, and its output over the group's values.
+            w_g += int(column_cost(kp[h, idx], pc).sum() + column_cost(vp[h, idx].T, pc).sum())
+        intra[g], inter[g] = t, w_g
+    # The CLS row (global) and the CLS-to-centroid row: bits, and the tail's cycles.
+    k_all = np.concatenate([ks, kp], 1)
+    v_all = np.concatenate([vs, vp], 1)
+    tail = 0
+    cls_rows = []
+    for h in range(H):
+        s_cls, _ = rbsp_pass(k_all[h], qs[h], pn, pc, sync)                      # (1, N)
+        p_cls, cyc_sm = dsoftmax(s_cls, None, m_exp, s_exp, lp.block, cfg.simd_lanes)
+        z, _ = rbsp_pass(v_all[h].T, p_cls, pn, pc, sync)                        # (1, d)
+        acc_out[h, 0] = z[0]
+        cls_rows.append(p_cls[0])
+        s_g, cg = rbsp_pass(kc[h][ne], qs[h], pn, pc, sync)
+        _, cyc_g = dsoftmax(s_g, None, m_exp, s_exp, lp.block, cfg.simd_lanes)
+        tail += sum(cyc_sm.values()) + cg.cycles + sum(cyc_g.values())
+    tail += -(-n * dm // pn) + PIPE_RQ
+    if np.any(np.abs(acc_out) >= (1 << 31)):
+        raise OverflowError("attention accumulator exceeds int32")
+    o8 = nx.requantize(acc_out, *lp.out)
+    a8 = np.ascontiguousarray(o8.transpose(1, 0, 2).reshape(n, dm))
+    sizes = counts.astype(np.int32)
+    tl = timeline(sizes, [intra.get(g, 0) for g in range(G)], [inter.get(g, 0) for g in range(G)], mode, fixed_cols, cfg)
+    cyc = LayerCycles(gr.total_cycles, intra, inter, tl, tail, out_of_order, rb, br)
+    cyc.cls_p = np.stack(cls_rows)            # for the pruner (uint8 (H, N))
+    return a8, cyc
