@@ -52,7 +52,7 @@ def test_engines_give_the_functional_bits(n, dm, heads, G, combine, mix):
     for kw in VARIANTS:
         a8, cyc = engine_layer(h8, lp, **kw)
         assert np.array_equal(a8, ref.a8), kw
-        assert np.array_equal(cyc.cls_p, ref.cls_p)
+        assert np.array_equal(cyc.cls_p, ref.cls_p) and np.array_equal(cyc.group_p, ref.group_p)
         tl = cyc.timeline
         assert tl.out_of_order <= tl.in_order
         assert cyc.total == cyc.groupgen + (tl.out_of_order if cyc.out_of_order else tl.in_order) + cyc.tail

@@ -171,7 +171,7 @@ REVIT = AcceleratorSpec(
         Field("input_buffer_kb", int, 1, 65536, doc="input buffer (tokens and group centroids), KiB"),
     ),
     numerics_version=1,
-    # The engines with a top/testbench pair; revit_top dispatches none of them yet (hls/revit/DESCRIPTOR.md).
+    # The engines with a top/testbench pair; revit_top dispatches ATTN (all but the pruner) and PRUNE.
     kernels=(
         Kernel("rmmu", "revit/rmmu", "vitaccel.sim.revit.golden:rmmu_cases"),
         Kernel("groupgen", "revit/groupgen", "vitaccel.sim.revit.golden:groupgen_cases"),
@@ -185,10 +185,10 @@ REVIT = AcceleratorSpec(
     axi_bundles=("gmem_act", "gmem_idx", "gmem_wgt"),
     pointer_registers=("act_in", "act_out", "idx", "wgt", "wconst"),
     isa="vitaccel.sim.revit.isa",
-    # Not built yet: each raises NotImplementedError naming its issue (the engines run standalone meanwhile).
+    # The host compiler is issue #13: it raises NotImplementedError naming it.
     compiler="vitaccel.sim.revit.top:compile_device_program",
     top_model="vitaccel.sim.revit.top:run_top",
-    csim_library="vitaccel.sim.revit.top:top_library",
+    csim_library="vitaccel.sim.revit.csim_engines:engines_library",
     csim_sources=("revit/revit_capi.cpp", "revit/revit_top.cpp"),
     include_dirs=("common", "revit"),
     gemm_array=("rmmu_cols", "rmmu_lanes"),

@@ -7,6 +7,7 @@
 
 #include "revit_perf.h"
 #include "revit_schedule.h"
+#include "attn/revit_attn.h"
 #include "dsoftmax/dsoftmax.h"
 #include "groupgen/groupgen.h"
 #include "pruner/pruner.h"
@@ -18,7 +19,7 @@ namespace {
 typedef vitaccel::rmmu::Rmmu<vitaccel::rmmu::RmmuArray> RMMU;
 }  // namespace
 
-int revit_top(const int8_t* act_in, int8_t* act_out, const int32_t* idx, const int8_t* wgt, const int32_t* wconst,
+int revit_top(const int8_t* act_in, int8_t* act_out, int32_t* idx, const int8_t* wgt, const int32_t* wconst,
               uint32_t desc_off, uint32_t num_instr, uint32_t mem_bytes, uint32_t* hw_id, uint32_t* run_count);
 
 extern "C" {
@@ -31,7 +32,7 @@ int revit_run(uint8_t* dram, int64_t dram_bytes, uint32_t desc_off, uint32_t num
     if (dram_bytes < 0 || dram_bytes > 0xFFFFFFFFll || (reinterpret_cast<uintptr_t>(dram) & 3)) return -1;
     const uint32_t mem = (uint32_t)dram_bytes;
     return revit_top(reinterpret_cast<const int8_t*>(dram), reinterpret_cast<int8_t*>(dram),
-                     reinterpret_cast<const int32_t*>(dram), reinterpret_cast<const int8_t*>(dram),
+                     reinterpret_cast<int32_t*>(dram), reinterpret_cast<const int8_t*>(dram),
                      reinterpret_cast<const int32_t*>(dram), desc_off, num_instr, mem, hw_id, run_count);
 }
 
@@ -111,6 +112,25 @@ int revit_sched_allocate(const int32_t* sizes, int G, int mode, int F, int32_t* 
 int revit_sched_timeline(const int32_t* sizes, int G, int mode, int F, const int64_t* t, const int64_t* W,
                          int64_t* finish, int64_t* out) {
     return vitaccel::sched::timeline(sizes, G, mode, F, t, W, finish, out);
+}
+
+// One attention layer on the engines (attn/revit_attn.h). flags[7]: N, D, H, G, block, joint, mode;
+// flags2[4]: F, delta, sync, ooo; q[6]: hash m, s, m_exp, s_exp, out m, s. cycles[7].
+int revit_attention_layer(const int8_t* x, const int8_t* w, const int32_t* b, const int32_t* m, const int32_t* s,
+                          const int8_t* hw, const int32_t* hb, const int32_t* flags, const int32_t* flags2,
+                          const int32_t* q, int8_t* y, int32_t* groups, uint8_t* cls_p, uint8_t* group_p,
+                          int64_t* cycles) {
+    using namespace vitaccel::revit_attn;
+    Args a;
+    a.N = flags[0]; a.D = flags[1]; a.H = flags[2]; a.G = flags[3]; a.block = flags[4]; a.joint = flags[5];
+    a.mode = flags[6]; a.F = flags2[0]; a.delta = flags2[1]; a.sync = flags2[2]; a.ooo = flags2[3];
+    a.x = x; a.w = w; a.b = b; a.m = m; a.s = s; a.hw = hw; a.hb = hb;
+    a.hm = q[0]; a.hs = q[1]; a.m_exp = q[2]; a.s_exp = q[3]; a.out_m = q[4]; a.out_s = q[5];
+    Out o;
+    o.y = y; o.groups = groups; o.cls_p = cls_p; o.group_p = group_p;
+    const int st = layer(a, o);
+    for (int i = 0; i < 7; ++i) cycles[i] = o.cycles[i];
+    return st;
 }
 
 }  // extern "C"

@@ -2,7 +2,9 @@
 argmax, integer centroids and deltas, differential Q/K/V generation, dot product and output, the
 blockwise softmax bit-exact with NUMERICS.md's one-pass softmax, the radix-4 Booth term count of the
 bit-serial PE, one attention layer with its pruning decisions, and a whole bundle (``model.py``).
-KERNELS.md ("ReViT") is the spec. There is no ReViT accelerator (registry entry, ISA, cycles) yet."""
+KERNELS.md ("ReViT") is the spec. The accelerator's engines (bits and cycles side by side, each with its HLS twin
+under ``hls/revit/``) are ``rmmu``, ``groupgen``, ``dsoftmax``, ``pruner``, ``sched``, composed per layer by
+``layer`` and behind ``revit_top`` by ``top`` (KERNELS.md, "ReViT accelerator")."""
 from vitaccel.sim.revit.booth import booth_digits, booth_terms  # noqa: F401
 from vitaccel.sim.revit.differential import (  # noqa: F401
     centroids_int, deltas_int, diff_output, diff_projection, diff_scores, imatmul, plain_projection,

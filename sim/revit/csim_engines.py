@@ -17,7 +17,7 @@ from vitaccel.sim.csim import Array, CsimError, compile_library
 
 __all__ = ["engines_library", "PERF_TOTALS", "SCHEDULE_CONSTANTS", "CsimEngineError", "csim_rbsp_pass",
            "csim_rmmu_project", "csim_rmmu_scores", "csim_rmmu_output", "csim_groupgen", "csim_dsoftmax", "csim_prune", "csim_allocate",
-           "csim_timeline"]
+           "csim_timeline", "csim_attention_layer", "LAYER_CYCLES"]
 
 _SPEC = accelerators.get("revit")
 INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
@@ -76,6 +76,11 @@ class _Lib:
         self.sched_timeline = lib.bind("revit_sched_timeline", [
             ("sizes", Array(i32)), ("G", c), ("mode", c), ("F", c), ("t", Array(i64)), ("W", Array(i64)),
             ("finish", Array(i64, out=True)), ("out", Array(i64, out=True))])
+        self.attention_layer = lib.bind("revit_attention_layer", [
+            ("x", Array(i8)), ("w", Array(i8)), ("b", Array(i32)), ("m", Array(i32)), ("s", Array(i32)),
+            ("hw", Array(i8)), ("hb", Array(i32)), ("flags", Array(i32)), ("flags2", Array(i32)), ("q", Array(i32)),
+            ("y", Array(i8, out=True)), ("groups", Array(i32, out=True)), ("cls_p", Array(u8, out=True)),
+            ("group_p", Array(u8, out=True)), ("cycles", Array(i64, out=True))])
         self.project = lib.bind("revit_rmmu_project", [
             ("x", Array(i8)), ("l", c), ("xc", Array(i8)), ("K", c), ("W", Array(i8)), ("bias", Array(i32)), ("O", c),
             ("delta", c), ("cols", c), ("sync", c), ("acc", Array(i32, out=True)), ("cycles", Array(i64, out=True))])
@@ -246,3 +251,32 @@ def csim_timeline(sizes, t, W, mode: int, fixed_cols: int = 16, config="revit-pa
     _check(engines_library(config).sched_timeline(sz, G, int(mode), int(fixed_cols), _c(t, np.int64), _c(W, np.int64),
                                                   finish, out), "scheduler timeline")
     return finish, int(out[0]), int(out[1]), int(out[2])
+
+
+#: What revit_attention_layer's cycles[7] hold.
+LAYER_CYCLES = ("groupgen", "intra", "inter", "in_order", "out_of_order", "tail", "total")
+
+
+def csim_attention_layer(h8, lp, config="revit-paper", *, mode: int = 2, delta: bool = True, out_of_order: bool = True,
+                         fixed_cols: int = 16, sync=None):
+    """``(a8, groups, cls_p, group_p, cycles)`` of the fused attention layer on the HLS engines (same
+    arguments as :func:`vitaccel.sim.revit.layer.engine_layer`)."""
+    x = np.asarray(h8)
+    N, D = x.shape
+    H, G = lp.heads, lp.num_groups
+    per = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v), (3 * D,)), np.int32)  # noqa: E731
+    flags = np.array([N, D, H, G, lp.block, 1 if lp.combine == "joint" else 0, mode], np.int32)
+    if lp.combine not in ("joint", "intra"):
+        raise NotImplementedError(f"combine {lp.combine!r} is not mapped onto the engines yet")
+    flags2 = np.array([fixed_cols, int(delta), _sync(sync, config), int(out_of_order)], np.int32)
+    q = np.array([lp.hash_mult, lp.hash_shift, *lp.softmax, *lp.out], np.int64)
+    if (q < -(1 << 31)).any() or (q >= 1 << 31).any():
+        raise ValueError("a multiplier or shift does not fit int32")
+    y, groups = np.zeros((N, D), np.int8), np.zeros(N - 1, np.int32)
+    cls_p, group_p = np.zeros((H, N), np.uint8), np.zeros((H, G), np.uint8)
+    cyc = np.zeros(7, np.int64)
+    _check(engines_library(config).attention_layer(
+        _c(x, np.int8), _c(lp.qkv_weight, np.int8), per(lp.qkv_bias), per(lp.qkv_mult), per(lp.qkv_shift),
+        _c(lp.hash_weight, np.int8), _c(lp.hash_bias, np.int32), flags, flags2, q.astype(np.int32), y, groups, cls_p,
+        group_p, cyc), "attention layer")
+    return y, groups, cls_p, group_p, dict(zip(LAYER_CYCLES, (int(v) for v in cyc)))

@@ -1,10 +1,10 @@
 """``revit_top``'s instruction set, defined once: descriptor words, opcodes, status codes and messages.
 
 ``vitaccel config gen`` renders ``hls/include/isa/revit_isa.h`` and the status table of
-``hls/revit/DESCRIPTOR.md`` from :data:`ISA`. Today the top dispatches ``NOP`` only: the engines (group
-generation, RMMU, differential softmax, pruner, scheduler) run as standalone FINN-style kernels with their own
-tops, and return the engine codes below; their opcodes join this table with the descriptor-driven top
-(issue #12, part 3). Standard library only.
+``hls/revit/DESCRIPTOR.md`` from :data:`ISA`. The top dispatches ``NOP``, ``ATTN`` (one attention layer on
+the engines: group generation, rSched, differential projection, scores, softmax and output, the CLS rows, the
+scheduler; ``hls/revit/attn/revit_attn.h``) and ``PRUNE`` (the pruners); the common GEMM, LayerNorm, add and
+table kernels are not dispatched yet. Standard library only.
 """
 from __future__ import annotations
 
@@ -16,7 +16,16 @@ ISA = Isa(
     accelerator="revit",
     desc_words=64,
     max_instr=1 << 16,
-    ops=(Op("NOP", 0, "N", ()),),
+    ops=(
+        Op("NOP", 0, "N", ()),
+        Op("ATTN", 8, "V", (("N", 2), ("D", 3), ("H", 4), ("G", 5), ("block", 6), ("joint", 7), ("mode", 8),
+                            ("F", 9), ("delta", 10), ("sync", 11), ("ooo", 12), ("x", 13), ("w", 14), ("b", 15),
+                            ("m", 16), ("s", 17), ("hw", 18), ("hb", 19), ("hm", 20), ("hs", 21), ("m_exp", 22),
+                            ("s_exp", 23), ("out_m", 24), ("out_s", 25), ("y", 26), ("groups", 27), ("cls_p", 28),
+                            ("group_p", 29))),
+        Op("PRUNE", 9, "P", (("H", 2), ("G", 3), ("n", 4), ("q_groups", 5), ("q_patches", 6), ("group_p", 7),
+                             ("cls_p", 8), ("groups", 9), ("keep", 10), ("keep_g", 11), ("scores", 12))),
+    ),
     status=DISPATCH_STATUS + GEMM_STATUS + VECTOR_STATUS + (
         Status(0x801, "GG_ERR_DIMS", "group generation",
                "N outside [1, MAX_TOKENS], D outside [1, MAX_EMBED_DIM], or G outside [1, MAX_GROUPS]"),
@@ -34,6 +43,11 @@ ISA = Isa(
         Status(0x841, "SCH_ERR_DIMS", "scheduler",
                "G outside [1, 64], a negative group size, latency or work, no token in any group, or more non-empty "
                "groups than columns in workload mode"),
+        Status(0x851, "ATT_ERR_DIMS", "attention layer",
+               "N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM] or not a multiple of H, H outside "
+               "[1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], "
+               "or a flag not 0 or 1"),
+        Status(0x852, "ATT_ERR_QUANT", "attention layer", "a multiplier or shift out of range (qkv, hash, softmax, output)"),
         Status(0x842, "SCH_ERR_MODE", "scheduler", "mode not 0 (one array), 1 (fixed) or 2 (workload), or fixed "
                "sub-array width outside [1, rmmu_cols]"),
     ),

@@ -14,9 +14,10 @@ Flow (``combine`` = ``joint`` or ``intra``; ``sum`` is not mapped yet and raises
    sub-array's SIMD slice (``simd_lanes c_g / Pn`` lanes) and the output pass;
 4. inter-group work ``W_g`` (column-cycles): the CLS query's scores against group g's keys and its output
    over group g's values, i.e. the per-column costs of those serial vectors (one broadcast row each);
-5. the scheduler's timeline (in or out of order) gives the groups' makespan; after it, on the whole array,
-   the CLS row's softmax, the CLS-to-centroid row (pass and softmax) and the output requantisation
-   (``ceil(N D / Pn) + PIPE_RQ``).
+5. the scheduler's timeline (in or out of order) gives the groups' makespan; the tail on the whole array:
+   CLS's own projection (one raw serial vector, and its requantisation ``ceil(3D / Pn) + PIPE_RQ``), the
+   CLS row's softmax, the CLS-to-centroid row (pass and softmax: the group pruner's scores) and the
+   output requantisation (``ceil(N D / Pn) + PIPE_RQ``).
 
 The bits do not depend on the mode, the synchronisation or the order (every step is exact integer
 arithmetic); ``tests/test_revit_layer.py`` checks them against the functional layer.
@@ -32,10 +33,10 @@ from vitaccel.hwconfig import ConfigLike, load_config
 from vitaccel.sim import numerics as nx
 from vitaccel.sim.revit.attention import LayerParams
 from vitaccel.sim.revit.booth import booth_terms
-from vitaccel.sim.revit.differential import centroids_int, imatmul
+from vitaccel.sim.revit.differential import centroids_int
 from vitaccel.sim.revit.dsoftmax import dsoftmax
 from vitaccel.sim.revit.groupgen import generate_groups
-from vitaccel.sim.revit.rmmu import SERIAL_BITS, RbspCycles, rbsp_pass, rmmu_output, rmmu_scores
+from vitaccel.sim.revit.rmmu import SERIAL_BITS, RbspCycles, rbsp_pass, rmmu_output, rmmu_scores, wrap32
 from vitaccel.sim.revit.sched import WORKLOAD, Timeline, allocate, timeline
 from vitaccel.sim.schedule import PIPE_DIV, PIPE_RQ
 
@@ -104,12 +105,16 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         s = np.concatenate([xc[g][None].astype(np.int64), x - xc[g] if delta else x])
         y, cyc = rbsp_pass(s, W, c, pc, sync)
         rb += cyc
-        base = y[:, :1].astype(np.int64) + b[:, None]
-        acc = (base + y[:, 1:]) if delta else (b[:, None] + y[:, 1:])
+        # 32-bit adders (the DRP): a bias near the int32 limits wraps as in the C++.
+        base = wrap32(y[:, :1].astype(np.int64) + b[:, None]).astype(np.int64)
+        acc = wrap32((base + y[:, 1:]) if delta else (b[:, None] + y[:, 1:]))
         q8[idx] = rq(acc.T)
         c8[g] = rq(base[:, 0])
         proj_cyc[int(g)] = (len(idx) * -(-dm // pc) + PIPE_DIV, cyc.cycles, -(-len(idx) * 3 * dm // c) + PIPE_RQ)
-    qkv_cls = rq(imatmul(h8[:1], W.T) + b)
+    # CLS's own projection: one raw serial vector on the whole array (counted in the tail).
+    y_cls, cyc_cls = rbsp_pass(h8[:1].astype(np.int64), W, pn, pc, sync)
+    rb += cyc_cls
+    qkv_cls = rq(wrap32(y_cls[:, 0].astype(np.int64) + b)[None])
     heads = lambda t: np.ascontiguousarray(t.reshape(t.shape[0], 3, H, d).transpose(1, 2, 0, 3))  # noqa: E731
     qp, kp, vp = heads(q8)
     qs, ks, vs = heads(qkv_cls)
@@ -149,8 +154,8 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
     # The CLS row (global) and the CLS-to-centroid row: bits, and the tail's cycles.
     k_all = np.concatenate([ks, kp], 1)
     v_all = np.concatenate([vs, vp], 1)
-    tail = 0
-    cls_rows = []
+    tail = cyc_cls.cycles + -(-3 * dm // pn) + PIPE_RQ
+    cls_rows, group_rows = [], []
     for h in range(H):
         s_cls, _ = rbsp_pass(k_all[h], qs[h], pn, pc, sync)                      # (1, N)
         p_cls, cyc_sm = dsoftmax(s_cls, None, m_exp, s_exp, lp.block, cfg.simd_lanes)
@@ -158,7 +163,11 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         acc_out[h, 0] = z[0]
         cls_rows.append(p_cls[0])
         s_g, cg = rbsp_pass(kc[h][ne], qs[h], pn, pc, sync)
-        _, cyc_g = dsoftmax(s_g, None, m_exp, s_exp, lp.block, cfg.simd_lanes)
+        p_g, cyc_g = dsoftmax(s_g, None, m_exp, s_exp, lp.block, cfg.simd_lanes)
+        row = np.zeros(G, np.uint8)
+        row[ne] = p_g[0]
+        group_rows.append(row)
+        rb += cg
         tail += sum(cyc_sm.values()) + cg.cycles + sum(cyc_g.values())
     tail += -(-n * dm // pn) + PIPE_RQ
     if np.any(np.abs(acc_out) >= (1 << 31)):
@@ -168,5 +177,6 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
     sizes = counts.astype(np.int32)
     tl = timeline(sizes, [intra.get(g, 0) for g in range(G)], [inter.get(g, 0) for g in range(G)], mode, fixed_cols, cfg)
     cyc = LayerCycles(gr.total_cycles, intra, inter, tl, tail, out_of_order, rb, br)
-    cyc.cls_p = np.stack(cls_rows)            # for the pruner (uint8 (H, N))
+    cyc.cls_p = np.stack(cls_rows)            # for the pruner: uint8 (H, N) and (H, G)
+    cyc.group_p = np.stack(group_rows)
     return a8, cyc

@@ -1,7 +1,7 @@
 """A ReViT bundle on the NumPy integer reference: images in, logits (and per-layer traces) out.
 
-There is no ReViT accelerator, ISA or backend yet (``vitaccel/accelerators.py`` lists ViTCoD only); this
-is the functional reference that accelerator will have to match: the int8 graph of KERNELS.md with the
+The ReViT accelerator's engines (``vitaccel.sim.revit.layer``, ``revit_top``) match this functional
+reference; there is no host compiler or backend for a whole bundle yet (issue #13). It is the int8 graph of KERNELS.md with the
 attention kernel replaced by :func:`vitaccel.sim.revit.attention.revit_attention_layer`, and pruning
 after the attention residual of each pruning layer. Host glue (LayerNorm, GELU, residuals, the package
 token's weighted sum, patch embedding, head) is float32 as for ViTCoD (``sim/glue.py``). One image at a

@@ -12,12 +12,53 @@ namespace revit {
 static const int DESC_WORDS = 64;  // one descriptor: int32 words
 static const unsigned MAX_INSTR = 65536u;  // num_instr must be below this
 
-enum Op { OP_NOP = 0 };
+enum Op { OP_NOP = 0, OP_ATTN = 8, OP_PRUNE = 9 };
 
 // Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
 enum Word {
     W_OP = 0,
     W_FLAGS = 1,
+    // OP_ATTN
+    V_N = 2,
+    V_D = 3,
+    V_H = 4,
+    V_G = 5,
+    V_BLOCK = 6,
+    V_JOINT = 7,
+    V_MODE = 8,
+    V_F = 9,
+    V_DELTA = 10,
+    V_SYNC = 11,
+    V_OOO = 12,
+    V_X = 13,
+    V_W = 14,
+    V_B = 15,
+    V_M = 16,
+    V_S = 17,
+    V_HW = 18,
+    V_HB = 19,
+    V_HM = 20,
+    V_HS = 21,
+    V_M_EXP = 22,
+    V_S_EXP = 23,
+    V_OUT_M = 24,
+    V_OUT_S = 25,
+    V_Y = 26,
+    V_GROUPS = 27,
+    V_CLS_P = 28,
+    V_GROUP_P = 29,
+    // OP_PRUNE
+    P_H = 2,
+    P_G = 3,
+    P_N = 4,
+    P_Q_GROUPS = 5,
+    P_Q_PATCHES = 6,
+    P_GROUP_P = 7,
+    P_CLS_P = 8,
+    P_GROUPS = 9,
+    P_KEEP = 10,
+    P_KEEP_G = 11,
+    P_SCORES = 12,
 };
 
 // This accelerator's engines' status codes (the dispatcher's and the GEMM's: common_isa.h).
@@ -30,6 +71,8 @@ static const int DSM_ERR_QUANT = 0x822;  // softmax: m_exp outside [0, 2^31), s_
 static const int PR_ERR_DIMS = 0x831;  // pruner: H outside [1, MAX_HEADS], G outside [1, 64], n outside [1, MAX_TOKENS], or a group index outside [0, G)
 static const int PR_ERR_RATIO = 0x832;  // pruner: a keep ratio outside [0, 2^16]
 static const int SCH_ERR_DIMS = 0x841;  // scheduler: G outside [1, 64], a negative group size, latency or work, no token in any group, or more non-empty groups than columns in workload mode
+static const int ATT_ERR_DIMS = 0x851;  // attention layer: N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM] or not a multiple of H, H outside [1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], or a flag not 0 or 1
+static const int ATT_ERR_QUANT = 0x852;  // attention layer: a multiplier or shift out of range (qkv, hash, softmax, output)
 static const int SCH_ERR_MODE = 0x842;  // scheduler: mode not 0 (one array), 1 (fixed) or 2 (workload), or fixed sub-array width outside [1, rmmu_cols]
 
 }  // namespace revit
