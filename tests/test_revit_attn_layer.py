@@ -72,3 +72,16 @@ def test_fused_layer_on_the_demo_and_refusals():
     with pytest.raises(ce.CsimEngineError) as e:
         ce.csim_attention_layer(tr[0]["h8"], dataclasses.replace(lp, hash_shift=64))
     assert e.value.status == 0x852
+
+
+@pytest.mark.parametrize("config", ["revit-pynq-z2", "revit-kv260", "revit-zcu104"])
+def test_fused_layer_on_the_fpga_configs(config):
+    rng = np.random.default_rng(42)
+    lp = _layer(rng, 48, 3, 4, "joint")
+    h8 = rng.integers(-128, 128, (57, 48)).astype(np.int8)
+    ref = revit_attention_layer(h8, lp)
+    for kw in (dict(), dict(mode=FIXED, fixed_cols=5), dict(delta=False)):
+        a8, cyc = engine_layer(h8, lp, config, **kw)
+        y, groups, cls_p, group_p, c = ce.csim_attention_layer(h8, lp, config, **kw)
+        assert np.array_equal(y, ref.a8) and np.array_equal(a8, ref.a8)
+        assert c["total"] == cyc.total and c["intra"] == sum(cyc.intra.values()) and c["tail"] == cyc.tail
