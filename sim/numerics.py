@@ -66,11 +66,13 @@ def requantize(acc, multiplier, shift) -> np.ndarray:
     if np.any(s < 0) or np.any(s > 63):
         raise ValueError("shift must be in [0, 63]")
     # int8/int16/uint8/uint16/int32 fit int32 by their type; wider types are checked by value.
+    lo = hi = None
     if a.size and a.dtype.itemsize >= 4 and a.dtype != np.int32:
-        if int(a.min()) < -(1 << 31) or int(a.max()) >= (1 << 31):
+        lo, hi = int(a.min()), int(a.max())
+        if lo < -(1 << 31) or hi >= (1 << 31):
             raise ValueError("acc must fit in int32")
     if s.ndim and s.size > 1 and a.size:
-        m, s = _common_shift(a, m, s)
+        m, s = _common_shift(a, m, s, lo, hi)
     # |acc*m| < 2^62, + rounding term < 2^62: no int64 overflow (after _common_shift: checked there).
     rnd = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
     y = np.multiply(a, m, dtype=np.int64)
@@ -81,21 +83,22 @@ def requantize(acc, multiplier, shift) -> np.ndarray:
     return out[()] if out.ndim == 0 else out              # a scalar for a scalar, as NumPy's own operations
 
 
-def _common_shift(a: np.ndarray, m: np.ndarray, s: np.ndarray):
+def _common_shift(a: np.ndarray, m: np.ndarray, s: np.ndarray, lo: Optional[int] = None, hi: Optional[int] = None):
     """Per-channel ``(m, s)`` of :func:`requantize` as ``(m 2^(S - s), S)`` with one shift ``S = max(s)``,
     when no product can then leave int64; otherwise ``(m, s)`` unchanged. The same bits: with ``k = S - s``
     and ``X = acc m + 2^(s-1)``, ``(acc m 2^k + 2^(S-1)) >> S = floor(X 2^k / 2^(s+k)) = X >> s`` (for
     ``s = 0`` and ``S > 0``: ``floor(acc m + 1/2) = acc m``). One scalar shift and rounding term are
-    cheaper element-wise operations than per-channel vectors."""
+    cheaper element-wise operations than per-channel vectors. ``lo``, ``hi``: ``a.min()``, ``a.max()`` if
+    the caller has them."""
     top, low = int(s.max()), int(s.min())
-    if low == top:
-        return m, np.int64(top)
     if top - low > 32:                  # m 2^k could leave int64 (m < 2^31)
         return m, s
-    mk = np.left_shift(m, top - s)      # < 2^63: exact
-    amax = max(-int(a.min()), int(a.max()), 0)
-    if amax * int(mk.max()) + (1 << max(top - 1, 0)) >= (1 << 63):
-        return m, s
+    mk = np.left_shift(m, top - s)      # < 2^63: exact; broadcast to the shape of s as well
+    if low < top:                       # (all shifts equal: the bound of requantize itself holds)
+        if lo is None:
+            lo, hi = int(a.min()), int(a.max())
+        if max(-lo, hi, 0) * int(mk.max()) + (1 << (top - 1)) >= (1 << 63):
+            return m, s
     return mk, np.int64(top)
 
 
@@ -157,7 +160,7 @@ def check_softmax_args(scores, keep, m_exp, s_exp):
     """Validate :func:`softmax`'s arguments (shared with the C-simulation wrapper so both refuse the same
     inputs): returns ``(scores as int64, keep as bool, m_exp, s_exp)``."""
     s, k, m_exp, s_exp = _softmax_args(scores, keep, m_exp, s_exp)
-    return s.astype(np.int64), (np.ones(s.shape, dtype=bool) if k is None else k), m_exp, s_exp
+    return s.astype(np.int64, copy=False), (np.ones(s.shape, dtype=bool) if k is None else k), m_exp, s_exp
 
 
 #: ``u`` from which ``e`` is 0 (see :func:`_exp_zero_offset`): ``e(u) = 0`` for every ``u >= _U_ZERO``.
@@ -252,7 +255,10 @@ def softmax(scores, keep: Optional[np.ndarray], m_exp: int, s_exp: int) -> np.nd
             mx = sb.max(axis=1, keepdims=True, where=kb, initial=lo)
         d = np.subtract(mx, sb, dtype=sb.dtype)             # int32 when the span allows (see above)
         if table is not None:
-            np.clip(d, 0, last, out=d)
+            if kb is not None:
+                np.clip(d, 0, last, out=d)
+            elif last < span:               # all kept: 0 <= d <= span already
+                np.minimum(d, last, out=d)
             e = table.take(d)
         else:
             e = _exp_at_offset(np.maximum(d, 0).astype(np.int64, copy=False), m_exp, s_exp)
@@ -299,6 +305,9 @@ def matmul_int(a, b) -> np.ndarray:
     if a.ndim == 0 or b.ndim == 0:
         return np.matmul(a32, b32).astype(np.int32)     # numpy refuses scalars with its own message
     k = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k != kb:     # checked here: chunks of unequal operands could otherwise line up
+        raise ValueError(f"matmul_int: inner dimensions differ, a (..., {k}) and b ({kb}, ...)")
     prod = _OPERAND_MAX[a.dtype] * _OPERAND_MAX[b.dtype]
     chunk = _F32_EXACT // prod
     if k <= chunk:

@@ -137,6 +137,11 @@ def test_matmul_empty_and_scalar_shapes():
     assert nx.matmul_int(np.zeros((2, 0), np.int8), np.zeros((0, 3), np.int8)).tolist() == [[0] * 3] * 2
     with pytest.raises(ValueError):
         nx.matmul_int(np.int8(3), np.ones(3, np.int8))
+    for ka, kb in ((2048, 3000), (3000, 2048), (5, 7), (1100, 1024)):      # chunks must not hide a mismatch
+        with pytest.raises(ValueError):
+            nx.matmul_int(np.ones((2, ka), np.int8), np.ones((kb, 3), np.int8))
+    with pytest.raises(ValueError):
+        nx.matmul_int(np.ones((2, 3, 2048), np.int8), np.ones((4, 2048, 3), np.int8))   # batch mismatch
     with pytest.raises(TypeError, match="b must be int8 or uint8"):
         nx.matmul_int(np.ones((2, 2), np.int8), np.ones((2, 2), np.int16))
 
@@ -292,6 +297,9 @@ def test_requantize_common_shift_falls_back_when_int64_would_overflow():
     mk, top = nx._common_shift(small, m, s)
     assert int(top) == 33 and mk.tolist() == [(I32 - 1) << 2, I32 - 1]
     assert same(nx.requantize(small, m, s), ref_requantize(small, m, s))
+    col = np.array([[5], [-7]], np.int64)                         # shapes broadcast as before
+    for ss in (np.array([30, 30, 30]), np.array([30, 31, 29])):
+        assert same(nx.requantize(col, 1 << 30, ss), ref_requantize(col, 1 << 30, ss))
     for gap in (31, 32, 33, 34):                                  # m 2^gap leaves int64 from gap = 33 on
         sg = np.array([40 - gap, 40])
         tiny = np.array([[1, -1], [3, 2]], np.int64)
