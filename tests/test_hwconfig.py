@@ -54,7 +54,7 @@ def test_description_does_not_change_hash_but_hardware_does():
     d["description"] = "something else"
     d["assumptions"] = ["x"]
     assert config_from_dict(d).hash == base.hash
-    put(d, "mac_lines", 32)
+    put(d, "mac_lines", 128)
     assert config_from_dict(d).hash != base.hash
 
 

@@ -6,8 +6,8 @@ Three checks, each able to fail:
 1. **Static**: the functions that compute the bits of the simulator's accelerator (the NumPy top and the
    kernels it calls) contain no float operation: no true division, no float literal, no float dtype, no
    transcendental function. One function is exempt by name, ``numerics.matmul_int``: it multiplies int8
-   matrices through float64 BLAS, which is exact (every partial sum of int8 x int8 products is an integer
-   below 2^53, so any summation order gives the same integer), and check 3 proves it changes nothing.
+   matrices through float32 BLAS over inner-dimension chunks short enough that every partial sum is an
+   integer below 2^24 (so any summation order gives the same integer), and check 3 proves it changes nothing.
 2. **Runtime**: the whole demo model runs through the NumPy top with NumPy's and math's float functions
    replaced by ones that raise, and with ``matmul_int`` replaced by a pure integer product (int64, no BLAS);
    the logits equal the normal run's bit for bit.

@@ -81,8 +81,9 @@ def test_order_does_not_change_bits_only_cycles():
     rng = np.random.default_rng(2)
     q, k, v = rand_qkv(rng, 3, 40, 32)
     mask = vitcod_like_mask(rng, 3, 40)
-    a = attention(q, k, v, mask, config="paper")
-    b = attention(q, k, v, mask, config="paper", order=np.tile(np.arange(40), (3, 1)), n_global=np.zeros(3, int))
+    # pynq-z2: 4 gather ports for 16 lines, so where the globals run matters for the cycles.
+    a = attention(q, k, v, mask, config="pynq-z2")
+    b = attention(q, k, v, mask, config="pynq-z2", order=np.tile(np.arange(40), (3, 1)), n_global=np.zeros(3, int))
     assert (a.output == b.output).all()
     assert a.report.total_cycles != b.report.total_cycles
 
@@ -156,12 +157,17 @@ def test_n_global_extremes():
             assert all(ls == 0 for _, ls in lines)
 
 
-def test_sparsity_makes_it_faster_and_sanger_slower():
-    cfg = load_config("paper")
+@pytest.mark.parametrize("name", ["paper", "pynq-z2"])
+def test_sparsity_makes_it_faster_and_sanger_slower(name):
+    cfg = load_config(name)
     rng = np.random.default_rng(7)
     plan = SparsePlan.from_mask(vitcod_like_mask(rng, 6, 197), config=cfg)
     b = attention_baselines(plan, 64, config=cfg)
-    assert b["vitcod_no_ae"].total_cycles < b["pruning_only"].total_cycles < b["dense"].total_cycles
+    # The host compiler keeps a head's globals on the denser engine only where that is faster
+    # (engine_plan), so reordering never costs; with few gather ports (pynq-z2: 4 of 16 lines) it pays.
+    assert b["vitcod_no_ae"].total_cycles <= b["pruning_only"].total_cycles < b["dense"].total_cycles
+    if cfg.sparse_q_ports < cfg.mac_lines:
+        assert b["vitcod_no_ae"].total_cycles < b["pruning_only"].total_cycles
     assert b["vitcod_no_ae"].total_cycles < b["sanger"].total_cycles
 
 
@@ -175,8 +181,12 @@ def test_ae_cuts_traffic():
 
 
 def test_default_theta_d_is_the_break_even_point():
-    cfg = load_config("paper")
-    assert default_theta_d(cfg, 197) == 197 * cfg.sparse_q_ports // cfg.mac_lines
+    # nnz > theta_d  <=>  nnz / N >= P / L: a full column is global even with a port on every line.
+    for name, n, want in (("paper", 197, 196), ("pynq-z2", 197, 49), ("pynq-z2", 64, 15)):
+        cfg = load_config(name)
+        p = min(cfg.sparse_q_ports, cfg.mac_lines)
+        assert default_theta_d(cfg, n) == want
+        assert all((nnz > want) == (nnz * cfg.mac_lines >= n * p) for nnz in range(n + 1))
 
 
 def test_bad_inputs_name_the_problem():

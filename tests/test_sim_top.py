@@ -375,7 +375,9 @@ def test_attention_output_overlapping_its_inputs(case):
         lay = lambda kw: dict(o=kw["v"] + n * d, o_hs=kw["v_hs"], o_ns=kw["v_ns"])  # noqa: E731
     elif case == "o-aliased":                      # the output's rows alias each other, no input: allowed
         lay, expect = (lambda kw: dict(o_hs=0, o_ns=3)), 0  # noqa: E731
-    elif case == "o-over-rowidx":
+    elif case == "o-over-rowidx":                  # over the entries of heads 1.. (room after them: in range)
+        assert plan.headptr[-1] > plan.headptr[1] + 2
+        tables["rowidx"] = np.concatenate([plan.rowidx, np.zeros(h * n * d // 4 + 1, np.int32)])
         lay = lambda kw: dict(o=kw["rowidx"] + 4 * int(plan.headptr[1]) + 8)  # noqa: E731
     else:                                          # rowidx is read up to headptr[H]: the words after it are free
         tables["rowidx"] = np.concatenate([plan.rowidx, np.zeros(h * n * d // 4 + 1, np.int32)])

@@ -117,7 +117,7 @@ VITCOD = AcceleratorSpec(
               doc="int8 MACs per line (the feature dim is mapped across them)"),
         Field("softmax_lanes", int, 1, 1024, doc="elements per cycle the softmax unit handles in each of its two passes"),
         Field("sparse_q_ports", int, 1, 1024,
-              doc="Q rows per cycle the sparser engine can gather by index from the Q buffer (banks)"),
+              doc="sparser-engine lines with their own Q, K and V gather ports (copies of those buffers)"),
         Field("ae_lines", int, 0, 1023, doc="MAC lines the encoder/decoder engines take from the pool while an AE runs"),
     ),
     numerics_version=1,

@@ -43,6 +43,7 @@ enum Total {
     ATT_SPMM_DENSE,
     ATT_SPMM_SPARSE,
     ATT_REQUANT,       // output requantisation
+    ATT_PIPELINE,      // the layer's heads pipelined (attention.h head_pipeline): what a layer takes
     ATT_BYTES_IN,      // off-chip bytes read / written by the attention kernel
     ATT_BYTES_OUT,
     GEMM_CALLS,

@@ -9,7 +9,7 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, HardwareConfig, load_config
 from vitaccel.sim import numerics as nx
-from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, attention_int
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, attention_int, engine_plan
 from vitaccel.sim.vitcod.baselines import sanger_cycles
 from vitaccel.sim.report import KernelReport, Report
 
@@ -78,7 +78,7 @@ def attention(q, k, v, mask, *, config: ConfigLike = "paper", order=None, n_glob
     d = int(qa.shape[2])
     m_exp, s_exp, m_out, s_out = _quant_params(d, quant)
     out = attention_int(q, k, v, mask, m_exp, s_exp, m_out, s_out, ae=ae)
-    plan = SparsePlan.from_mask(np.asarray(mask), order, n_global, theta_d=theta_d, config=cfg)
+    plan = engine_plan(cfg, SparsePlan.from_mask(np.asarray(mask), order, n_global, theta_d=theta_d, config=cfg), d)
     hc = ae[0].compressed_heads if ae is not None else None
     rep = attention_cycles(cfg, plan, d, compressed_heads=hc)
     return AttentionResult(out, Report(cfg, [rep]), plan)
@@ -101,9 +101,10 @@ def attention_baselines(plan: SparsePlan, d: int, *, config: ConfigLike = "paper
     all_kept = np.ones((h, n, n), dtype=bool)
     tag = f"layers.{layer}.attn" if layer is not None else "attn"
     no_globals = (np.tile(np.arange(n, dtype=np.int32), (h, 1)), np.zeros(h, dtype=np.int32))
+    run = engine_plan(cfg, plan, d)   # the host compiler's engines per head
     out = {
-        "vitcod": attention_cycles(cfg, plan, d, compressed_heads=compressed_heads, name=tag, layer=layer),
-        "vitcod_no_ae": attention_cycles(cfg, plan, d, name=tag, layer=layer),
+        "vitcod": attention_cycles(cfg, run, d, compressed_heads=compressed_heads, name=tag, layer=layer),
+        "vitcod_no_ae": attention_cycles(cfg, run, d, name=tag, layer=layer),
         "dense": attention_cycles(cfg, SparsePlan.from_mask(all_kept, np.tile(np.arange(n, dtype=np.int32), (h, 1)),
                                                             np.full(h, n, dtype=np.int32)), d, name=tag, layer=layer),
         "sanger": sanger_cycles(cfg, plan.mask, d, name=tag, layer=layer),

@@ -10,37 +10,41 @@ MACs, ``cpd = ceil(d / M)``. Heads run one after another; per head:
 
 * **SDDMM**, both engines at once in one loop on disjoint lines. The host compiler splits the lines per
   head (:func:`line_split`, passed in the descriptor): the sparser engine gets ``ls`` lines, at most
-  ``sparse_q_ports`` (each such line has a Q gather port delivering one M-byte chunk per cycle), the
-  denser engine the other ``ld = L - ls`` when the head has global columns.
-  Denser, K-stationary: a block of ``ld`` global columns puts one k vector on each line (one line per
-  cycle), then the ``N`` queries stream past one broadcast chunk per cycle: ``cols + N * cpd`` per block.
-  Sparser, K-stationary per engine: one CSC column at a time, its k broadcast, its kept queries dealt to
-  the ``ls`` lines in rounds, each gathering its query through its port: ``ceil(nnz / ls) * cpd`` per
-  column, 1 cycle for an empty column. Phase: ``max(denser, sparser) + pipe_dot``.
+  ``sparse_q_ports`` (each such line has Q, K and V gather ports delivering one M-byte chunk per cycle),
+  the denser engine the other ``ld = L - ls`` when the head has global columns; and it keeps a head's
+  globals on the denser engine only when that is faster (:func:`engine_plan`).
+  Denser, the cheaper of K-stationary (blocks of ``ld`` global columns, one k loaded per line per cycle,
+  then the ``N`` queries streamed: ``cols + N * cpd`` per block) and Q-stationary (blocks of ``ld``
+  queries, the ``g`` global keys streamed: ``rows + g * cpd`` per block; :func:`dense_qstat`).
+  Sparser: the CSC entries as one stream, ``ls`` per round of ``cpd`` cycles: ``ceil(nnz / ls) * cpd``.
+  Phase: ``max(denser, sparser) + pipe_dot``.
 * **Softmax unit**: max stage and exp/sum stage in a row pipeline, ``softmax_lanes`` wide, each visiting
   only a row's live lane blocks (at least one), then a pipelined divider:
-  ``sum(b) + max(b) + depths`` (:func:`softmax_cycles`). With the AE the MAC lines decode the next
-  head's Q and K meanwhile (the current head's are no longer needed): the phase takes
-  ``max(softmax, decode)``; what the decoder adds beyond the softmax is ``preprocess``.
+  ``sum(b) + max(b) + depths`` (:func:`softmax_cycles`).
 * **S.V**, both engines again: denser output-stationary (rows dealt to the ``ld`` lines, ``g * cpd`` per
-  row, V broadcast); sparser per CSC column as in SDDMM (rows within a column are distinct, so its lines
-  never update one accumulator at once). ``max(denser, sparser) + pipe_dot``.
+  row, V broadcast); sparser row-stationary (rows with kept sparser entries dealt in order to the lines as
+  they free up, ``nnz_row * cpd`` each: the list schedule's makespan). ``max(denser, sparser) + pipe_dot``.
 * **Requantisation** of the two engines' accumulators: ``L`` outputs per cycle, ``ceil(N d / L) + PIPE_RQ``.
 * **Decode** (AE): the mix engine is every MAC line in dot-product mode over the ``Hc`` compressed heads:
   ``2 ceil(N d / L) ceil(Hc / M) + pipe_mix``. Head 0's decode has nothing to hide under (``preprocess``).
+* **Heads pipelined** (:func:`head_pipeline`): the MAC lines run SDDMM(h), S.V(h - 1) and the next
+  head's decode; the softmax unit and the requantisers work beside them (double-buffered scores, mask
+  rows, V and accumulators). ``compute`` is that schedule without the decoder, ``preprocess`` what the
+  decoder adds plus head 0's decode.
 
 Off-chip (:mod:`~vitaccel.sim.common.dram`), one transfer per array in the DRAM layout of DESCRIPTOR.md:
 per head order, colptr, two headptr words (int32), the mask rows (``N ceil(N/8)``), V, and Q and K unless
-the AE is on; rowidx (int32) streamed twice, in SDDMM and in S.V (no index buffer to overflow); the
-output. With the AE the compressed Q and K and the decoder weights come once per layer. Head ``h + 1``'s
-loads and head ``h - 1``'s store overlap head ``h`` (double buffering, which the HLS does not express yet:
-it issues them in sequence); ``data`` is the transfer time compute does not hide.
+the AE is on; rowidx (int32) streamed once, in SDDMM (no index buffer to overflow); the output. With the
+AE the compressed Q and K and the decoder weights come once per layer. The heads' transfers go on under
+the pipelined heads (double buffering, which the HLS does not express yet: it issues them in sequence);
+``data`` is head 0's inputs, the last head's output and whatever the transfers exceed the schedule by.
 
-The split is the only decision the host makes; everything else follows from the masks.
+The split and the engines of each head are the host's decisions; everything else follows from the masks.
 """
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,6 +65,7 @@ __all__ = [
     "attention_cycles",
     "default_theta_d",
     "line_split",
+    "engine_plan",
     "default_sparse_lines",
     "valid_split",
     "gather_ports",
@@ -68,6 +73,8 @@ __all__ = [
     "softmax_cycles",
     "requant_cycles",
     "decode_cycles",
+    "head_pipeline",
+    "dense_qstat",
     "pipe_dot",
     "pipe_mix",
     "pipe_softmax",
@@ -120,15 +127,29 @@ class SparsePlan:
         """(H, N) kept entries per reordered column in the CSC (0 for global columns)."""
         return np.diff(self.colptr, axis=1)
 
+    def sparse_row_nnz(self) -> np.ndarray:
+        """(H, N) kept entries per query row in the sparser (non-global) columns: the S.V sparser engine's
+        work per row (it walks the mask rows)."""
+        h, n = self.shape
+        cols = np.arange(n)[None, :] >= self.n_global[:, None]          # (H, N) reordered column is sparser
+        sparse_keys = np.zeros((h, n), dtype=bool)
+        np.put_along_axis(sparse_keys, self.order.astype(np.intp), cols, axis=1)  # key order[c] <- column c
+        return (self.mask & sparse_keys[:, None, :]).sum(axis=2)
+
 
 def default_theta_d(cfg: HardwareConfig, n: int) -> int:
     """Kept-query count above which a key column is cheaper on the denser engine.
 
     A global column costs ``N`` dot products on lines fed by broadcast; a sparse one costs its ``nnz`` dot
-    products but the sparser engine moves at most ``sparse_q_ports`` of them per cycle-slot against
-    ``mac_lines`` for the denser one. Break-even: ``nnz / N = sparse_q_ports / mac_lines``.
+    products, but the sparser engine has at most ``P = min(sparse_q_ports, mac_lines)`` lines with gather
+    ports against ``mac_lines`` for the denser one. The denser engine is at least as fast when
+    ``nnz / N >= P / mac_lines``, so a column is global when ``nnz > theta_d = ceil(N P / mac_lines) - 1``.
+    With a gather port on every line that leaves the columns every query keeps (the CLS column, typically),
+    which the denser engine computes without index traffic. (The earlier ``floor(N P / L)`` equals this
+    unless ``N P / L`` is whole, and at ``P = L`` it made no column global at all.)
     """
-    return int(n * cfg.sparse_q_ports // cfg.mac_lines)
+    p = min(cfg.sparse_q_ports, cfg.mac_lines)
+    return -(-n * p // cfg.mac_lines) - 1
 
 
 # -- bits ------------------------------------------------------------------------------------------------
@@ -216,24 +237,60 @@ def gather_ports(cfg: HardwareConfig) -> int:
 
 
 def _sparse_phase(col_nnz: np.ndarray, ls, cpd: int):
-    """Sparser-engine cycles of one phase: per column ``ceil(nnz / ls) * cpd``, 1 for an empty one.
+    """Sparser-engine cycles of SDDMM: the CSC entries as one stream, ``ls`` per round of ``cpd`` cycles
+    (every slot gathers its own query and key): ``ceil(nnz / ls) * cpd``.
 
     ``ls`` may be an array of candidate line counts (the result then has its shape)."""
-    nz = np.asarray(col_nnz, dtype=np.int64)
+    total = int(np.asarray(col_nnz, dtype=np.int64).sum())
     ls_a = np.asarray(ls, dtype=np.int64)
-    if nz.size == 0:
-        return np.zeros(ls_a.shape, np.int64) if ls_a.ndim else 0
+    out = -(-total // np.maximum(ls_a, 1)) * cpd
+    return int(out) if ls_a.ndim == 0 else out
+
+
+def _sparse_spmm(row_nnz: np.ndarray, ls, cpd: int):
+    """Sparser-engine cycles of S.V, row-stationary: rows with kept sparser entries dealt in order to the
+    ``ls`` slots as they free up (lowest slot first), ``nnz * cpd`` cycles each: the list schedule's
+    makespan. ``ls`` may be an array (the result then has its shape)."""
+    work = [int(x) * cpd for x in np.asarray(row_nnz, dtype=np.int64).tolist() if x > 0]
+    ls_a = np.asarray(ls, dtype=np.int64)
+
+    def makespan(k: int) -> int:
+        if not work:
+            return 0
+        k = max(int(k), 1)
+        if len(work) <= k:
+            return max(work)
+        free = [0] * k                  # a heap of (free time); ties are irrelevant to the makespan
+        heapq.heapify(free)
+        end = 0
+        for w in work:
+            t = heapq.heappop(free) + w
+            end = max(end, t)
+            heapq.heappush(free, t)
+        return end
+
     if ls_a.ndim == 0:
-        return int(np.where(nz == 0, 1, -(-nz // int(ls_a)) * cpd).sum())
-    per = np.where(nz[None, :] == 0, 1, -(-nz[None, :] // ls_a[:, None]) * cpd)
-    return per.sum(axis=1)
+        return makespan(int(ls_a))
+    return np.array([makespan(int(k)) for k in ls_a.tolist()], np.int64)
+
+
+def dense_qstat(g: int, ld: int, n: int, cpd: int) -> bool:
+    """Whether the denser engine runs a head's SDDMM Q-stationary (attention.h ``dense_qstat``): blocks of
+    ``ld`` queries (one loaded per cycle) with the ``g`` global keys streamed, ``n + ceil(n / ld) g cpd``,
+    when that beats K-stationary (blocks of global keys, the queries streamed), ``g + ceil(g / ld) n cpd``:
+    a head with few global columns would otherwise stream all ``n`` queries past a nearly empty block."""
+    if g == 0 or ld < 1:
+        return False
+    return n + -(-n // ld) * g * cpd < g + -(-g // ld) * n * cpd
 
 
 def _dense_sddmm(g: int, ld, n: int, cpd: int):
-    """Denser SDDMM: blocks of ``ld`` global columns, each a K load (one line per cycle) then N query chunks."""
+    """Denser SDDMM, the cheaper of its two dataflows (:func:`dense_qstat`): K-stationary, blocks of ``ld``
+    global columns each a K load (one line per cycle) then ``n`` query chunks; or Q-stationary."""
     if g == 0:
         return 0
-    return g + -(-g // np.asarray(ld)) * n * cpd
+    ld = np.maximum(np.asarray(ld), 1)
+    return np.minimum(g + -(-g // ld) * n * cpd, n + -(-n // ld) * g * cpd)
 
 
 def _dense_spmm(g: int, ld, n: int, cpd: int):
@@ -243,9 +300,11 @@ def _dense_spmm(g: int, ld, n: int, cpd: int):
     return -(-n // np.asarray(ld)) * g * cpd
 
 
-def _choose_split(cfg: HardwareConfig, n: int, cpd: int, g: int, sparse_nnz: np.ndarray) -> Tuple[int, int]:
+def _choose_split(cfg: HardwareConfig, n: int, cpd: int, g: int, sparse_nnz: np.ndarray,
+                  row_nnz: np.ndarray) -> Tuple[int, int]:
     """The host compiler's split for one head: ``(ld, ls)`` minimising SDDMM + S.V (softmax does not
-    depend on it). The sparser engine is capped by its gather ports; the denser engine takes the rest."""
+    depend on it). The sparser engine is capped by its gather ports; the denser engine takes the rest.
+    ``sparse_nnz``: kept entries per sparser column; ``row_nnz``: per row."""
     lines = cfg.mac_lines
     if g >= n:
         return lines, 0
@@ -256,8 +315,8 @@ def _choose_split(cfg: HardwareConfig, n: int, cpd: int, g: int, sparse_nnz: np.
         return 0, hi  # more sparser lines never cost anything
     ls = np.arange(1, hi + 1)
     ld = lines - ls
-    ts = _sparse_phase(sparse_nnz, ls, cpd)
-    cost = np.maximum(_dense_sddmm(g, ld, n, cpd), ts) + np.maximum(_dense_spmm(g, ld, n, cpd), ts)
+    cost = (np.maximum(_dense_sddmm(g, ld, n, cpd), _sparse_phase(sparse_nnz, ls, cpd))
+            + np.maximum(_dense_spmm(g, ld, n, cpd), _sparse_spmm(row_nnz, ls, cpd)))
     best = int(np.argmin(cost))  # ties: the fewest sparser lines
     return int(ld[best]), int(ls[best])
 
@@ -269,9 +328,41 @@ def line_split(cfg: HardwareConfig, plan: SparsePlan, d: int) -> Tuple[np.ndarra
     h_count, n = plan.shape
     cpd = -(-d // cfg.macs_per_line)
     col_nnz = plan.column_nnz()
-    out = [_choose_split(cfg, n, cpd, int(plan.n_global[h]), col_nnz[h, int(plan.n_global[h]):])
+    rows = plan.sparse_row_nnz()
+    out = [_choose_split(cfg, n, cpd, int(plan.n_global[h]), col_nnz[h, int(plan.n_global[h]):], rows[h])
            for h in range(h_count)]
     return (np.array([o[0] for o in out], np.int32), np.array([o[1] for o in out], np.int32))
+
+
+def engine_plan(cfg: HardwareConfig, plan: SparsePlan, d: int) -> SparsePlan:
+    """The host compiler's choice of engines per head: the bundle's global columns stay on the denser engine
+    unless the head is predicted faster with every column on the sparser one (SDDMM + S.V with the best
+    split, :func:`line_split`'s cost). With a gather port on every line the two engines are equally fast
+    per kept entry, and splitting the lines between them can cost more than the denser engine saves; with
+    few ports (the reason for ViTCoD's split) the globals stay. The order is kept; only ``n_global`` (and
+    so the CSC) changes, so bits are unchanged."""
+    h_count, n = plan.shape
+    cpd = -(-d // cfg.macs_per_line)
+    col_nnz = plan.column_nnz()
+    rows = plan.sparse_row_nnz()
+    reordered = np.take_along_axis(plan.mask, plan.order[:, None, :].astype(np.intp), axis=2)
+    kept_col = reordered.sum(axis=1)            # (H, N) kept queries per reordered column, globals included
+    row_kept = plan.mask.sum(axis=2)
+    ng = plan.n_global.copy()
+    ports = min(gather_ports(cfg), cfg.mac_lines)
+    for h in range(h_count):
+        g = int(ng[h])
+        if not 0 < g < n:
+            continue
+        ld, ls = _choose_split(cfg, n, cpd, g, col_nnz[h, g:], rows[h])
+        split = (max(int(_dense_sddmm(g, ld, n, cpd)), _sparse_phase(col_nnz[h, g:], ls, cpd))
+                 + max(int(_dense_spmm(g, ld, n, cpd)), _sparse_spmm(rows[h], ls, cpd)))
+        alone = _sparse_phase(kept_col[h], ports, cpd) + _sparse_spmm(row_kept[h], ports, cpd)
+        if alone < split:
+            ng[h] = 0
+    if np.array_equal(ng, plan.n_global):
+        return plan
+    return SparsePlan.from_mask(plan.mask, plan.order, ng)
 
 
 def default_sparse_lines(cfg: HardwareConfig, g: int, n: int) -> int:
@@ -327,6 +418,31 @@ def decode_cycles(cfg: HardwareConfig, n: int, d: int, hc: int) -> int:
     return 2 * -(-n * d // cfg.mac_lines) * -(-hc // cfg.macs_per_line) + pipe_mix(cfg)
 
 
+def head_pipeline(phases: Sequence[Tuple[int, int, int, int, int]]) -> int:
+    """Cycles of one layer's heads pipelined (attention.h ``HeadPipeline``), from each head's ``(sddmm,
+    softmax, spmm, requant, decode of the next head)``. The MAC lines run SDDMM(h), S.V(h - 1) and the next
+    decode in that order; softmax(h) starts once SDDMM(h) and softmax(h - 1) are done, S.V(h) once
+    softmax(h) is; the requantisers follow S.V. Scores, mask rows, V and the accumulators are
+    double-buffered, so the softmax unit and the requantisers work beside the MAC lines."""
+    mac = sm = rq = 0
+    prev: Optional[Tuple[int, int, int]] = None       # (softmax end, spmm, requant) of the previous head
+
+    def flush() -> None:
+        nonlocal mac, rq
+        if prev is not None:
+            mac = max(mac, prev[0]) + prev[1]
+            rq = max(rq, mac) + prev[2]
+
+    for sddmm, softmax, spmm, requant, decode_next in phases:
+        mac += sddmm
+        sm = max(mac, sm) + softmax
+        flush()
+        prev = (sm, spmm, requant)
+        mac += decode_next
+    flush()
+    return rq
+
+
 @dataclasses.dataclass
 class _HeadWork:
     sddmm: int            # SDDMM phase (both engines in one loop) + depth
@@ -345,22 +461,24 @@ class _HeadWork:
 
 
 def _head_work(cfg: HardwareConfig, n: int, d: int, g: int, col_nnz: np.ndarray, row_kept: np.ndarray,
-               live: np.ndarray, split: Optional[Tuple[int, int]] = None) -> _HeadWork:
+               live: np.ndarray, row_nnz: np.ndarray, split: Optional[Tuple[int, int]] = None) -> _HeadWork:
     """One head's engine phases (``hls/vitcod/attention/attention.h``: sddmm, softmax_unit, spmm,
-    requant_out), for the line split ``split`` (default: the host compiler's)."""
+    requant_out), for the line split ``split`` (default: the host compiler's). ``row_nnz``: kept entries per
+    row in the sparser columns."""
     cpd = -(-d // cfg.macs_per_line)
     sparse_nnz = col_nnz[g:]
-    ld, ls = split if split is not None else _choose_split(cfg, n, cpd, g, sparse_nnz)
+    ld, ls = split if split is not None else _choose_split(cfg, n, cpd, g, sparse_nnz, row_nnz)
     if (g > 0 and ld < 1) or (g < n and ls < 1):
         raise ValueError(f"line split ({ld}, {ls}) leaves an engine with work but no line")
     ts = _sparse_phase(sparse_nnz, ls, cpd) if g < n else 0
+    ts3 = _sparse_spmm(row_nnz, ls, cpd) if g < n else 0
     td1 = int(_dense_sddmm(g, ld, n, cpd))
     td3 = int(_dense_spmm(g, ld, n, cpd))
     pd = pipe_dot(cfg)
     nnz = int(sparse_nnz.sum())
     return _HeadWork(
-        sddmm=max(td1, ts) + pd, softmax=softmax_cycles(cfg, live), spmm=max(td3, ts) + pd,
-        requant=requant_cycles(cfg, n, d), dense=(td1, td3), sparse=(ts, ts), lines=(ld, ls),
+        sddmm=max(td1, ts) + pd, softmax=softmax_cycles(cfg, live), spmm=max(td3, ts3) + pd,
+        requant=requant_cycles(cfg, n, d), dense=(td1, td3), sparse=(ts, ts3), lines=(ld, ls),
         macs=2 * (g * n + nnz) * d, useful_macs=2 * int(row_kept.sum()) * d)
 
 
@@ -396,8 +514,9 @@ def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compresse
                   for h, ls in enumerate(sparse_lines)]
     else:
         splits = [None] * h_count
-    works = [_head_work(cfg, n, d, int(plan.n_global[h]), col_nnz[h], row_kept[h], live[h], split=splits[h])
-             for h in range(h_count)]
+    rows = plan.sparse_row_nnz()
+    works = [_head_work(cfg, n, d, int(plan.n_global[h]), col_nnz[h], row_kept[h], live[h], rows[h],
+                        split=splits[h]) for h in range(h_count)]
     dec = decode_cycles(cfg, n, d, hc) if ae else 0
 
     # Off-chip traffic, one transfer per array (DESCRIPTOR.md layouts).
@@ -409,38 +528,40 @@ def attention_cycles(cfg: HardwareConfig, plan: SparsePlan, d: int, *, compresse
     out_c = transfer_cycles(cfg, head_bytes)
     pre_c = sum(transfer_cycles(cfg, s) for s in pre_sizes)
     nnz_h = [int(col_nnz[h].sum()) for h in range(h_count)]
-    ri_c = [2 * transfer_cycles(cfg, INDEX_BYTES * z) for z in nnz_h]  # rowidx streamed in SDDMM and in S.V
+    ri_c = [transfer_cycles(cfg, INDEX_BYTES * z) for z in nnz_h]  # rowidx streamed once, in SDDMM
 
-    compute = preprocess = data = 0
+    decs = [dec if (ae and h + 1 < h_count) else 0 for h in range(h_count)]   # decode of head h + 1
+    span = head_pipeline([(w.sddmm, w.softmax, w.spmm, w.requant, dn) for w, dn in zip(works, decs)])
+    span_nodec = head_pipeline([(w.sddmm, w.softmax, w.spmm, w.requant, 0) for w in works])
+    dma = [(in_c if h + 1 < h_count else 0) + ri_c[h] + (out_c if h > 0 else 0) for h in range(h_count)]
+    # Prologue: the compressed Q/K and decoder weights (AE), head 0's inputs, head 0's decode; the other
+    # heads' transfers go on under the pipelined heads; epilogue: the last head's output.
+    compute = span_nodec
+    preprocess = dec + (span - span_nodec)
+    data = pre_c + in_c + max(0, sum(dma) - span) + out_c
+    # Per head, its share of the pipelined layer: how much the schedule grows when the head is added.
+    with_dec = [(w.sddmm, w.softmax, w.spmm, w.requant, dn) for w, dn in zip(works, decs)]
+    without = [(w.sddmm, w.softmax, w.spmm, w.requant, 0) for w in works]
+    pre_span = [head_pipeline(with_dec[:h + 1]) for h in range(h_count)]
+    pre_nodec = [head_pipeline(without[:h + 1]) for h in range(h_count)]
     heads: List[Dict] = []
-    # Prologue: the compressed Q/K and decoder weights (AE), head 0's inputs; then head 0's decode.
-    data += pre_c + in_c
-    preprocess += dec
     for h, w in enumerate(works):
-        dec_next = dec if (ae and h + 1 < h_count) else 0
-        excess = max(0, dec_next - w.softmax)  # the decoder runs beside the softmax unit
-        busy = w.compute + excess
-        dma = (in_c if h + 1 < h_count else 0) + ri_c[h] + (out_c if h > 0 else 0)
-        exposed = max(busy, dma) - busy
-        compute += w.compute
-        preprocess += excess
-        data += exposed
-        in_b = sum(in_sizes) + 2 * INDEX_BYTES * nnz_h[h]
+        share = pre_nodec[h] - (pre_nodec[h - 1] if h else 0)
+        share_dec = pre_span[h] - (pre_span[h - 1] if h else 0)
+        in_b = sum(in_sizes) + INDEX_BYTES * nnz_h[h]
         heads.append({
             "head": h, "n_global": int(plan.n_global[h]), "sparse_nnz": nnz_h[h],
             "lines_denser": w.lines[0], "lines_sparser": w.lines[1],
             "sddmm": w.sddmm, "softmax": w.softmax, "spmm": w.spmm, "requant": w.requant,
             "denser": w.dense[0] + w.dense[1], "sparser": w.sparse[0] + w.sparse[1],
-            "decode": dec if (ae and h == 0) else 0, "decode_next": dec_next,
-            "compute": w.compute, "preprocess": excess, "data": exposed,
+            "decode": dec if (ae and h == 0) else 0, "decode_next": decs[h],
+            "busy": w.compute, "compute": share, "preprocess": (share_dec - share) + (dec if h == 0 else 0),
+            "data": (pre_c + in_c if h == 0 else 0) + (max(0, sum(dma) - span) + out_c if h == h_count - 1 else 0),
+            "dma": dma[h],
             "dram_bytes": in_b + head_bytes + (sum(pre_sizes) if h == 0 else 0),
         })
-    data += out_c  # epilogue: the last head's output
-    heads[-1]["data"] += out_c
-    heads[0]["data"] += pre_c + in_c
-    heads[0]["preprocess"] += dec
 
-    dram = sum(pre_sizes) + h_count * (sum(in_sizes) + head_bytes) + INDEX_BYTES * 2 * sum(nnz_h)
+    dram = sum(pre_sizes) + h_count * (sum(in_sizes) + head_bytes) + INDEX_BYTES * sum(nnz_h)
     macs = sum(w.macs for w in works) + (2 * n * d * hc * h_count if ae else 0)
     engines = {
         "denser": sum(w.dense[0] + w.dense[1] for w in works),

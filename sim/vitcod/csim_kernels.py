@@ -158,7 +158,7 @@ class _KernelsLib:
 #: The C-simulation counters (hls/common/perf.h, enum Total), in the order vitaccel_perf_totals reports them.
 PERF_TOTALS = ("att_layers", "att_decode_prologue", "att_sddmm", "att_sddmm_dense", "att_sddmm_sparse",
                "att_softmax", "att_decode", "att_softmax_phase", "att_spmm", "att_spmm_dense", "att_spmm_sparse",
-               "att_requant", "att_bytes_in", "att_bytes_out", "gemm_calls", "gemm_compute", "gemm_mac_iters",
+               "att_requant", "att_pipeline", "att_bytes_in", "att_bytes_out", "gemm_calls", "gemm_compute", "gemm_mac_iters",
                "gemm_bytes_in", "gemm_bytes_out", "ae_calls", "ae_compute", "ae_bytes_in", "ae_bytes_out",
                "ln_calls", "ln_compute", "ln_bytes_in", "ln_bytes_out", "elt_calls", "elt_compute", "elt_bytes_in",
                "elt_bytes_out")

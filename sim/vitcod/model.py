@@ -27,7 +27,7 @@ from vitaccel.sim.common.eltwise import add_cycles, add_requant, lut_cycles, lut
 from vitaccel.sim.common.gemm import gemm, gemm_cycles
 from vitaccel.sim.common.layernorm import layernorm_cycles, layernorm_int
 from vitaccel.sim.report import Report
-from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles
+from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, engine_plan
 from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, fuse_encoder, mix_heads, qkv_ae_cycles
 
 __all__ = ["Kernels", "SimKernels", "Norm", "Linear", "LayerProgram", "Program", "ModelResult", "compile_program",
@@ -199,9 +199,9 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     for i in range(bundle.depth):
         t = bundle.layer(i)
         lin = {name: Linear.from_tensors(t, name) for name in LINEARS}
-        if sparse:
-            plan = SparsePlan.from_mask(np.asarray(t["attn.mask"]), np.asarray(t["attn.order"]),
-                                        np.asarray(t["attn.n_global"]))
+        if sparse:   # the bundle's globals, unless the host compiler runs a head all on the sparser engine
+            plan = engine_plan(cfg, SparsePlan.from_mask(np.asarray(t["attn.mask"]), np.asarray(t["attn.order"]),
+                                                         np.asarray(t["attn.n_global"])), dims.embed_dim // h)
         else:  # dense attention: every column on the denser engine
             plan = SparsePlan.from_mask(np.ones((h, n, n), dtype=bool), np.tile(np.arange(n, dtype=np.int32), (h, 1)),
                                         np.full(h, n, dtype=np.int32))

@@ -4,14 +4,14 @@
 #define VITACCEL_CONFIG_KV260_H
 
 #define VITACCEL_CONFIG_NAME "kv260"
-#define VITACCEL_CONFIG_HASH "f3fc8ef1eb78d8e53cb1e940a1725bd45381ef055c924235b6f770b68d48e4b5"
-#define VITACCEL_CONFIG_HASH32 0xf3fc8ef1u
+#define VITACCEL_CONFIG_HASH "a18c2a9f8e5791008a882b5eef772a2a87b608df2280671e7c5abe6c9ce9a2b8"
+#define VITACCEL_CONFIG_HASH32 0xa18c2a9fu
 #define VITACCEL_ACCELERATOR "vitcod"
 #define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0xf3fc8ef1u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0xa18c2a9fu;  // read-only ID register
 static const unsigned CLOCK_KHZ = 200000;
 static const int AXI_BITS = 128;
 static const int AXI_BYTES = 16;
@@ -39,7 +39,7 @@ namespace vitcod {
 static const int MAC_LINES = 64;
 static const int MACS_PER_LINE = 8;
 static const int SOFTMAX_LANES = 16;
-static const int SPARSE_Q_PORTS = 16;
+static const int SPARSE_Q_PORTS = 32;
 static const int AE_LINES = 8;
 }  // namespace vitcod
 }  // namespace cfg

@@ -4,14 +4,14 @@
 #define VITACCEL_CONFIG_PAPER_H
 
 #define VITACCEL_CONFIG_NAME "paper"
-#define VITACCEL_CONFIG_HASH "f555e78b485e716b5ed6a0516f28bc080a367106f432c334bef169db6456e6a1"
-#define VITACCEL_CONFIG_HASH32 0xf555e78bu
+#define VITACCEL_CONFIG_HASH "3046c86d788c284605ab8dab4766f2c57c7b947cb21e59593612118a5b09ad1e"
+#define VITACCEL_CONFIG_HASH32 0x3046c86du
 #define VITACCEL_ACCELERATOR "vitcod"
 #define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0xf555e78bu;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0x3046c86du;  // read-only ID register
 static const unsigned CLOCK_KHZ = 500000;
 static const int AXI_BITS = 512;
 static const int AXI_BYTES = 64;
@@ -38,8 +38,8 @@ struct GemmArray {
 namespace vitcod {
 static const int MAC_LINES = 64;
 static const int MACS_PER_LINE = 8;
-static const int SOFTMAX_LANES = 16;
-static const int SPARSE_Q_PORTS = 16;
+static const int SOFTMAX_LANES = 32;
+static const int SPARSE_Q_PORTS = 64;
 static const int AE_LINES = 8;
 }  // namespace vitcod
 }  // namespace cfg

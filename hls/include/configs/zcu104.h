@@ -4,14 +4,14 @@
 #define VITACCEL_CONFIG_ZCU104_H
 
 #define VITACCEL_CONFIG_NAME "zcu104"
-#define VITACCEL_CONFIG_HASH "2addd493696d3bf7f70cec3a011d71742347cef8836526199f73aa9dd6fceca3"
-#define VITACCEL_CONFIG_HASH32 0x2addd493u
+#define VITACCEL_CONFIG_HASH "ea11f13e7de9585f9335b3400c823bd263c267433a7b5c5e68f33903b5542521"
+#define VITACCEL_CONFIG_HASH32 0xea11f13eu
 #define VITACCEL_ACCELERATOR "vitcod"
 #define VITACCEL_ACCELERATOR_VITCOD 1
 
 namespace vitaccel {
 namespace cfg {
-static const unsigned CONFIG_HASH32 = 0x2addd493u;  // read-only ID register
+static const unsigned CONFIG_HASH32 = 0xea11f13eu;  // read-only ID register
 static const unsigned CLOCK_KHZ = 200000;
 static const int AXI_BITS = 128;
 static const int AXI_BYTES = 16;
@@ -39,7 +39,7 @@ namespace vitcod {
 static const int MAC_LINES = 64;
 static const int MACS_PER_LINE = 8;
 static const int SOFTMAX_LANES = 16;
-static const int SPARSE_Q_PORTS = 16;
+static const int SPARSE_Q_PORTS = 64;
 static const int AE_LINES = 8;
 }  // namespace vitcod
 }  // namespace cfg

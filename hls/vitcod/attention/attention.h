@@ -25,43 +25,45 @@
 // after another; per head:
 //
 //   SDDMM   one loop, one iteration per cycle, two engines on disjoint lines (runtime split):
-//           denser engine, lines [0, ld), K-stationary: a block of ld global columns holds one k vector
-//             per line (loaded one line per cycle, full-row K read), then the N queries stream past,
-//             one M-byte chunk per cycle broadcast to every line: per block cols + N * cpd cycles.
-//           sparser engine, ls lines with Q gather ports (ls <= SPARSE_Q_PORTS), K-stationary per
-//             engine: one CSC column at a time, its k chunk broadcast, its kept queries dealt to the
-//             lines in rounds of ls, each line gathering its query one M-byte chunk per cycle through
-//             its own port: ceil(nnz / ls) * cpd cycles per column, 1 cycle for an empty column
-//             (reading its pointers). rowidx is streamed from DRAM in CSC order (no index buffer to
-//             overflow).
+//           denser engine, lines [0, ld), the cheaper of two dataflows (dense_qstat): K-stationary, a
+//             block of ld global columns holds one k vector per line (loaded one line per cycle, full-row
+//             K read), then the N queries stream past, one M-byte chunk per cycle broadcast to every line:
+//             per block cols + N * cpd cycles; or Q-stationary (few global columns), a block of ld
+//             queries, then the g global keys stream past: per block rows + g * cpd.
+//           sparser engine, ls lines each with a Q and a K gather port (ls <= SPARSE_Q_PORTS): the head's
+//             CSC entries as one stream, ls per round whatever their columns, each line gathering its
+//             query and its column's key one chunk per cycle: ceil(nnz / ls) * cpd cycles. rowidx is
+//             streamed from DRAM in CSC order (no index buffer to overflow) and checked.
 //           iterations = max(denser, sparser); + PIPE_DOT.
 //   softmax two stages in DATAFLOW, SOFTMAX_LANES wide: max stage, then exp / sum stage (e written in
 //           place of the score), then the pipelined reciprocal divider. A stage visits only a row's
 //           live lane blocks (blocks with a kept entry; at least one per row): b_i cycles per row, row i
 //           entering the exp stage once the max stage has finished it. sum(b) + max(b) + depths.
-//           With the AE the MAC lines meanwhile decode head h + 1's Q and K (the current head's are no
-//           longer needed): the phase takes max(softmax, decode).
-//   S.V     one loop, both engines again: denser engine output-stationary, rows dealt to the ld lines
-//           (M features per line per cycle, accumulating over the g global columns, V chunk broadcast):
-//           ceil(N / ld) * g * cpd; sparser engine per CSC column as in SDDMM (V chunk broadcast, its
-//           kept queries' accumulators updated, distinct rows within a column so no two lines collide),
-//           rowidx streamed a second time. p = e * recip is normalised on the fly. + PIPE_DOT.
+//   S.V     one loop, both engines again: denser engine output-stationary (rows dealt to the ld lines,
+//           M features per line per cycle, accumulating over the g global columns, V chunk broadcast):
+//           ceil(N / ld) * g * cpd; sparser engine row-stationary, a row with kept sparser entries to the
+//           next free line, which walks them (mask bits, a priority encoder) chunk-major through its V
+//           gather port: nnz_row * cpd per row, rows dealt in order as lines free up (no two lines ever
+//           add into one row). p = e * recip is normalised on the fly. + PIPE_DOT.
 //   requant (Od + Os) requantised by the lines' requantisers, L outputs per cycle: ceil(N d / L) + PIPE_RQ.
 //   decode  (AE) mix engine = all L lines in dot-product mode over the Hc compressed heads, one output
 //           per line per ceil(Hc / M) cycles, requantised by the line's requantiser: 2 ceil(N d / L)
 //           ceil(Hc / M) + PIPE_MIX. Head 0's decode runs before head 0 (nothing to hide it under).
+//   Heads are pipelined (HeadPipeline): the MAC lines run SDDMM(h), S.V(h - 1), decode(h + 1); the
+//   softmax unit works on head h and the requantisers on head h - 1 meanwhile (scores, mask rows,
+//   reciprocals, V and the accumulators double-buffered). The counters give that schedule's time.
 //
 // The host compiler chooses the split per head from the masks (sim/vitcod/attention.py line_split) and
 // passes ls in the descriptor; the denser engine gets ld = L - ls lines when it has columns.
 //
 // Off-chip (counted in bytes by the perf counters, in cycles by the DRAM model): per head order, colptr,
-// two headptr words, the mask rows, V, and Q and K unless the AE is on; rowidx twice (SDDMM and S.V);
+// two headptr words, the mask rows, V, and Q and K unless the AE is on; rowidx once (SDDMM);
 // the output. With the AE the compressed Q and K (2 Hc N d bytes) and the decoder weights are loaded once
 // per layer. The cycle model overlaps head h + 1's loads and head h - 1's store with head h (double
 // buffering); this C++ issues them in sequence (no DATAFLOW across heads yet).
 //
-// Buffers and ports (not verified by synthesis). Q: one copy read by broadcast (denser engine) plus
-// ceil(SPARSE_Q_PORTS / 2) dual-port copies, one port per sparser line (qg). S: N x N int32, written by
+// Buffers and ports (not verified by synthesis). Q, K and V: one copy each read by broadcast (denser
+// engine) plus ceil(SPARSE_Q_PORTS / 2) dual-port copies each, one port per sparser line (qg, kg, vg). S: N x N int32, written by
 // up to ld denser lines (consecutive columns of one row) and ls sparser lines (distinct rows of one
 // column) every cpd cycles; after softmax it holds e (16 bits). Separate denser / sparser output
 // accumulators (Od, Os: the paper's separate output buffers). The compressed Q and K of the whole layer
@@ -104,6 +106,14 @@ static_assert(MAX_N < 32768, "token indices are held in 16 bits");
 static_assert(MAX_H <= 256, "the descriptor packs n_global and the line split in 16 bits each");
 
 typedef ap_uint<16> idx_t;    // a token index (< MAX_TOKENS)
+
+// The gather copies of Q, K and V (NQC dual-port copies each, one port per sparser line) hold the same
+// bytes as the broadcast buffers by construction. Synthesis and the VITACCEL_CSIM_AP_ONLY build write and
+// read them; the fast C-simulation reads the broadcast buffer instead (same values, without writing
+// 3 NQC copies of every head).
+#if defined(__SYNTHESIS__) || defined(VITACCEL_CSIM_AP_ONLY)
+#define VITACCEL_GATHER_COPIES 1
+#endif
 typedef ap_int<9> sprob_t;    // a probability as a signed operand, for p * v
 typedef ap_uint<16> expv_t;   // e of a kept entry, 2^15 * 2^-u
 typedef ap_uint<26> recip_t;  // 2^40 / sum of a row's e
@@ -135,6 +145,17 @@ inline bool bad_mult(int32_t m) { return m < 0; }
 inline bool bad_shift(int32_t s) { return s < 0 || s > 63; }
 
 // Denser lines of a head with g global columns and ls sparser lines.
+// The denser engine's SDDMM dataflow for a head (the cycle model's attention.dense_qstat): Q-stationary
+// (blocks of queries, the global keys streamed) when that takes fewer cycles than K-stationary (blocks of
+// global keys, the queries streamed): N + ceil(N / ld) g cpd < g + ceil(g / ld) N cpd. The rule needs only
+// the descriptor's n_global and line split, so the engine applies it itself.
+inline bool dense_qstat(int g, int ld, int N, int cpd) {
+    if (g == 0 || ld < 1) return false;
+    const int64_t q = (int64_t)N + (int64_t)((N + ld - 1) / ld) * g * cpd;
+    const int64_t k = (int64_t)g + (int64_t)((g + ld - 1) / ld) * N * cpd;
+    return q < k;
+}
+
 inline int dense_lines(int g, int ls) { return g > 0 ? L - ls : 0; }
 
 // The split the host uses when it has no masks at hand (testbenches, descriptors built without one):
@@ -171,20 +192,20 @@ ATT_LOAD_ENC:
     VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)Hc * N * d));
 }
 
-// One head of an uncompressed tensor: dst[n][f] = src[h * hs + n * ns + f].
-inline void load_head(const int8_t* src, int64_t hs, int64_t ns, int h, int N, int d, data_t dst[MAX_N][MAX_D]) {
-ATT_LOAD_HEAD:
-    for (int t = 0; t < N * d; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16384
-#pragma HLS PIPELINE II = 1
-        const int n = t / d;
-        const int f = t - n * d;
-        dst[n][f] = src[h * hs + n * ns + f];
-    }
-    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)N * d));
+// The element a sparser line reads through gather port `port`.
+inline data_t gathered(const data_t b[MAX_N][MAX_D], const data_t copies[NQC][MAX_N][MAX_D], int port, int n, int f) {
+#pragma HLS INLINE
+#ifdef VITACCEL_GATHER_COPIES
+    (void)b;
+    return copies[port >> 1][n][f];
+#else
+    (void)copies;
+    (void)port;
+    return b[n][f];
+#endif
 }
 
-// Q of one head: the broadcast copy and every gather copy are written together (one DMA stream).
+// One head of Q, K or V: the broadcast copy and every gather copy are written together (one DMA stream).
 inline void load_q_head(const int8_t* src, int64_t hs, int64_t ns, int h, int N, int d, data_t dst[MAX_N][MAX_D],
                         data_t copies[NQC][MAX_N][MAX_D]) {
 ATT_LOAD_Q:
@@ -195,10 +216,14 @@ ATT_LOAD_Q:
         const int f = t - n * d;
         const data_t x = src[h * hs + n * ns + f];
         dst[n][f] = x;
+#ifdef VITACCEL_GATHER_COPIES
         for (int c = 0; c < NQC; ++c) {
 #pragma HLS UNROLL
             copies[c][n][f] = x;
         }
+#else
+        (void)copies;
+#endif
     }
     VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, (int64_t)N * d));
 }
@@ -260,7 +285,7 @@ ATT_LOAD_MASK:
 inline int64_t decode_head(const data_t encq[MAX_N * MAX_D][CW], const data_t enck[MAX_N * MAX_D][CW],
                            const data_t wq[CW], acc_t bq, mult_t mq, shift_t sq, const data_t wk[CW], acc_t bk,
                            mult_t mk, shift_t sk, int Hc, int N, int d, data_t qb[MAX_N][MAX_D],
-                           data_t qg[NQC][MAX_N][MAX_D], data_t kb[MAX_N][MAX_D]) {
+                           data_t qg[NQC][MAX_N][MAX_D], data_t kb[MAX_N][MAX_D], data_t kg[NQC][MAX_N][MAX_D]) {
     const int kh = (Hc + LANES - 1) / LANES;
     const int rounds = (N * d + L - 1) / L;
     accreg_t acc[L];
@@ -285,12 +310,21 @@ ATT_DECODE:
                     if (t == 0) {
                         const data_t y = requantize(acc[l], mq, sq);
                         qb[n][f] = y;
+#ifdef VITACCEL_GATHER_COPIES
                         for (int q = 0; q < NQC; ++q) {
 #pragma HLS UNROLL
                             qg[q][n][f] = y;
                         }
+#endif
                     } else {
-                        kb[n][f] = requantize(acc[l], mk, sk);
+                        const data_t y = requantize(acc[l], mk, sk);
+                        kb[n][f] = y;
+#ifdef VITACCEL_GATHER_COPIES
+                        for (int q = 0; q < NQC; ++q) {
+#pragma HLS UNROLL
+                            kg[q][n][f] = y;
+                        }
+#endif
                     }
                 }
             }
@@ -309,15 +343,20 @@ ATT_DECODE:
 // ---- SDDMM --------------------------------------------------------------------------------------
 
 // One loop, one iteration per cycle, for the whole MAC array: denser lines [0, ld), sparser slots [0, ls)
-// (physically lines L - 1 - s, each with gather port s). Writes S[i][c] for every global column and every
-// kept sparse entry. iters[0], iters[1]: cycles each engine was busy; returns the status.
+// (physically lines L - 1 - s, each with Q and K gather ports s). Writes S[i][c] for every global column
+// and every kept sparse entry. iters[0], iters[1]: cycles each engine was busy; returns the status.
 inline int sddmm(const data_t qb[MAX_N][MAX_D], const data_t qg[NQC][MAX_N][MAX_D], const data_t kb[MAX_N][MAX_D],
-                 const idx_t ord[MAX_N], const int cp[MAX_N + 1], const int32_t* rowidx, int g, int ld, int ls,
-                 int N, int d, acc_t S[MAX_N][MAX_N], int64_t iters[2]) {
+                 const data_t kg[NQC][MAX_N][MAX_D], const idx_t ord[MAX_N], const int cp[MAX_N + 1],
+                 const int32_t* rowidx, int g, int ld, int ls, int N, int d, acc_t S[MAX_N][MAX_N], int64_t iters[2]) {
     const int cpd = (d + LANES - 1) / LANES;
     int status = OK;
-    // Denser engine: block dcb holds columns [dcb * ld, dcb * ld + nb); first a K-load step per line,
-    // then N * cpd query chunks.
+    // Denser engine, K-stationary (many global columns): block dcb holds columns [dcb * ld, dcb * ld + nb);
+    // first a K-load step per line, then N * cpd query chunks broadcast. Q-stationary (few global columns,
+    // dense_qstat): block dcb holds queries [dcb * ld, dcb * ld + nb), a Q-load step per line, then the g
+    // global keys' chunks broadcast, g * cpd. Each block's lines keep their vectors in vreg.
+    const bool qstat = dense_qstat(g, ld, N, cpd);
+    const int dunits = qstat ? N : g;       // what the blocks hold: queries or global columns
+    const int dstream = qstat ? g : N;      // what streams past each block
     data_t kreg[L][MAX_D];
 #pragma HLS ARRAY_PARTITION variable = kreg complete dim = 0
     accreg_t dacc[L];
@@ -325,16 +364,21 @@ inline int sddmm(const data_t qb[MAX_N][MAX_D], const data_t qg[NQC][MAX_N][MAX_
     bool ddone = (g == 0);
     bool dload = true;
     int dcb = 0, dk = 0, di = 0, dch = 0;
-    // Sparser engine: column sc, round sr, chunk sch.
+    // Sparser engine: the head's CSC entries (columns g.. in order) as one stream, ls per round: slot s
+    // takes entry se + s, its query through Q port s and its column's key through K port s, one chunk of
+    // each per cycle, so a round is cpd cycles whatever columns its entries belong to. scur: the column of
+    // the round's last entry (an index unit turns colptr into per-entry columns); sprev: the previous row
+    // of that column (rows strictly increase within a column).
     accreg_t sacc[PS];
-    int srow[PS];
+    int srow[PS], scol[PS];
     bool sok[PS];
 #pragma HLS ARRAY_PARTITION variable = sacc complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = srow complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = scol complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = sok complete dim = 1
-    bool sdone = (g >= N);
-    bool snew = true;
-    int sc = g, se0 = 0, snnz = 0, sr = 0, sch = 0, sprev = -1;
+    const int e_end = (g < N) ? cp[N] : 0;
+    int se = (g < N) ? cp[g] : 0, sch = 0, scur = g, sprev = -1;
+    bool sdone = (g >= N) || (se >= e_end);
     int64_t dit = 0, sit = 0, streamed = 0;
 
 ATT_SDDMM:
@@ -344,12 +388,11 @@ ATT_SDDMM:
         if (!ddone) {
             VITACCEL_PERF(++dit);
             const int base = dcb * ld;
-            const int nb = (g - base < ld) ? g - base : ld;
-            if (dload) {
-                const idx_t j = ord[base + dk];
+            const int nb = (dunits - base < ld) ? dunits - base : ld;
+            if (dload) {  // one line's vector per cycle: a global key (K-stationary) or a query
                 for (int f = 0; f < MAX_D; ++f) {
 #pragma HLS UNROLL
-                    kreg[dk][f] = (f < d) ? kb[j][f] : data_t(0);
+                    kreg[dk][f] = (f < d) ? (qstat ? qb[base + dk][f] : kb[ord[base + dk]][f]) : data_t(0);
                 }
                 if (++dk == nb) {
                     dload = false;
@@ -357,94 +400,86 @@ ATT_SDDMM:
                     dch = 0;
                 }
             } else {
-                data_t qv[LANES];
-#pragma HLS ARRAY_PARTITION variable = qv complete dim = 1
+                data_t xv[LANES];
+#pragma HLS ARRAY_PARTITION variable = xv complete dim = 1
                 for (int u = 0; u < LANES; ++u) {
 #pragma HLS UNROLL
                     const int f = dch * LANES + u;
-                    qv[u] = (f < d) ? qb[di][f] : data_t(0);  // broadcast to every denser line
+                    // broadcast to every denser line: the next query's chunk, or the next global key's
+                    xv[u] = (f < d) ? (qstat ? kb[ord[di]][f] : qb[di][f]) : data_t(0);
                 }
                 for (int l = 0; l < L; ++l) {
 #pragma HLS UNROLL
                     if (l < nb) {
-                        const mac_sum_t dot = dot_int8<LANES>(qv, &kreg[l][dch * LANES]);
+                        const mac_sum_t dot = dot_int8<LANES>(xv, &kreg[l][dch * LANES]);
                         dacc[l] = acc_plus((dch == 0) ? accreg_t(0) : dacc[l], dot);
-                        if (dch == cpd - 1) S[di][base + l] = dacc[l];
+                        if (dch == cpd - 1) {
+                            if (qstat) {
+                                S[base + l][di] = dacc[l];
+                            } else {
+                                S[di][base + l] = dacc[l];
+                            }
+                        }
                     }
                 }
                 if (++dch == cpd) {
                     dch = 0;
-                    if (++di == N) {
+                    if (++di == dstream) {
                         ++dcb;
                         dk = 0;
                         dload = true;
-                        if (dcb * ld >= g) ddone = true;
+                        if (dcb * ld >= dunits) ddone = true;
                     }
                 }
             }
         }
         if (!sdone) {
             VITACCEL_PERF(++sit);
-            if (snew) {  // first cycle of a column: its pointers
-                se0 = cp[sc];
-                snnz = cp[sc + 1] - se0;
-                sr = 0;
-                sch = 0;
-                sprev = -1;
-            }
-            if (snnz == 0) {
-                snew = true;
-                if (++sc == N) sdone = true;
-            } else {
-                snew = false;
-                const idx_t j = ord[sc];
-                if (sch == 0) {  // the round's queries, from the rowidx stream
-                    for (int s = 0; s < PS; ++s) {
-#pragma HLS UNROLL
-                        const int k = sr * ls + s;
-                        sok[s] = false;
-                        if (s < ls && k < snnz) {
-                            const int32_t i = rowidx[se0 + k];
-                            VITACCEL_PERF(++streamed);
-                            if (i <= sprev || i >= N) {
-                                status = ERR_ROWIDX;
-                            } else {
-                                srow[s] = i;
-                                sok[s] = true;
-                                sprev = i;
-                            }
-                        }
-                    }
-                }
-                data_t kv[LANES];
-#pragma HLS ARRAY_PARTITION variable = kv complete dim = 1
-                for (int u = 0; u < LANES; ++u) {
-#pragma HLS UNROLL
-                    const int f = sch * LANES + u;
-                    kv[u] = (f < d) ? kb[j][f] : data_t(0);  // the column's k chunk, broadcast
-                }
+            if (sch == 0) {  // the round's entries: rows from the rowidx stream, columns from colptr
                 for (int s = 0; s < PS; ++s) {
 #pragma HLS UNROLL
-                    if (sok[s]) {
-                        data_t qx[LANES];
-#pragma HLS ARRAY_PARTITION variable = qx complete dim = 1
-                        for (int u = 0; u < LANES; ++u) {
-#pragma HLS UNROLL
-                            const int f = sch * LANES + u;
-                            qx[u] = (f < d) ? qg[s >> 1][srow[s]][f] : data_t(0);  // gather port s
+                    const int e = se + s;
+                    sok[s] = false;
+                    if (s < ls && e < e_end) {
+                        while (cp[scur + 1] <= e) {  // entry e lies past column scur's end
+                            ++scur;
+                            sprev = -1;
                         }
-                        const mac_sum_t dot = dot_int8<LANES>(qx, kv);
-                        sacc[s] = acc_plus((sch == 0) ? accreg_t(0) : sacc[s], dot);
-                        if (sch == cpd - 1) S[srow[s]][sc] = sacc[s];
+                        const int32_t i = rowidx[e];
+                        VITACCEL_PERF(++streamed);
+                        if (i <= sprev || i >= N) {
+                            status = ERR_ROWIDX;
+                        } else {
+                            srow[s] = i;
+                            scol[s] = scur;
+                            sok[s] = true;
+                            sprev = i;
+                        }
                     }
                 }
-                if (++sch == cpd) {
-                    sch = 0;
-                    if (++sr * ls >= snnz) {
-                        snew = true;
-                        if (++sc == N) sdone = true;
+            }
+            for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                if (sok[s]) {
+                    const idx_t j = ord[scol[s]];
+                    data_t qx[LANES], kx[LANES];
+#pragma HLS ARRAY_PARTITION variable = qx complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = kx complete dim = 1
+                    for (int u = 0; u < LANES; ++u) {
+#pragma HLS UNROLL
+                        const int f = sch * LANES + u;
+                        qx[u] = (f < d) ? gathered(qb, qg, s, srow[s], f) : data_t(0);  // Q port s
+                        kx[u] = (f < d) ? gathered(kb, kg, s, j, f) : data_t(0);        // K port s
                     }
+                    const mac_sum_t dot = dot_int8<LANES>(qx, kx);
+                    sacc[s] = acc_plus((sch == 0) ? accreg_t(0) : sacc[s], dot);
+                    if (sch == cpd - 1) S[srow[s]][scol[s]] = sacc[s];
                 }
+            }
+            if (++sch == cpd) {
+                sch = 0;
+                se += ls;
+                if (se >= e_end) sdone = true;
             }
         }
     }
@@ -597,11 +632,11 @@ inline int64_t softmax_unit(acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N]
 // ---- S.V ----------------------------------------------------------------------------------------
 
 // One loop, one iteration per cycle, both engines. Denser lines: rows rb * ld + l, output-stationary over
-// the g global columns (chunk-major: for each chunk, every column), results into Od. Sparser slots: per
-// CSC column, rounds of ls kept queries, p * v added into Os (osv[i]: row i of Os holds a value).
+// the g global columns (chunk-major: for each chunk, every column), results into Od. Sparser slots:
+// row-stationary (below), results into Os (osv[i]: row i of Os holds a value).
 inline int spmm(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], const recip_t recip[MAX_N],
-                const data_t vb[MAX_N][MAX_D], const idx_t ord[MAX_N], const int cp[MAX_N + 1], const int32_t* rowidx,
-                int g, int ld, int ls, int N, int d, acc_t Od[MAX_N][MAX_D], acc_t Os[MAX_N][MAX_D], bool osv[MAX_N],
+                const data_t vb[MAX_N][MAX_D], const data_t vg[NQC][MAX_N][MAX_D], const idx_t ord[MAX_N], int g,
+                int ld, int ls, int N, int d, acc_t Od[MAX_N][MAX_D], acc_t Os[MAX_N][MAX_D], bool osv[MAX_N],
                 int64_t iters[2]) {
     const int cpd = (d + LANES - 1) / LANES;
     int status = OK;
@@ -609,16 +644,34 @@ inline int spmm(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], cons
 #pragma HLS ARRAY_PARTITION variable = dacc complete dim = 0
     bool ddone = (g == 0);
     int drb = 0, dch = 0, dc = 0;
-    sprob_t sp[PS];
-    int srow[PS];
-    bool sok[PS];
-#pragma HLS ARRAY_PARTITION variable = sp complete dim = 1
+    // Sparser engine, row-stationary: each slot owns one query row at a time, so no two slots ever add
+    // into one accumulator. A row with kept entries in the sparser columns goes to the next free slot
+    // (lowest first, as many per cycle as slots free up), which walks it chunk-major: for each M-feature
+    // chunk every kept sparser column c of the row in turn (the next one found by a priority encoder over
+    // the row's mask bits), p * v[c] through V port s. A row costs nnz * cpd cycles; the rows come from
+    // the mask (no rowidx: SDDMM has streamed and checked it).
+    int rnext[MAX_N + 1];  // rnext[i]: the first row >= i with a kept sparser entry (N: none)
+    int first_sp[MAX_N];   // first kept sparser column of each row (N: none)
+    bool sbusy[PS];
+    int srow[PS], scol[PS], sch[PS];
+    accreg_t sacc[PS][LANES];
+#pragma HLS ARRAY_PARTITION variable = sbusy complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = srow complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = sok complete dim = 1
-    bool sdone = (g >= N);
-    bool snew = true;
-    int sc = g, se0 = 0, snnz = 0, sr = 0, sch = 0, sprev = -1;
-    int64_t dit = 0, sit = 0, streamed = 0;
+#pragma HLS ARRAY_PARTITION variable = scol complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = sch complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = sacc complete dim = 0
+    // (In hardware these come with the mask rows as they load.)
+    rnext[N] = N;
+    for (int i = N - 1; i >= 0; --i) {
+        int c = g;
+        while (c < N && !keep[i][c]) ++c;
+        first_sp[i] = c;
+        rnext[i] = (c < N) ? i : rnext[i + 1];
+    }
+    for (int s = 0; s < PS; ++s) sbusy[s] = false;
+    int snext = (g < N) ? rnext[0] : N;
+    bool sdone = (snext >= N);
+    int64_t dit = 0, sit = 0;
 
 ATT_SPMM:
     while (!(ddone && sdone)) {
@@ -657,68 +710,48 @@ ATT_SPMM:
         }
         if (!sdone) {
             VITACCEL_PERF(++sit);
-            if (snew) {
-                se0 = cp[sc];
-                snnz = cp[sc + 1] - se0;
-                sr = 0;
-                sch = 0;
-                sprev = -1;
-            }
-            if (snnz == 0) {
-                snew = true;
-                if (++sc == N) sdone = true;
-            } else {
-                snew = false;
-                const idx_t j = ord[sc];
-                if (sch == 0) {  // the round's queries (rowidx stream) and their p
-                    for (int s = 0; s < PS; ++s) {
+            for (int s = 0; s < PS; ++s) {
 #pragma HLS UNROLL
-                        const int k = sr * ls + s;
-                        sok[s] = false;
-                        if (s < ls && k < snnz) {
-                            const int32_t i = rowidx[se0 + k];
-                            VITACCEL_PERF(++streamed);
-                            if (i <= sprev || i >= N) {
-                                status = ERR_ROWIDX;
-                            } else {
-                                srow[s] = i;
-                                sok[s] = true;
-                                sprev = i;
-                                sp[s] = keep[i][sc] ? sprob_t(normalise(expv_t(S[i][sc]), recip[i])) : sprob_t(0);
-                            }
-                        }
-                    }
+                if (s < ls && !sbusy[s] && snext < N) {  // the dispatcher deals the next row
+                    sbusy[s] = true;
+                    srow[s] = snext;
+                    scol[s] = first_sp[snext];
+                    sch[s] = 0;
+                    snext = rnext[snext + 1];
                 }
-                for (int s = 0; s < PS; ++s) {
+                if (sbusy[s]) {
+                    const int i = srow[s], c = scol[s];
+                    const sprob_t p = sprob_t(normalise(expv_t(S[i][c]), recip[i]));
+                    const idx_t j = ord[c];
+                    int nc = c + 1;
+                    while (nc < N && !keep[i][nc]) ++nc;  // the priority encoder
+                    for (int u = 0; u < LANES; ++u) {
 #pragma HLS UNROLL
-                    if (sok[s]) {
-                        const int i = srow[s];
-                        for (int u = 0; u < LANES; ++u) {
-#pragma HLS UNROLL
-                            const int f = sch * LANES + u;
-                            if (f < d) Os[i][f] = acc_plus(osv[i] ? Os[i][f] : acc_t(0), mul_small(sp[s], vb[j][f]));
-                        }
+                        const int f = sch[s] * LANES + u;
+                        const data_t vx = (f < d) ? gathered(vb, vg, s, j, f) : data_t(0);  // V port s
+                        sacc[s][u] = acc_plus((c == first_sp[i]) ? accreg_t(0) : sacc[s][u], mul_small(p, vx));
+                        if (nc >= N && f < d) Os[i][f] = sacc[s][u];
                     }
-                }
-                if (sch == cpd - 1) {
-                    for (int s = 0; s < PS; ++s) {
-#pragma HLS UNROLL
-                        if (sok[s]) osv[srow[s]] = true;
-                    }
-                }
-                if (++sch == cpd) {
-                    sch = 0;
-                    if (++sr * ls >= snnz) {
-                        snew = true;
-                        if (++sc == N) sdone = true;
+                    if (nc < N) {
+                        scol[s] = nc;
+                    } else if (++sch[s] == cpd) {
+                        sbusy[s] = false;
+                        osv[i] = true;
+                    } else {
+                        scol[s] = first_sp[i];
                     }
                 }
             }
+            bool any = (snext < N);
+            for (int s = 0; s < PS; ++s) {
+#pragma HLS UNROLL
+                any = any || sbusy[s];
+            }
+            sdone = !any;
         }
     }
     iters[0] = dit;
     iters[1] = sit;
-    VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, 4 * streamed));
     return status;
 }
 
@@ -760,6 +793,45 @@ ATT_STORE:
     VITACCEL_PERF(perf::add(perf::ATT_BYTES_OUT, (int64_t)N * d));
 }
 
+// ---- the heads pipelined -------------------------------------------------------------------------
+
+// When each phase of a layer can start, from the phases' own lengths (the cycle model's
+// attention.head_pipeline follows the same rule). Three resources: the MAC lines (SDDMM, S.V and the AE
+// decoder, in the order SDDMM(h), S.V(h - 1), decode(h + 1)), the softmax unit (softmax(h) once SDDMM(h)
+// has finished and softmax(h - 1) is done) and the requantisers (requant(h) after S.V(h)). S, the mask
+// rows, recip, V and the output accumulators are double-buffered for it. This C++ runs the phases one
+// after another; the tracker gives the time the pipelined schedule takes (synthesis would need the head
+// loop as a DATAFLOW region, like the cross-head DMA overlap that the cycle model also assumes).
+struct HeadPipeline {
+    int64_t mac = 0, sm = 0, rq = 0;
+    int64_t sm_prev_end = 0, sp_prev = 0, rq_prev = 0;
+    bool have_prev = false;
+
+    // Head h's SDDMM, softmax, S.V and requant lengths, and the decode of head h + 1 (0 without one).
+    void head(int64_t sddmm, int64_t softmax, int64_t spmm, int64_t requant, int64_t decode_next) {
+        mac += sddmm;
+        const int64_t sm_start = (mac > sm) ? mac : sm;
+        sm = sm_start + softmax;
+        flush();
+        sm_prev_end = sm;
+        sp_prev = spmm;
+        rq_prev = requant;
+        have_prev = true;
+        mac += decode_next;
+    }
+    // S.V and requant of the previous head.
+    void flush() {
+        if (!have_prev) return;
+        mac = ((mac > sm_prev_end) ? mac : sm_prev_end) + sp_prev;
+        rq = ((rq > mac) ? rq : mac) + rq_prev;
+        have_prev = false;
+    }
+    int64_t end() {
+        flush();
+        return rq;
+    }
+};
+
 // ---- one layer ----------------------------------------------------------------------------------
 
 // Runs heads 0..H-1. maskbits: (H, N, ceil(N/8)) bytes, reordered (see the top of this file); order
@@ -780,7 +852,13 @@ inline int attention_layer(const Args& a, const int8_t* q, const int8_t* k, cons
     static data_t qb[MAX_N][MAX_D];
     static data_t qg[NQC][MAX_N][MAX_D];
     static data_t kb[MAX_N][MAX_D];
+    static data_t kg[NQC][MAX_N][MAX_D];
     static data_t vb[MAX_N][MAX_D];
+    static data_t vg[NQC][MAX_N][MAX_D];
+#pragma HLS ARRAY_PARTITION variable = kg complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = kg cyclic factor = LANES dim = 3
+#pragma HLS ARRAY_PARTITION variable = vg complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = vg cyclic factor = LANES dim = 3
 #pragma HLS ARRAY_PARTITION variable = qb complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = qg complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = qg cyclic factor = LANES dim = 3
@@ -838,11 +916,12 @@ ATT_CHECK_NGLOBAL:
         }
         VITACCEL_PERF(perf::add(perf::ATT_BYTES_IN, 2 * (int64_t)H * Hc + 8 * (int64_t)H));
         const int64_t dec0 = decode_head(encq, enck, wq[0], bq[0], mult_t(a.dq_m), shift_t(a.dq_s), wk[0], bk[0],
-                                         mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, qb, qg, kb);
+                                         mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, qb, qg, kb, kg);
         VITACCEL_PERF(perf::add(perf::ATT_DECODE_PRO, dec0));
         (void)dec0;
     }
 
+    HeadPipeline pipe;
 ATT_HEADS:
     for (int h = 0; h < H; ++h) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
@@ -857,16 +936,16 @@ ATT_HEADS:
         load_mask(maskbits, h, N, keep);
         if (Hc == 0) {
             load_q_head(q, a.q_hs, a.q_ns, h, N, d, qb, qg);
-            load_head(k, a.k_hs, a.k_ns, h, N, d, kb);
+            load_q_head(k, a.k_hs, a.k_ns, h, N, d, kb, kg);
         }
-        load_head(v, a.v_hs, a.v_ns, h, N, d, vb);
+        load_q_head(v, a.v_hs, a.v_ns, h, N, d, vb, vg);
         for (int i = 0; i < MAX_N; ++i) {
 #pragma HLS UNROLL
             osv[i] = false;  // a register vector: cleared in one cycle
         }
 
         int64_t it1[2] = {0, 0};
-        st = sddmm(qb, qg, kb, ord, cp, rowidx + hp, g, ld, ls, N, d, S, it1);
+        st = sddmm(qb, qg, kb, kg, ord, cp, rowidx + hp, g, ld, ls, N, d, S, it1);
         if (st != OK) return st;
         const int64_t t_sddmm = (it1[0] > it1[1] ? it1[0] : it1[1]) + vitcod_sched::PIPE_DOT;
 
@@ -874,11 +953,11 @@ ATT_HEADS:
         int64_t t_dec = 0;
         if (Hc > 0 && h + 1 < H) {
             t_dec = decode_head(encq, enck, wq[h + 1], bq[h + 1], mult_t(a.dq_m), shift_t(a.dq_s), wk[h + 1],
-                                bk[h + 1], mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, qb, qg, kb);
+                                bk[h + 1], mult_t(a.dk_m), shift_t(a.dk_s), Hc, N, d, qb, qg, kb, kg);
         }
 
         int64_t it3[2] = {0, 0};
-        st = spmm(S, keep, recip, vb, ord, cp, rowidx + hp, g, ld, ls, N, d, Od, Os, osv, it3);
+        st = spmm(S, keep, recip, vb, vg, ord, g, ld, ls, N, d, Od, Os, osv, it3);
         if (st != OK) return st;
         const int64_t t_spmm = (it3[0] > it3[1] ? it3[0] : it3[1]) + vitcod_sched::PIPE_DOT;
 
@@ -897,6 +976,7 @@ ATT_HEADS:
             pc.total[perf::ATT_SPMM_DENSE] += it3[0];
             pc.total[perf::ATT_SPMM_SPARSE] += it3[1];
             pc.total[perf::ATT_REQUANT] += t_req;
+            pipe.head(t_sddmm, t_soft, t_spmm, t_req, t_dec);
             int64_t* hr = pc.head[h];
             hr[perf::H_SDDMM] = t_sddmm;
             hr[perf::H_SOFTMAX] = t_soft;
@@ -911,6 +991,7 @@ ATT_HEADS:
         (void)t_spmm;
         (void)t_req;
     }
+    VITACCEL_PERF(perf::add(perf::ATT_PIPELINE, pipe.end()));
     return OK;
 }
 
