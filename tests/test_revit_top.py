@@ -12,7 +12,7 @@ from vitaccel.hwconfig import load_config
 from vitaccel.sim.revit import csim_engines as ce
 from vitaccel.sim.revit.attention import prune_decisions, revit_attention_layer
 from vitaccel.sim.revit.isa import ISA
-from vitaccel.sim.revit.top import attn_descriptor, prune_descriptor, run_top
+from vitaccel.sim.revit.top import attn_descriptor, gemm_max_k, op_descriptor, prune_descriptor, run_top
 from vitaccel.sim.window import Dram
 
 from test_revit_layer import _layer  # noqa: E402
@@ -122,4 +122,61 @@ def test_hostile_descriptors_get_the_same_status_and_window():
         res, _ = _both(w, off, count, mem=w.size if trial % 5 else int(rng.integers(off, w.size + 1)))
         seen.add(res.status & 0xFFFF)
     # A spread of refusals (ranges, alignment, overlap, engine dims and quant) and some programs that ran.
+    assert len(seen) >= 5 and 0 in seen, sorted(hex(s) for s in seen)
+
+
+def common_program(rng):
+    """GEMM, LAYERNORM, ADD (int16 + int8 -> int16 and -> int8) and LUT on the common kernels."""
+    from vitaccel.sim.golden import layernorm_vectors, linear
+
+    dram = Dram(1 << 16)
+    M, K, O = 9, 40, 33
+    lin = linear(dram, rng, K, O)
+    x = dram.put(rng.integers(-128, 128, (M, K)).astype(np.int8))
+    y = dram.alloc(M * O)
+    xs, g, b, sh, eps = layernorm_vectors(rng, 5, 48, extreme=True)
+    lx, lg, lb, ly = dram.put(xs), dram.put(g.astype(np.int32)), dram.put(b.astype(np.int32)), dram.alloc(5 * 48)
+    n = 100
+    ra = dram.put(rng.integers(-32768, 32768, n).astype(np.int16))
+    rb = dram.put(rng.integers(-128, 128, n).astype(np.int8))
+    ry16, ry8 = dram.alloc(2 * n, 2), dram.alloc(n)
+    tx, tt, ty = dram.put(rng.integers(-128, 128, n).astype(np.int8)), dram.put(rng.integers(-128, 128, 256).astype(np.int8)), dram.alloc(n)
+    descs = [op_descriptor("GEMM", M=M, K=K, O=O, x=x, y=y, **lin["offs"]),
+             op_descriptor("LAYERNORM", rows=5, D=48, x=lx, g=lg, b=lb, shift=sh, eps=eps, y=ly),
+             op_descriptor("ADD", n=n, a=ra, a_bits=16, ma=1 << 20, b=rb, b_bits=8, mb=3 << 18, shift=20, y=ry16, y_bits=16),
+             op_descriptor("ADD", n=n, a=ra, a_bits=16, ma=1 << 12, b=rb, b_bits=8, mb=1 << 14, shift=20, y=ry8, y_bits=8),
+             op_descriptor("LUT", n=n, x=tx, table=tt, y=ty)]
+    off = dram.put(np.concatenate(descs))
+    return dram.buffer.copy(), off, len(descs), dict(gemm=(x, y, lin, M, K, O), ln=(xs, g, b, sh, eps, ly))
+
+
+def test_common_kernels_through_the_top():
+    from vitaccel.sim.common.gemm import gemm
+    from vitaccel.sim.common.layernorm import layernorm_int
+
+    window, off, count, o = common_program(np.random.default_rng(5))
+    res, w = _both(window, off, count)
+    assert res.status == 0 and [r["kind"] for r in res.reports] == ["gemm", "layernorm", "add", "add", "lut"]
+    x, y, lin, M, K, O = o["gemm"]
+    p = lin["params"]
+    want = gemm(w[x:x + M * K].view(np.int8).reshape(M, K), p["weight"], p["bias"], p["mult"], p["shift"])
+    assert np.array_equal(w[y:y + M * O].view(np.int8).reshape(M, O), want)
+    xs, g, b, sh, eps, ly = o["ln"]
+    assert np.array_equal(w[ly:ly + xs.size].view(np.int8).reshape(xs.shape), layernorm_int(xs, g, b, sh, eps))
+    assert gemm_max_k(load_config(CONFIG)) == load_config(CONFIG).qkvs_buffer_kb * 1024 // 2
+
+
+def test_hostile_common_descriptors():
+    rng = np.random.default_rng(12)
+    window, off, count, _ = common_program(rng)
+    seen = set()
+    for trial in range(60):
+        w = window.copy()
+        for _ in range(1 + trial % 3):
+            i = int(rng.integers(0, count))
+            word = int(rng.integers(2, 12))
+            w[off + 4 * (64 * i + word):off + 4 * (64 * i + word) + 4] = np.array(
+                [_hostile(rng, w.size) & 0xFFFFFFFF], np.uint32).view(np.uint8)
+        res, _ = _both(w, off, count)
+        seen.add(res.status & 0xFFFF)
     assert len(seen) >= 5 and 0 in seen, sorted(hex(s) for s in seen)

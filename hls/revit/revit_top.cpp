@@ -1,6 +1,9 @@
 // The ReViT accelerator's top-level function: runs a list of descriptors from DRAM (DESCRIPTOR.md), each
-// dispatched to its engine: ATTN (one attention layer on the engines, attn/revit_attn.h) and PRUNE (the
-// pruners, pruner/pruner.h). The common GEMM, LayerNorm, add and table kernels are not dispatched yet.
+// dispatched to its engine: ATTN (one attention layer on the engines, attn/revit_attn.h), PRUNE (the
+// pruners, pruner/pruner.h), and the whole model's common kernels GEMM, LAYERNORM, ADD and LUT
+// (hls/common/, instantiated on cfg::GemmArray = the RMMU's Pn x Pc in one-large-array mode). Unlike
+// vitcod_top, a GEMM's per-channel constants are checked before the engine starts, so a refused GEMM
+// writes nothing.
 // Descriptor layout and status codes: the generated hls/include/isa/revit_isa.h (vitaccel/sim/revit/isa.py).
 //
 // Memory model: one DRAM window of mem_bytes bytes that every m_axi port's base register points at; the
@@ -11,6 +14,9 @@
 #include <stdint.h>
 
 #include "attn/revit_attn.h"
+#include "eltwise/eltwise.h"
+#include "gemm/gemm.h"
+#include "layernorm/layernorm.h"
 #include "pruner/pruner.h"
 #include "vitaccel_config.h"
 #include "isa/revit_isa.h"
@@ -93,6 +99,74 @@ inline int run_prune(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
                          dw[P_Q_PATCHES], mem8 + k, mem8 + kg, reinterpret_cast<int32_t*>(mem8 + sc), cyc);
 }
 
+inline int run_gemm(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
+    const int M = dw[G_M], K = dw[G_K], O = dw[G_O];
+    if (M < 1 || K < 1 || O < 1) return GEMM_ERR_DIMS;
+    const uint32_t x = dw[G_X], w = dw[G_W], b = dw[G_BIAS], m = dw[G_MULT], s = dw[G_SHIFT], y = dw[G_Y];
+    if ((b | m | s) & 3) return ERR_ALIGN;
+    const addr_t o4 = 4 * (addr_t)O;
+    const Range r[] = {{x, (addr_t)M * K}, {w, (addr_t)O * K}, {b, o4}, {m, o4}, {s, o4}, {y, (addr_t)M * O}};
+    const int rc = check_ranges(r, 6, 1, mem);
+    if (rc != OK) return rc;
+    if (K > gemm::Gemm<cfg::GemmArray>::MAX_K) return GEMM_ERR_K_TOO_LONG;
+    const int32_t* mu = reinterpret_cast<const int32_t*>(mem8 + m);
+    const int32_t* sh = reinterpret_cast<const int32_t*>(mem8 + s);
+    for (int o = 0; o < O; ++o) {
+        if (sh[o] < 0 || sh[o] > 63) return GEMM_ERR_SHIFT;
+        if (mu[o] < 0) return GEMM_ERR_MULT;
+    }
+    return gemm::Gemm<cfg::GemmArray>::gemm_layer(reinterpret_cast<const int8_t*>(mem8 + x),
+                                                  reinterpret_cast<const int8_t*>(mem8 + w),
+                                                  reinterpret_cast<const int32_t*>(mem8 + b), mu, sh,
+                                                  reinterpret_cast<int8_t*>(mem8 + y), M, K, O);
+}
+
+inline int run_layernorm(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
+    const int rows = dw[L_ROWS], D = dw[L_D];
+    if (rows < 1 || D < 1 || D > layernorm::MAX_D) return LN_ERR_DIMS;
+    const uint32_t x = dw[L_X], g = dw[L_G], b = dw[L_B], y = dw[L_Y];
+    if ((x & 1) || ((g | b) & 3)) return ERR_ALIGN;
+    const Range r[] = {{x, 2 * (addr_t)rows * D}, {g, 4 * (addr_t)D}, {b, 4 * (addr_t)D}, {y, (addr_t)rows * D}};
+    const int rc = check_ranges(r, 4, 1, mem);
+    if (rc != OK) return rc;
+    if (dw[L_SHIFT] < 16 || dw[L_SHIFT] > 62 || dw[L_EPS] < 0) return LN_ERR_PARAM;
+    const int st = layernorm::LayerNorm<cfg::GemmArray>::layer(
+        reinterpret_cast<const int16_t*>(mem8 + x), reinterpret_cast<const int32_t*>(mem8 + g),
+        reinterpret_cast<const int32_t*>(mem8 + b), dw[L_SHIFT], dw[L_EPS], reinterpret_cast<int8_t*>(mem8 + y), rows, D);
+    return st == layernorm::OK ? OK : (st == layernorm::ERR_DIMS ? LN_ERR_DIMS : LN_ERR_PARAM);
+}
+
+inline int run_add(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
+    const int n = dw[R_N];
+    if (n < 1) return ADD_ERR_DIMS;
+    const int ab = dw[R_A_BITS], bb = dw[R_B_BITS], yb = dw[R_Y_BITS], shift = dw[R_SHIFT];
+    if ((ab != 8 && ab != 16) || (bb != 8 && bb != 16) || (yb != 8 && yb != 16) || dw[R_MA] < 0 || dw[R_MB] < 0 ||
+        shift < 0 || shift > 62)
+        return ADD_ERR_PARAM;
+    const uint32_t a = dw[R_A], b = dw[R_B], y = dw[R_Y];
+    if ((ab == 16 && (a & 1)) || (bb == 16 && (b & 1)) || (yb == 16 && (y & 1))) return ERR_ALIGN;
+    const Range r[] = {{a, (addr_t)n * (ab / 8)}, {b, (addr_t)n * (bb / 8)}, {y, (addr_t)n * (yb / 8)}};
+    const int rc = check_ranges(r, 3, 1, mem);
+    if (rc != OK) return rc;
+    const int st = eltwise::Eltwise<cfg::GemmArray>::add(mem8 + a, ab, dw[R_MA], mem8 + b, bb, dw[R_MB], shift,
+                                                         mem8 + y, yb, n);
+    return st == eltwise::OK ? OK : ADD_ERR_PARAM;
+}
+
+inline int run_lut(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
+    const int n = dw[T_N];
+    if (n < 1) return LUT_ERR_DIMS;
+    const uint32_t x = dw[T_X], t = dw[T_TABLE], y = dw[T_Y];
+    const Range r[] = {{x, (addr_t)n}, {t, 256}, {y, (addr_t)n}};
+    const int rc = check_ranges(r, 3, 1, mem);
+    if (rc != OK) return rc;
+    return eltwise::Eltwise<cfg::GemmArray>::lut(reinterpret_cast<const int8_t*>(mem8 + x),
+                                                 reinterpret_cast<const int8_t*>(mem8 + t),
+                                                 reinterpret_cast<int8_t*>(mem8 + y), n) == eltwise::OK
+               ? OK
+               : LUT_ERR_DIMS;
+}
+
 }  // namespace revit_top_impl
 }  // namespace vitaccel
 
@@ -135,6 +209,14 @@ REVIT_DISPATCH:
             st = run_attn(dw, mem8, mem_bytes);
         } else if (dw[W_OP] == OP_PRUNE) {
             st = run_prune(dw, mem8, mem_bytes);
+        } else if (dw[W_OP] == OP_GEMM) {
+            st = run_gemm(dw, mem8, mem_bytes);
+        } else if (dw[W_OP] == OP_LAYERNORM) {
+            st = run_layernorm(dw, mem8, mem_bytes);
+        } else if (dw[W_OP] == OP_ADD) {
+            st = run_add(dw, mem8, mem_bytes);
+        } else if (dw[W_OP] == OP_LUT) {
+            st = run_lut(dw, mem8, mem_bytes);
         } else {
             st = ERR_OP;
         }

@@ -3,12 +3,13 @@
 ``vitaccel config gen`` renders ``hls/include/isa/revit_isa.h`` and the status table of
 ``hls/revit/DESCRIPTOR.md`` from :data:`ISA`. The top dispatches ``NOP``, ``ATTN`` (one attention layer on
 the engines: group generation, rSched, differential projection, scores, softmax and output, the CLS rows, the
-scheduler; ``hls/revit/attn/revit_attn.h``) and ``PRUNE`` (the pruners); the common GEMM, LayerNorm, add and
-table kernels are not dispatched yet. Standard library only.
+scheduler; ``hls/revit/attn/revit_attn.h``) and ``PRUNE`` (the pruners), and the whole model's common kernels (``GEMM``,
+``LAYERNORM``, ``ADD``, ``LUT``: the same words and codes as every top, :mod:`vitaccel.sim.isa`). Standard
+library only.
 """
 from __future__ import annotations
 
-from vitaccel.sim.isa import DISPATCH_STATUS, GEMM_STATUS, VECTOR_STATUS, Isa, Op, Status
+from vitaccel.sim.isa import DISPATCH_STATUS, GEMM_OP, GEMM_STATUS, VECTOR_OPS, VECTOR_STATUS, Isa, Op, Status
 
 __all__ = ["ISA"]
 
@@ -18,6 +19,8 @@ ISA = Isa(
     max_instr=1 << 16,
     ops=(
         Op("NOP", 0, "N", ()),
+        GEMM_OP,
+        *VECTOR_OPS,
         Op("ATTN", 8, "V", (("N", 2), ("D", 3), ("H", 4), ("G", 5), ("block", 6), ("joint", 7), ("mode", 8),
                             ("F", 9), ("delta", 10), ("sync", 11), ("ooo", 12), ("x", 13), ("w", 14), ("b", 15),
                             ("m", 16), ("s", 17), ("hw", 18), ("hb", 19), ("hm", 20), ("hs", 21), ("m_exp", 22),

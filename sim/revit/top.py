@@ -1,6 +1,9 @@
 """The NumPy model of ``revit_top`` (hls/revit/revit_top.cpp): the same descriptor checks, in the same order,
 with the same status codes, and the same bits written into the DRAM window; each engine descriptor's
-cycles from the engines' cycle models. ISA: :mod:`vitaccel.sim.revit.isa` (``NOP``, ``ATTN``, ``PRUNE``).
+cycles from the engines' cycle models. ISA: :mod:`vitaccel.sim.revit.isa` (``NOP``, ``ATTN``, ``PRUNE``, and
+the common ``GEMM``, ``LAYERNORM``, ``ADD``, ``LUT``, whose bits are :mod:`vitaccel.sim.common`'s; their
+cycles are the common kernels' models on the RMMU taken as a Pn x Pc array doing one int8 MAC per lane per
+cycle, an idealisation of the bit-serial array in one-large-array mode).
 
 The host compiler from a ReViT bundle to a program is issue #13: :func:`compile_device_program` raises
 :class:`NotImplementedError` until then, so a ReViT config given to :class:`vitaccel.host.Accelerator` fails
@@ -17,7 +20,8 @@ from vitaccel.hwconfig import ConfigLike, load_config
 from vitaccel.sim.revit.attention import LayerParams
 from vitaccel.sim.revit.isa import ISA
 
-__all__ = ["compile_device_program", "run_top", "TopResult", "attn_descriptor", "prune_descriptor", "NOT_BUILT"]
+__all__ = ["compile_device_program", "run_top", "TopResult", "attn_descriptor", "prune_descriptor", "op_descriptor",
+           "gemm_max_k", "NOT_BUILT"]
 
 NOT_BUILT = ("the ReViT accelerator's {what} is not built yet ({issue}); the functional reference is "
              "vitaccel.sim.revit.model.run_revit and revit_top runs hand-made programs (vitaccel.sim.revit.top)")
@@ -29,6 +33,7 @@ ATT_DIMS, ATT_QUANT = ISA.code("ATT_ERR_DIMS"), ISA.code("ATT_ERR_QUANT")
 SCH_DIMS, SCH_MODE = ISA.code("SCH_ERR_DIMS"), ISA.code("SCH_ERR_MODE")
 PR_DIMS, PR_RATIO = ISA.code("PR_ERR_DIMS"), ISA.code("PR_ERR_RATIO")
 V, P = ISA.words("ATTN"), ISA.words("PRUNE")
+GW, LW, RW, TW = (ISA.words(o) for o in ("GEMM", "LAYERNORM", "ADD", "LUT"))
 
 
 def compile_device_program(bundle, config, batch: int = 1):
@@ -48,6 +53,18 @@ def _descriptor(op: str, **fields) -> np.ndarray:
     for k, v in fields.items():
         d[ISA.words(op)[k]] = int(v)
     return (d & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+def op_descriptor(op: str, **fields) -> np.ndarray:
+    """Any descriptor of :data:`ISA` (``op_descriptor("GEMM", M=..., ...)``)."""
+    return _descriptor(op, **fields)
+
+
+def gemm_max_k(cfg) -> int:
+    """The common GEMM's longest row on ``cfg``'s array (gemm.h ``MAX_K``: whole words in half the activation
+    buffer)."""
+    lanes = cfg.gemm_array[1]
+    return (cfg.qkvs_buffer_kb * 1024 // 2 // lanes) * lanes
 
 
 def attn_descriptor(**fields) -> np.ndarray:
@@ -169,6 +186,99 @@ def _run_prune(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     return OK, (dict(kind="prune", total=sum(r.cycles.values()), **r.cycles) if want_cycles else None)
 
 
+def _ints(win: _Win, off: int, n: int, bits: int) -> np.ndarray:
+    return win.get(off, n, np.int16 if bits == 16 else np.int8)
+
+
+def _run_gemm(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
+    from vitaccel.sim.common.gemm import gemm, gemm_cycles
+
+    f = {k: int(dw[i]) for k, i in GW.items()}
+    M, K, O = f["M"], f["K"], f["O"]
+    if M < 1 or K < 1 or O < 1:
+        return ISA.code("GEMM_ERR_DIMS"), None
+    o = {k: _u(f[k]) for k in ("x", "w", "bias", "mult", "shift", "y")}
+    if (o["bias"] | o["mult"] | o["shift"]) & 3:
+        return ERR_ALIGN, None
+    rc = _ranges(win, [(o["x"], M * K), (o["w"], O * K), (o["bias"], 4 * O), (o["mult"], 4 * O), (o["shift"], 4 * O),
+                       (o["y"], M * O)], 1)
+    if rc:
+        return rc, None
+    if K > gemm_max_k(cfg):
+        return ISA.code("GEMM_ERR_K_TOO_LONG"), None
+    mult, shift = win.get(o["mult"], O, np.int32), win.get(o["shift"], O, np.int32)
+    for ch in range(O):                       # the first bad channel decides, shift before multiplier
+        if not 0 <= shift[ch] <= 63:
+            return ISA.code("GEMM_ERR_SHIFT"), None
+        if mult[ch] < 0:
+            return ISA.code("GEMM_ERR_MULT"), None
+    y = gemm(win.get(o["x"], M * K, np.int8).reshape(M, K), win.get(o["w"], O * K, np.int8).reshape(O, K),
+             win.get(o["bias"], O, np.int32), mult, shift)
+    win.put(o["y"], y)
+    return OK, (dict(kind="gemm", total=gemm_cycles(cfg, M, K, O).compute) if want_cycles else None)
+
+
+def _run_layernorm(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
+    from vitaccel.sim.common.layernorm import MAX_D, layernorm_cycles, layernorm_int
+
+    f = {k: int(dw[i]) for k, i in LW.items()}
+    rows, D = f["rows"], f["D"]
+    if rows < 1 or D < 1 or D > MAX_D:
+        return ISA.code("LN_ERR_DIMS"), None
+    o = {k: _u(f[k]) for k in ("x", "g", "b", "y")}
+    if (o["x"] & 1) or ((o["g"] | o["b"]) & 3):
+        return ERR_ALIGN, None
+    rc = _ranges(win, [(o["x"], 2 * rows * D), (o["g"], 4 * D), (o["b"], 4 * D), (o["y"], rows * D)], 1)
+    if rc:
+        return rc, None
+    if not 16 <= f["shift"] <= 62 or f["eps"] < 0:
+        return ISA.code("LN_ERR_PARAM"), None
+    y = layernorm_int(win.get(o["x"], rows * D, np.int16).reshape(rows, D), win.get(o["g"], D, np.int32),
+                      win.get(o["b"], D, np.int32), f["shift"], f["eps"])
+    win.put(o["y"], y.astype(np.int8))
+    return OK, (dict(kind="layernorm", total=layernorm_cycles(cfg, rows, D).compute) if want_cycles else None)
+
+
+def _run_add(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
+    from vitaccel.sim.common.eltwise import add_cycles, add_requant
+
+    f = {k: int(dw[i]) for k, i in RW.items()}
+    n = f["n"]
+    if n < 1:
+        return ISA.code("ADD_ERR_DIMS"), None
+    ab, bb, yb, shift = f["a_bits"], f["b_bits"], f["y_bits"], f["shift"]
+    if ab not in (8, 16) or bb not in (8, 16) or yb not in (8, 16) or f["ma"] < 0 or f["mb"] < 0 or not 0 <= shift <= 62:
+        return ISA.code("ADD_ERR_PARAM"), None
+    a, b, y = _u(f["a"]), _u(f["b"]), _u(f["y"])
+    if (ab == 16 and a & 1) or (bb == 16 and b & 1) or (yb == 16 and y & 1):
+        return ERR_ALIGN, None
+    rc = _ranges(win, [(a, n * ab // 8), (b, n * bb // 8), (y, n * yb // 8)], 1)
+    if rc:
+        return rc, None
+    out = add_requant(_ints(win, a, n, ab), f["ma"], _ints(win, b, n, bb), f["mb"], shift, yb)
+    win.put(y, out)
+    return OK, (dict(kind="add", total=add_cycles(cfg, n, ab // 8, bb // 8, yb).compute) if want_cycles else None)
+
+
+def _run_lut(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
+    from vitaccel.sim.common.eltwise import lut_cycles, lut_int8
+
+    f = {k: int(dw[i]) for k, i in TW.items()}
+    n = f["n"]
+    if n < 1:
+        return ISA.code("LUT_ERR_DIMS"), None
+    x, t, y = _u(f["x"]), _u(f["table"]), _u(f["y"])
+    rc = _ranges(win, [(x, n), (t, 256), (y, n)], 1)
+    if rc:
+        return rc, None
+    win.put(y, lut_int8(win.get(x, n, np.int8), win.get(t, 256, np.int8)))
+    return OK, (dict(kind="lut", total=lut_cycles(cfg, n).compute) if want_cycles else None)
+
+
+_COMMON_BY_CODE = {ISA.opcode(k): f for k, f in
+                   (("GEMM", _run_gemm), ("LAYERNORM", _run_layernorm), ("ADD", _run_add), ("LUT", _run_lut))}
+
+
 def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLike = "revit-paper", *,
             mem_bytes: Optional[int] = None, cycles: bool = True, **_ignored) -> TopResult:
     """Run ``num_instr`` descriptors at byte ``desc_off`` of ``window`` (uint8, changed in place) as
@@ -203,6 +313,8 @@ def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLik
             st, rep = _run_attn(cfg, win, dw, cycles)
         elif dw[0] == ISA.opcode("PRUNE"):
             st, rep = _run_prune(cfg, win, dw, cycles)
+        elif int(dw[0]) in _COMMON_BY_CODE:
+            st, rep = _COMMON_BY_CODE[int(dw[0])](cfg, win, dw, cycles)
         else:
             st, rep = ERR_OP, None
         if st:

@@ -12,12 +12,47 @@ namespace revit {
 static const int DESC_WORDS = 64;  // one descriptor: int32 words
 static const unsigned MAX_INSTR = 65536u;  // num_instr must be below this
 
-enum Op { OP_NOP = 0, OP_ATTN = 8, OP_PRUNE = 9 };
+enum Op { OP_NOP = 0, OP_GEMM = 1, OP_LAYERNORM = 4, OP_ADD = 5, OP_LUT = 6, OP_ATTN = 8, OP_PRUNE = 9 };
 
 // Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
 enum Word {
     W_OP = 0,
     W_FLAGS = 1,
+    // OP_GEMM
+    G_M = 2,
+    G_K = 3,
+    G_O = 4,
+    G_X = 5,
+    G_W = 6,
+    G_BIAS = 7,
+    G_MULT = 8,
+    G_SHIFT = 9,
+    G_Y = 10,
+    // OP_LAYERNORM
+    L_ROWS = 2,
+    L_D = 3,
+    L_X = 4,
+    L_G = 5,
+    L_B = 6,
+    L_SHIFT = 7,
+    L_EPS = 8,
+    L_Y = 9,
+    // OP_ADD
+    R_N = 2,
+    R_A = 3,
+    R_A_BITS = 4,
+    R_MA = 5,
+    R_B = 6,
+    R_B_BITS = 7,
+    R_MB = 8,
+    R_SHIFT = 9,
+    R_Y = 10,
+    R_Y_BITS = 11,
+    // OP_LUT
+    T_N = 2,
+    T_X = 3,
+    T_TABLE = 4,
+    T_Y = 5,
     // OP_ATTN
     V_N = 2,
     V_D = 3,
