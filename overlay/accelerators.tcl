@@ -2,4 +2,4 @@
 # ACCELERATORS: name -> dict(top, top_source, vlnv, axi_bundles, include_dirs, kernels {name dir ...})
 set ACCELERATORS [dict create]
 dict set ACCELERATORS vitcod [dict create top vitcod_top top_source vitcod/vitcod_top.cpp vlnv xilinx.com:hls:vitcod_top:1.0 axi_bundles {gmem_act gmem_idx gmem_wgt} include_dirs {common vitcod} kernels {gemm common/gemm autoencoder vitcod/autoencoder attention vitcod/attention layernorm common/layernorm eltwise common/eltwise vitcod vitcod}]
-dict set ACCELERATORS revit [dict create top revit_top top_source revit/revit_top.cpp vlnv xilinx.com:hls:revit_top:1.0 axi_bundles {gmem_act gmem_idx gmem_wgt} include_dirs {common revit} kernels {rmmu revit/rmmu groupgen revit/groupgen dsoftmax revit/dsoftmax pruner revit/pruner sched revit/sched}]
+dict set ACCELERATORS revit [dict create top revit_top top_source revit/revit_top.cpp vlnv xilinx.com:hls:revit_top:1.0 axi_bundles {gmem_act gmem_idx gmem_wgt} include_dirs {common revit} kernels {rmmu revit/rmmu groupgen revit/groupgen dsoftmax revit/dsoftmax pruner revit/pruner sched revit/sched revit revit}]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.csim
 CONFIG = "revit-paper"
 KERNELS = [k.name for k in accelerators.get("revit").kernels]
 #: The dtype of each testbench's expected.bin.
-OUT_DTYPE = {"rmmu": np.int32, "groupgen": np.int32, "dsoftmax": np.uint8, "pruner": np.int32, "sched": np.int64}
+OUT_DTYPE = {"rmmu": np.int32, "groupgen": np.int32, "dsoftmax": np.uint8, "pruner": np.int32, "sched": np.int64, "revit": np.int8}
 
 
 def _build(name: str):

@@ -178,6 +178,8 @@ REVIT = AcceleratorSpec(
         Kernel("dsoftmax", "revit/dsoftmax", "vitaccel.sim.revit.golden:dsoftmax_cases"),
         Kernel("pruner", "revit/pruner", "vitaccel.sim.revit.golden:pruner_cases"),
         Kernel("sched", "revit/sched", "vitaccel.sim.revit.golden:sched_cases"),
+        # The whole top (revit_top.cpp + revit_tb.cpp): programs and hostile descriptors.
+        Kernel("revit", "revit", "vitaccel.sim.revit.golden:top_cases"),
     ),
     hls_top="revit_top",
     top_source="revit/revit_top.cpp",

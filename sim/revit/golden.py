@@ -13,7 +13,8 @@ import numpy as np
 
 from vitaccel.hwconfig import load_config
 
-__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs", "pruner_cases", "prune_inputs", "sched_cases", "group_mix"]
+__all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs", "pruner_cases", "prune_inputs", "sched_cases", "group_mix", "attn_program",
+           "common_program", "hostile_value", "random_layer", "top_cases"]
 
 
 def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
@@ -193,4 +194,112 @@ def sched_cases(root: Path, config="revit-paper") -> List[Path]:
         cases.append(_write_case(root / f"sched{i}", dict(G=G, mode=mode, F=16),
                                  dict(sizes=l, t=t, W=W, expected=np.concatenate(
                                      [tl.finish, [tl.in_order, tl.out_of_order, tl.busy]]).astype(np.int64))))
+    return cases
+
+
+# -- revit_top: programs laid out as a host would, and hostile copies of them ---------------------------------
+
+def random_layer(rng, dm=24, heads=2, G=4, combine="joint", hash_rows=None):
+    """A random integer attention layer (LayerParams) of model width ``dm``."""
+    from vitaccel.sim import numerics as nx
+    from vitaccel.sim.revit.attention import LayerParams
+
+    m_exp, s_exp = nx.softmax_params(0.002)
+    A = rng.integers(-128, 128, (G, dm)).astype(np.int8) if hash_rows is None else hash_rows
+    qm, qs = nx.quantize_multiplier(0.004)
+    return LayerParams(heads=heads, num_groups=G, qkv_weight=rng.integers(-128, 128, (3 * dm, dm)).astype(np.int8),
+                       qkv_bias=rng.integers(-5000, 5000, 3 * dm).astype(np.int32),
+                       qkv_mult=np.full(3 * dm, qm, np.int32), qkv_shift=np.full(3 * dm, qs, np.int32),
+                       hash_weight=A, hash_bias=np.zeros(G, np.int32), hash_mult=1 << 30, hash_shift=40,
+                       softmax=(m_exp, s_exp), out=nx.quantize_multiplier(1 / 256), block=3, combine=combine)
+
+
+def attn_program(lp, h8, keep=(49152, 45875), mode=2, delta=1, sync=1, ooo=1, F=16):
+    """One layer as a program: ATTN, then PRUNE on its outputs. Returns (window, desc_off, count, offsets)."""
+    from vitaccel.sim.revit.top import attn_descriptor, prune_descriptor
+    from vitaccel.sim.window import Dram
+
+    n, D = h8.shape
+    H, G = lp.heads, lp.num_groups
+    dram = Dram(1 << 16)
+    per = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v), (3 * D,)), np.int32)  # noqa: E731
+    o = dict(x=dram.put(h8), w=dram.put(lp.qkv_weight), b=dram.put(per(lp.qkv_bias)), m=dram.put(per(lp.qkv_mult)),
+             s=dram.put(per(lp.qkv_shift)), hw=dram.put(lp.hash_weight), hb=dram.put(lp.hash_bias.astype(np.int32)),
+             y=dram.alloc(n * D), groups=dram.alloc(4 * (n - 1)), cls_p=dram.alloc(H * n), group_p=dram.alloc(H * G),
+             keep=dram.alloc(n - 1), keep_g=dram.alloc(G), scores=dram.alloc(4 * (n - 1)))
+    a = attn_descriptor(N=n, D=D, H=H, G=G, block=lp.block, joint=int(lp.combine == "joint"), mode=mode, F=F,
+                        delta=delta, sync=sync, ooo=ooo, hm=lp.hash_mult, hs=lp.hash_shift, m_exp=lp.softmax[0],
+                        s_exp=lp.softmax[1], out_m=lp.out[0], out_s=lp.out[1],
+                        **{k: o[k] for k in ("x", "w", "b", "m", "s", "hw", "hb", "y", "groups", "cls_p", "group_p")})
+    p = prune_descriptor(H=H, G=G, n=n - 1, q_groups=keep[0], q_patches=keep[1], group_p=o["group_p"],
+                         cls_p=o["cls_p"], groups=o["groups"], keep=o["keep"], keep_g=o["keep_g"], scores=o["scores"])
+    off = dram.put(np.concatenate([a, p]))
+    return dram.buffer.copy(), off, 2, o
+
+
+def common_program(rng):
+    """GEMM, LAYERNORM, ADD (int16 + int8 -> int16 and -> int8) and LUT on the common kernels."""
+    from vitaccel.sim.golden import layernorm_vectors, linear
+    from vitaccel.sim.revit.top import op_descriptor
+    from vitaccel.sim.window import Dram
+
+    dram = Dram(1 << 16)
+    M, K, O = 9, 40, 33
+    lin = linear(dram, rng, K, O)
+    x = dram.put(rng.integers(-128, 128, (M, K)).astype(np.int8))
+    y = dram.alloc(M * O)
+    xs, g, b, sh, eps = layernorm_vectors(rng, 5, 48, extreme=True)
+    lx, lg, lb, ly = dram.put(xs), dram.put(g.astype(np.int32)), dram.put(b.astype(np.int32)), dram.alloc(5 * 48)
+    n = 100
+    ra = dram.put(rng.integers(-32768, 32768, n).astype(np.int16))
+    rb = dram.put(rng.integers(-128, 128, n).astype(np.int8))
+    ry16, ry8 = dram.alloc(2 * n, 2), dram.alloc(n)
+    tx, tt, ty = dram.put(rng.integers(-128, 128, n).astype(np.int8)), dram.put(rng.integers(-128, 128, 256).astype(np.int8)), dram.alloc(n)
+    descs = [op_descriptor("GEMM", M=M, K=K, O=O, x=x, y=y, **lin["offs"]),
+             op_descriptor("LAYERNORM", rows=5, D=48, x=lx, g=lg, b=lb, shift=sh, eps=eps, y=ly),
+             op_descriptor("ADD", n=n, a=ra, a_bits=16, ma=1 << 20, b=rb, b_bits=8, mb=3 << 18, shift=20, y=ry16, y_bits=16),
+             op_descriptor("ADD", n=n, a=ra, a_bits=16, ma=1 << 12, b=rb, b_bits=8, mb=1 << 14, shift=20, y=ry8, y_bits=8),
+             op_descriptor("LUT", n=n, x=tx, table=tt, y=ty)]
+    off = dram.put(np.concatenate(descs))
+    return dram.buffer.copy(), off, len(descs), dict(gemm=(x, y, lin, M, K, O), ln=(xs, g, b, sh, eps, ly))
+
+
+def hostile_value(rng, size: int) -> int:
+    pick = rng.integers(0, 6)
+    if pick == 0:
+        return int(rng.choice([0, 1, -1, 2, 3, 63, 64, 65, 65536, 65537]))
+    if pick == 1:
+        return int(rng.choice([(1 << 31) - 1, -(1 << 31), 1 << 30]))
+    if pick == 2:
+        return int(size - rng.integers(0, 512))
+    return int(rng.integers(0, size))
+
+
+def top_cases(root: Path, config="revit-paper", hostile: int = 24, seed: int = 1700) -> List[Path]:
+    """Golden cases for revit_top's testbench (hls/revit/revit_tb.cpp): an attention + pruning program, a
+    common-kernel program, and ``hostile`` copies with one to three words set to hostile values, each with
+    the window, status and ID the NumPy top (vitaccel.sim.revit.top.run_top) leaves."""
+    from vitaccel.sim.revit.top import run_top
+
+    rng = np.random.default_rng(seed)
+    lp = random_layer(rng, 24, 2, 4, "joint")
+    progs = [attn_program(lp, rng.integers(-128, 128, (20, 24)).astype(np.int8))[:3], common_program(rng)[:3]]
+    trials = [(w, off, cnt, 0) for w, off, cnt in progs]
+    trials += [(*progs[i % len(progs)], 1 + int(rng.integers(0, 3))) for i in range(hostile)]
+    cases = []
+    for i, (window, off, count, flips) in enumerate(trials):
+        w = window.copy()
+        if w.size % 4:
+            w = np.concatenate([w, np.zeros(4 - w.size % 4, np.uint8)])
+        for _ in range(flips):
+            j = int(rng.integers(0, count))
+            word = int(rng.integers(2, 30))
+            w[off + 4 * (64 * j + word):off + 4 * (64 * j + word) + 4] = np.array(
+                [hostile_value(rng, w.size) & 0xFFFFFFFF], np.uint32).view(np.uint8)
+        mem = w.size if rng.random() < 0.8 else int(rng.integers(off, w.size + 1))
+        after = w.copy()
+        res = run_top(after, off, count, config, mem_bytes=mem, cycles=False)
+        cases.append(_write_case(root / f"top{i}", dict(desc_off=off, num_instr=count, mem_bytes=mem,
+                                                        window_bytes=w.size, status=res.status, hw_id=res.hw_id),
+                                 dict(window=w, expected=after)))
     return cases
