@@ -301,6 +301,22 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from vitaccel.sim.reproduce import format_table, plot_rows, reproduce
+
+    say = None if args.json else (lambda line: print(line, file=sys.stderr))
+    doc = reproduce(args.paper, quick=args.quick, log=say)
+    if args.plot:
+        doc["plots"] = [str(p) for p in plot_rows(doc, args.plot)]
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    print(format_table(doc))
+    for p in doc.get("plots", []):
+        print(f"wrote {p}")
+    return 0
+
+
 def _layer_table(report) -> str:
     rows = report.by_layer()
     head = f"{'layer':>5} {'cycles':>10} {'compute':>9} {'preproc':>9} {'data':>9} {'us':>9}"
@@ -469,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="machine-readable summary")
     pr.add_argument("--no-progress", action="store_true", help="no progress bars")
     pr.set_defaults(func=cmd_prune)
+    rp = sub.add_parser("reproduce", help="the ViTCoD and ReViT papers' speedups next to ours, in one table",
+                        description="Build the papers' workloads (DeiT-Tiny/Small/Base, LeViT-128 attention; synthetic "
+                                    "Q/K), run ViTCoD and the baselines (Sanger, SpAtten) on the papers' configs and "
+                                    "print paper figure, ours, ratio, and a reason where they differ beyond 1.5x.")
+    rp.add_argument("--paper", default="all", choices=("vitcod", "revit", "all"), help="whose rows (default all)")
+    rp.add_argument("--quick", action="store_true", help="DeiT-Tiny and LeViT-128 only (seconds; every row still printed)")
+    rp.add_argument("--json", action="store_true", help="machine-readable rows, per-model figures and diagnostics")
+    rp.add_argument("--plot", metavar="DIR", help="write paper-vs-ours bar charts into DIR (needs matplotlib)")
+    rp.set_defaults(func=cmd_reproduce)
     return p
 
 
