@@ -15,7 +15,7 @@ from vitaccel.sim.revit.layer import engine_layer
 from vitaccel.sim.revit.sched import FIXED, ONE_ARRAY, WORKLOAD
 
 VARIANTS = [dict(), dict(mode=ONE_ARRAY), dict(mode=FIXED, fixed_cols=7), dict(delta=False), dict(sync=64),
-            dict(out_of_order=False)]
+            dict(out_of_order=False), dict(delta=False, array="int8")]
 
 
 def _layer(rng, dm=24, heads=2, G=4, combine="joint", hash_rows=None):

@@ -38,9 +38,9 @@ from vitaccel.sim.revit.dsoftmax import dsoftmax
 from vitaccel.sim.revit.groupgen import generate_groups
 from vitaccel.sim.revit.rmmu import SERIAL_BITS, RbspCycles, rbsp_pass, rmmu_output, rmmu_scores, wrap32
 from vitaccel.sim.revit.sched import WORKLOAD, Timeline, allocate, timeline
-from vitaccel.sim.schedule import PIPE_DIV, PIPE_RQ
+from vitaccel.sim.schedule import PIPE_DIV, PIPE_RQ, pipe_dot
 
-__all__ = ["LayerCycles", "engine_layer", "column_cost"]
+__all__ = ["LayerCycles", "engine_layer", "column_cost", "int8_pass_cycles"]
 
 
 @dataclasses.dataclass
@@ -70,15 +70,33 @@ def column_cost(serial: np.ndarray, lanes: int) -> np.ndarray:
     return np.maximum(pad.reshape(c, -1, lanes).max(-1), 1).sum(-1)
 
 
+def int8_pass_cycles(C: int, K: int, O: int, cols: int, lanes: int) -> int:
+    """The same pass on an int8 MAC array of the same shape (the ``no_differential`` baseline): one cycle per
+    step, a dot-product nest's depth per column tile."""
+    return -(-C // cols) * (O * -(-K // lanes) + pipe_dot(lanes))
+
+
 def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-paper", *, mode: int = WORKLOAD,
                  delta: bool = True, out_of_order: bool = True, fixed_cols: int = 16,
-                 sync: Optional[int] = None):
-    """``(a8 int8 (N, D), LayerCycles)`` of one layer on ``config``'s engines."""
+                 sync: Optional[int] = None, array: str = "rbsp"):
+    """``(a8 int8 (N, D), LayerCycles)`` of one layer on ``config``'s engines. ``array="int8"`` times every
+    RMMU pass as on an int8 MAC array of the same Pn x Pc (the ``no_differential`` baseline; use it with
+    ``delta=False``); the bits do not change."""
     cfg = load_config(config)
+    if array not in ("rbsp", "int8"):
+        raise ValueError(f"array must be 'rbsp' or 'int8', got {array!r}")
     if lp.combine not in ("joint", "intra"):
         raise NotImplementedError(f"combine {lp.combine!r} is not mapped onto the engines yet (joint, intra are)")
     pn, pc = cfg.rmmu_cols, cfg.rmmu_lanes
     sync = cfg.sync_cols if sync is None else int(sync)
+    serial = array == "rbsp"
+
+    def cost(cyc: RbspCycles, C: int, K: int, O: int, cols: int) -> int:
+        return cyc.cycles if serial else int8_pass_cycles(C, K, O, cols, pc)
+
+    def col_cost(vectors: np.ndarray) -> int:
+        v = np.asarray(vectors)
+        return int(column_cost(v, pc).sum()) if serial else v.shape[0] * -(-v.shape[1] // pc)
     h8 = np.asarray(h8)
     n, dm = h8.shape
     H, G = lp.heads, lp.num_groups
@@ -110,7 +128,8 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         acc = wrap32((base + y[:, 1:]) if delta else (b[:, None] + y[:, 1:]))
         q8[idx] = rq(acc.T)
         c8[g] = rq(base[:, 0])
-        proj_cyc[int(g)] = (len(idx) * -(-dm // pc) + PIPE_DIV, cyc.cycles, -(-len(idx) * 3 * dm // c) + PIPE_RQ)
+        proj_cyc[int(g)] = (len(idx) * -(-dm // pc) + PIPE_DIV, cost(cyc, len(idx) + 1, dm, 3 * dm, c),
+                            -(-len(idx) * 3 * dm // c) + PIPE_RQ)
     # CLS's own projection: one raw serial vector on the whole array (counted in the tail).
     y_cls, cyc_cls = rbsp_pass(h8[:1].astype(np.int64), W, pn, pc, sync)
     rb += cyc_cls
@@ -144,17 +163,20 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
             acc_out[h, 1 + idx] = z
             rb += cs
             rb += co
-            t += cs.cycles + sum(cyc_sm.values()) + co.cycles
-            br["scores"] += cs.cycles
+            e = len(others)
+            c_s = cost(cs, int(delta) + len(idx) + e, d, len(idx), c)
+            c_o = cost(co, d, len(idx) + e + int(delta), len(idx), c)
+            t += c_s + sum(cyc_sm.values()) + c_o
+            br["scores"] += c_s
             br["softmax"] += sum(cyc_sm.values())
-            br["output"] += co.cycles
+            br["output"] += c_o
             # Inter-group: the CLS query against this group's keys, and its output over the group's values.
-            w_g += int(column_cost(kp[h, idx], pc).sum() + column_cost(vp[h, idx].T, pc).sum())
+            w_g += col_cost(kp[h, idx]) + col_cost(vp[h, idx].T)
         intra[g], inter[g] = t, w_g
     # The CLS row (global) and the CLS-to-centroid row: bits, and the tail's cycles.
     k_all = np.concatenate([ks, kp], 1)
     v_all = np.concatenate([vs, vp], 1)
-    tail = cyc_cls.cycles + -(-3 * dm // pn) + PIPE_RQ
+    tail = cost(cyc_cls, 1, dm, 3 * dm, pn) + -(-3 * dm // pn) + PIPE_RQ
     cls_rows, group_rows = [], []
     for h in range(H):
         s_cls, _ = rbsp_pass(k_all[h], qs[h], pn, pc, sync)                      # (1, N)
@@ -168,7 +190,7 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         row[ne] = p_g[0]
         group_rows.append(row)
         rb += cg
-        tail += sum(cyc_sm.values()) + cg.cycles + sum(cyc_g.values())
+        tail += sum(cyc_sm.values()) + cost(cg, len(ne), d, 1, pn) + sum(cyc_g.values())
     tail += -(-n * dm // pn) + PIPE_RQ
     if np.any(np.abs(acc_out) >= (1 << 31)):
         raise OverflowError("attention accumulator exceeds int32")

@@ -20,8 +20,10 @@ from vitaccel.sim.revit.sched import FIXED, ONE_ARRAY
 __all__ = ["VARIANTS", "measure"]
 
 VARIANTS = {"revit": {}, "one_array": dict(mode=ONE_ARRAY), "fixed16": dict(mode=FIXED, fixed_cols=16),
-            "raw_operands": dict(delta=False), "lockstep": dict(sync=1 << 10), "in_order": dict(out_of_order=False)}
-# lockstep: sync_cols wider than any sub-array, i.e. each sub-array's columns in lock step.
+            "raw_operands": dict(delta=False), "lockstep": dict(sync=1 << 10), "in_order": dict(out_of_order=False),
+            "int8_array": dict(delta=False, array="int8")}
+# lockstep: sync_cols wider than any sub-array, i.e. each sub-array's columns in lock step. int8_array: the
+# paper's ReViT-w/o-Differential, an int8 MAC array of the same Pn x Pc (one cycle per step) on raw operands.
 
 
 def measure(bundle, images, config="revit-paper") -> Dict:
