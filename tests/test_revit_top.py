@@ -124,3 +124,21 @@ def test_hostile_common_descriptors():
         res, _ = _both(w, off, count)
         seen.add(res.status & 0xFFFF)
     assert len(seen) >= 5 and 0 in seen, sorted(hex(s) for s in seen)
+
+
+def test_the_vitcod_and_revit_libraries_share_no_state():
+    """Both accelerators' C-simulation libraries in one process: their common kernels (same C++ names,
+    config-dependent buffer sizes) must not bind to each other's statics (revit's is built with hidden
+    visibility). A ViTCoD GEMM, the ReViT common program, then the ViTCoD GEMM again."""
+    from vitaccel.sim.common.gemm import gemm
+    from vitaccel.sim.vitcod import csim_kernels as ck
+
+    rng = np.random.default_rng(9)
+    x, w = rng.integers(-128, 128, (20, 300)).astype(np.int8), rng.integers(-128, 128, (70, 300)).astype(np.int8)
+    b = rng.integers(-3000, 3000, 70).astype(np.int32)
+    want = gemm(x, w, b, 1 << 28, 40)
+    assert np.array_equal(ck.csim_gemm(x, w, b, 1 << 28, 40, config="paper"), want)
+    window, off, count, _ = rg.common_program(np.random.default_rng(5))
+    assert _both(window, off, count)[0].status == 0
+    assert np.array_equal(ck.csim_gemm(x, w, b, 1 << 28, 40, config="paper"), want)
+    assert _both(window, off, count)[0].status == 0

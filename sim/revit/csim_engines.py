@@ -115,7 +115,10 @@ def engines_library(config="revit-paper") -> _Lib:
     cfg = load_config(config)
     if cfg.accelerator != "revit":
         raise ValueError(f"config {cfg.name!r} is for accelerator {cfg.accelerator!r}, not 'revit'")
-    return _Lib(compile_library("revit", list(_SPEC.csim_sources), config=config, include_dirs=INCLUDE_DIRS))
+    # Hidden visibility: only the C API is exported (see revit_capi.cpp), so the common kernels' inline
+    # statics never bind across the ViTCoD and ReViT libraries loaded in one process.
+    return _Lib(compile_library("revit", list(_SPEC.csim_sources), config=config, include_dirs=INCLUDE_DIRS,
+                                extra_flags=("-fvisibility=hidden", "-fvisibility-inlines-hidden")))
 
 
 def _check(status: int, what: str) -> None:
