@@ -142,3 +142,17 @@ def test_the_vitcod_and_revit_libraries_share_no_state():
     assert _both(window, off, count)[0].status == 0
     assert np.array_equal(ck.csim_gemm(x, w, b, 1 << 28, 40, config="paper"), want)
     assert _both(window, off, count)[0].status == 0
+
+
+def test_common_kernels_counters_equal_their_cycle_models_on_revit_configs():
+    """The drift test for the common kernels as revit_top runs them: their C++ counters (hls/common/perf.h)
+    equal the cycle models the NumPy top reports (sim/common, on the config's gemm_array)."""
+    window, off, count, _ = rg.common_program(np.random.default_rng(5))
+    lib = ce.engines_library(CONFIG)
+    lib.common_perf_reset()
+    res, _ = _both(window, off, count)
+    t = lib.common_perf_totals()
+    rep = {r["kind"]: 0 for r in res.reports}
+    for r in res.reports:
+        rep[r["kind"]] += r["total"]
+    assert (t["gemm_compute"], t["ln_compute"], t["elt_compute"]) == (rep["gemm"], rep["layernorm"], rep["add"] + rep["lut"])

@@ -10,6 +10,7 @@
 // process that loads the ViTCoD library too must not bind one library's statics to the other's.
 #include <stdint.h>
 
+#include "perf.h"
 #include "revit_perf.h"
 #include "revit_schedule.h"
 #include "attn/revit_attn.h"
@@ -138,6 +139,15 @@ REVIT_API int revit_attention_layer(const int8_t* x, const int8_t* w, const int3
     const int st = layer(a, o);
     for (int i = 0; i < 7; ++i) cycles[i] = o.cycles[i];
     return st;
+}
+
+// The common kernels' C-simulation counters (hls/common/perf.h, enum Total): reset, and the totals.
+REVIT_API void revit_common_perf_reset(void) { vitaccel::perf::reset(); }
+
+REVIT_API int revit_common_perf_totals(int64_t* out, int n) {
+    using namespace vitaccel::perf;
+    for (int i = 0; i < N_TOTALS && i < n; ++i) out[i] = counters().total[i];
+    return N_TOTALS;
 }
 
 }  // extern "C"

@@ -51,6 +51,8 @@ class _Lib:
         self.perf_reset = lib.bind("revit_perf_reset", [], restype=None)
         self._perf = lib.bind("revit_perf_totals", [("out", Array(i64, out=True)), ("n", c)])
         self._sched = lib.bind("revit_schedule_constants", [("out", Array(i32, out=True)), ("n", c)])
+        self.common_perf_reset = lib.bind("revit_common_perf_reset", [], restype=None)
+        self._common_perf = lib.bind("revit_common_perf_totals", [("out", Array(i64, out=True)), ("n", c)])
         self.run = lib.bind("revit_run", [
             ("dram", Array(u8, out=True)), ("dram_bytes", ctypes.c_int64), ("desc_off", ctypes.c_uint32),
             ("num_instr", ctypes.c_uint32), ("hw_id", Array(np.uint32, out=True)),
@@ -97,6 +99,16 @@ class _Lib:
         if n != len(PERF_TOTALS):
             raise CsimError(f"revit_perf_totals reports {n} values, expected {len(PERF_TOTALS)}")
         return {k: int(v) for k, v in zip(PERF_TOTALS, out)}
+
+    def common_perf_totals(self) -> Dict[str, int]:
+        """The common kernels' counters (hls/common/perf.h) in this library, named as the ViTCoD library's."""
+        from vitaccel.sim.vitcod.csim_kernels import PERF_TOTALS as COMMON
+
+        out = np.zeros(len(COMMON), np.int64)
+        n = self._common_perf(out, out.size)
+        if n != len(COMMON):
+            raise CsimError(f"revit_common_perf_totals reports {n} values, expected {len(COMMON)}")
+        return {k: int(v) for k, v in zip(COMMON, out)}
 
     @functools.cached_property
     def schedule(self) -> Dict[str, int]:
