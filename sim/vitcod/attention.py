@@ -23,7 +23,8 @@ MACs, ``cpd = ceil(d / M)``. Heads run one after another; per head:
   ``sum(b) + max(b) + depths`` (:func:`softmax_cycles`).
 * **S.V**, both engines again: denser output-stationary (rows dealt to the ``ld`` lines, ``g * cpd`` per
   row, V broadcast); sparser row-stationary (rows with kept sparser entries dealt in order to the lines as
-  they free up, ``nnz_row * cpd`` each: the list schedule's makespan). ``max(denser, sparser) + pipe_dot``.
+  they free up, in segments of bounded length so one long row cannot set the makespan; the requantisers
+  add the segments' partial sums: :func:`_sparse_spmm`). ``max(denser, sparser) + pipe_dot``.
 * **Requantisation** of the two engines' accumulators: ``L`` outputs per cycle, ``ceil(N d / L) + PIPE_RQ``.
 * **Decode** (AE): the mix engine is every MAC line in dot-product mode over the ``Hc`` compressed heads:
   ``2 ceil(N d / L) ceil(Hc / M) + pipe_mix``. Head 0's decode has nothing to hide under (``preprocess``).
@@ -247,21 +248,32 @@ def _sparse_phase(col_nnz: np.ndarray, ls, cpd: int):
     return int(out) if ls_a.ndim == 0 else out
 
 
+#: Segments a row's sparser entries are cut into at most in S.V (attention.h ``KSEG``).
+SPMM_SEGMENTS = 4
+
+
 def _sparse_spmm(row_nnz: np.ndarray, ls, cpd: int):
-    """Sparser-engine cycles of S.V, row-stationary: rows with kept sparser entries dealt in order to the
-    ``ls`` slots as they free up (lowest slot first), ``nnz * cpd`` cycles each: the list schedule's
-    makespan. ``ls`` may be an array (the result then has its shape)."""
-    work = [int(x) * cpd for x in np.asarray(row_nnz, dtype=np.int64).tolist() if x > 0]
+    """Sparser-engine cycles of S.V, row-stationary in segments: each row's kept sparser entries cut into
+    segments of at most ``seg = max(ceil(nnz / ls), ceil(longest row / SPMM_SEGMENTS))``, dealt in row
+    order to the ``ls`` slots as they free up (lowest slot first), ``len * cpd`` cycles each: the list
+    schedule's makespan. ``ls`` may be an array (the result then has its shape)."""
+    rows = [int(x) for x in np.asarray(row_nnz, dtype=np.int64).tolist()]
+    total, longest = sum(rows), max(rows, default=0)
     ls_a = np.asarray(ls, dtype=np.int64)
 
     def makespan(k: int) -> int:
-        if not work:
+        if total == 0:
             return 0
         k = max(int(k), 1)
+        seg = max(-(-total // k), -(-longest // SPMM_SEGMENTS), 1)
+        work = []
+        for r in rows:
+            while r > 0:
+                work.append(min(r, seg) * cpd)
+                r -= seg
         if len(work) <= k:
             return max(work)
-        free = [0] * k                  # a heap of (free time); ties are irrelevant to the makespan
-        heapq.heapify(free)
+        free = [0] * k                  # a heap of free times; ties are irrelevant to the makespan
         end = 0
         for w in work:
             t = heapq.heappop(free) + w

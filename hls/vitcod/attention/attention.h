@@ -96,6 +96,8 @@ static const int DENSE_LINES = L - PS;
 // Dual-port copies of the Q buffer that provide the PS gather ports.
 static const int NQC = (PS + 1) / 2;
 static const int SL = cfg::vitcod::SOFTMAX_LANES;
+// Segments a row's sparser entries are cut into at most in S.V (each its own partial-sum buffer).
+static const int KSEG = 4;
 // Compressed heads are held head-minor, padded to whole M-wide words.
 static const int KHMAX = (MAX_H + LANES - 1) / LANES;
 static const int CW = KHMAX * LANES;
@@ -633,44 +635,65 @@ inline int64_t softmax_unit(acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N]
 
 // One loop, one iteration per cycle, both engines. Denser lines: rows rb * ld + l, output-stationary over
 // the g global columns (chunk-major: for each chunk, every column), results into Od. Sparser slots:
-// row-stationary (below), results into Os (osv[i]: row i of Os holds a value).
+// row-stationary in segments (below), results into Os[k] (osv[k][i]: row i of segment k holds a value).
 inline int spmm(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], const recip_t recip[MAX_N],
                 const data_t vb[MAX_N][MAX_D], const data_t vg[NQC][MAX_N][MAX_D], const idx_t ord[MAX_N], int g,
-                int ld, int ls, int N, int d, acc_t Od[MAX_N][MAX_D], acc_t Os[MAX_N][MAX_D], bool osv[MAX_N],
-                int64_t iters[2]) {
+                int ld, int ls, int N, int d, acc_t Od[MAX_N][MAX_D], acc_t Os[KSEG][MAX_N][MAX_D],
+                bool osv[KSEG][MAX_N], int64_t iters[2]) {
     const int cpd = (d + LANES - 1) / LANES;
     int status = OK;
     accreg_t dacc[L][LANES];
 #pragma HLS ARRAY_PARTITION variable = dacc complete dim = 0
     bool ddone = (g == 0);
     int drb = 0, dch = 0, dc = 0;
-    // Sparser engine, row-stationary: each slot owns one query row at a time, so no two slots ever add
-    // into one accumulator. A row with kept entries in the sparser columns goes to the next free slot
-    // (lowest first, as many per cycle as slots free up), which walks it chunk-major: for each M-feature
-    // chunk every kept sparser column c of the row in turn (the next one found by a priority encoder over
-    // the row's mask bits), p * v[c] through V port s. A row costs nnz * cpd cycles; the rows come from
-    // the mask (no rowidx: SDDMM has streamed and checked it).
-    int rnext[MAX_N + 1];  // rnext[i]: the first row >= i with a kept sparser entry (N: none)
-    int first_sp[MAX_N];   // first kept sparser column of each row (N: none)
+    // Sparser engine, row-stationary in segments: a row's kept sparser entries are cut into at most KSEG
+    // segments of at most seg entries (seg = max(ceil(nnz / ls), ceil(longest row / KSEG)), from the
+    // mask's counts), and each segment goes to the next free slot (lowest first, as many per cycle as slots
+    // free up), which walks it chunk-major: for each M-feature chunk every entry of the segment in turn
+    // (the next kept column found by a priority encoder over the row's mask bits), p * v[c] through V port
+    // s. Segment k of row i owns Os[k][i], so no two slots ever add into one accumulator; the requantisers
+    // add the segments' partial sums. A segment costs len * cpd cycles; no rowidx (SDDMM has streamed and
+    // checked it). Splitting keeps one long row (a CLS query keeping most keys) from setting the makespan.
+    int rcount[MAX_N];            // kept sparser entries of each row
+    int seg_col[MAX_N][KSEG];     // first column of each segment of each row
     bool sbusy[PS];
-    int srow[PS], scol[PS], sch[PS];
+    int srow[PS], sk[PS], scol[PS], sch[PS], sleft[PS], slen[PS];
     accreg_t sacc[PS][LANES];
 #pragma HLS ARRAY_PARTITION variable = sbusy complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = srow complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = sk complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = scol complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = sch complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = sleft complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = slen complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = sacc complete dim = 0
-    // (In hardware these come with the mask rows as they load.)
-    rnext[N] = N;
-    for (int i = N - 1; i >= 0; --i) {
-        int c = g;
-        while (c < N && !keep[i][c]) ++c;
-        first_sp[i] = c;
-        rnext[i] = (c < N) ? i : rnext[i + 1];
+    // (In hardware the counts and segment starts come with the mask rows as they load: a popcount and a
+    // prefix count per row.)
+    int total = 0, longest = 0;
+    for (int i = 0; i < N; ++i) {
+        int cnt = 0;
+        for (int c = g; c < N; ++c) cnt += keep[i][c] ? 1 : 0;
+        rcount[i] = cnt;
+        total += cnt;
+        if (cnt > longest) longest = cnt;
+    }
+    const int lsv = ls > 0 ? ls : 1;
+    int seg = (total + lsv - 1) / lsv;
+    if ((longest + KSEG - 1) / KSEG > seg) seg = (longest + KSEG - 1) / KSEG;
+    if (seg < 1) seg = 1;
+    for (int i = 0; i < N; ++i) {
+        int m = 0;
+        for (int c = g; c < N; ++c) {
+            if (keep[i][c]) {
+                if (m % seg == 0) seg_col[i][m / seg] = c;
+                ++m;
+            }
+        }
     }
     for (int s = 0; s < PS; ++s) sbusy[s] = false;
-    int snext = (g < N) ? rnext[0] : N;
-    bool sdone = (snext >= N);
+    int snrow = 0, snk = 0;  // the dispatcher's next segment: row snrow, segment snk
+    while (snrow < N && rcount[snrow] == 0) ++snrow;
+    bool sdone = (g >= N) || (snrow >= N);
     int64_t dit = 0, sit = 0;
 
 ATT_SPMM:
@@ -712,37 +735,48 @@ ATT_SPMM:
             VITACCEL_PERF(++sit);
             for (int s = 0; s < PS; ++s) {
 #pragma HLS UNROLL
-                if (s < ls && !sbusy[s] && snext < N) {  // the dispatcher deals the next row
+                if (s < ls && !sbusy[s] && snrow < N) {  // the dispatcher deals the next segment
+                    const int len = rcount[snrow] - snk * seg;
                     sbusy[s] = true;
-                    srow[s] = snext;
-                    scol[s] = first_sp[snext];
+                    srow[s] = snrow;
+                    sk[s] = snk;
+                    scol[s] = seg_col[snrow][snk];
+                    slen[s] = len < seg ? len : seg;
+                    sleft[s] = slen[s];
                     sch[s] = 0;
-                    snext = rnext[snext + 1];
+                    if ((++snk) * seg >= rcount[snrow]) {
+                        snk = 0;
+                        ++snrow;
+                        while (snrow < N && rcount[snrow] == 0) ++snrow;
+                    }
                 }
                 if (sbusy[s]) {
                     const int i = srow[s], c = scol[s];
                     const sprob_t p = sprob_t(normalise(expv_t(S[i][c]), recip[i]));
                     const idx_t j = ord[c];
+                    const bool first = (sleft[s] == slen[s]), last = (sleft[s] == 1);
                     int nc = c + 1;
                     while (nc < N && !keep[i][nc]) ++nc;  // the priority encoder
                     for (int u = 0; u < LANES; ++u) {
 #pragma HLS UNROLL
                         const int f = sch[s] * LANES + u;
                         const data_t vx = (f < d) ? gathered(vb, vg, s, j, f) : data_t(0);  // V port s
-                        sacc[s][u] = acc_plus((c == first_sp[i]) ? accreg_t(0) : sacc[s][u], mul_small(p, vx));
-                        if (nc >= N && f < d) Os[i][f] = sacc[s][u];
+                        sacc[s][u] = acc_plus(first ? accreg_t(0) : sacc[s][u], mul_small(p, vx));
+                        if (last && f < d) Os[sk[s]][i][f] = sacc[s][u];
                     }
-                    if (nc < N) {
+                    if (!last) {
                         scol[s] = nc;
+                        --sleft[s];
                     } else if (++sch[s] == cpd) {
                         sbusy[s] = false;
-                        osv[i] = true;
+                        osv[sk[s]][i] = true;
                     } else {
-                        scol[s] = first_sp[i];
+                        scol[s] = seg_col[i][sk[s]];
+                        sleft[s] = slen[s];
                     }
                 }
             }
-            bool any = (snext < N);
+            bool any = (snrow < N);
             for (int s = 0; s < PS; ++s) {
 #pragma HLS UNROLL
                 any = any || sbusy[s];
@@ -757,9 +791,11 @@ ATT_SPMM:
 
 // ---- output -------------------------------------------------------------------------------------
 
-// ob[n][f] = requantize(Od + Os): L outputs per cycle (one requantiser per line). Returns the cycles.
-inline int64_t requant_out(const acc_t Od[MAX_N][MAX_D], const acc_t Os[MAX_N][MAX_D], const bool osv[MAX_N], int g,
-                           int N, int d, mult_t m, shift_t s, data_t ob[MAX_N][MAX_D]) {
+// ob[n][f] = requantize(Od + the sparser segments' Os): L outputs per cycle (one requantiser per line, with
+// a KSEG + 1 input adder). Returns the cycles.
+inline int64_t requant_out(const acc_t Od[MAX_N][MAX_D], const acc_t Os[KSEG][MAX_N][MAX_D],
+                           const bool osv[KSEG][MAX_N], int g, int N, int d, mult_t m, shift_t s,
+                           data_t ob[MAX_N][MAX_D]) {
     const int rounds = (N * d + L - 1) / L;
     int64_t iters = 0;
 ATT_REQUANT:
@@ -773,7 +809,11 @@ ATT_REQUANT:
             if (u < N * d) {
                 const int n = u / d;
                 const int f = u - n * d;
-                const acc_t a = ((g > 0) ? Od[n][f] : acc_t(0)) + (osv[n] ? Os[n][f] : acc_t(0));
+                acc_t a = (g > 0) ? Od[n][f] : acc_t(0);
+                for (int k = 0; k < KSEG; ++k) {
+#pragma HLS UNROLL
+                    if (osv[k][n]) a = acc_t(a + Os[k][n][f]);  // the segments' partial sums
+                }
                 ob[n][f] = requantize(a, m, s);
             }
         }
@@ -872,10 +912,11 @@ inline int attention_layer(const Args& a, const int8_t* q, const int8_t* k, cons
 #pragma HLS ARRAY_PARTITION variable = S cyclic factor = L dim = 2
     static recip_t recip[MAX_N];
     static acc_t Od[MAX_N][MAX_D];
-    static acc_t Os[MAX_N][MAX_D];
+    static acc_t Os[KSEG][MAX_N][MAX_D];
 #pragma HLS ARRAY_PARTITION variable = Od cyclic factor = LANES dim = 2
-#pragma HLS ARRAY_PARTITION variable = Os cyclic factor = LANES dim = 2
-    static bool osv[MAX_N];
+#pragma HLS ARRAY_PARTITION variable = Os complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = Os cyclic factor = LANES dim = 3
+    static bool osv[KSEG][MAX_N];
     static data_t ob[MAX_N][MAX_D];
     data_t wq[MAX_H][CW], wk[MAX_H][CW];
 #pragma HLS ARRAY_PARTITION variable = wq complete dim = 2
@@ -941,7 +982,7 @@ ATT_HEADS:
         load_q_head(v, a.v_hs, a.v_ns, h, N, d, vb, vg);
         for (int i = 0; i < MAX_N; ++i) {
 #pragma HLS UNROLL
-            osv[i] = false;  // a register vector: cleared in one cycle
+            for (int k = 0; k < KSEG; ++k) osv[k][i] = false;  // register vectors: cleared in one cycle
         }
 
         int64_t it1[2] = {0, 0};
