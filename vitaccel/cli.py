@@ -170,6 +170,8 @@ def cmd_sim(args) -> int:
 
     try:
         bundle = load_bundle(args.bundle)
+        if bundle.meta.get("method") == "revit":   # per-image cycles on the ReViT engines
+            return _sim_revit(args, bundle)
         # --config is the user's (a name or a path); the bundle's config_name only ever names a shipped config
         cfg = resolve_config(bundle, args.config)
         check_limits(bundle, cfg)
@@ -230,6 +232,70 @@ def cmd_sim(args) -> int:
         print(line)
     for p in doc.get("plots", []):
         print(f"wrote {p}")
+    return 0
+
+
+def _sim_revit(args, bundle) -> int:
+    """``vitaccel sim`` for a ReViT bundle: the work depends on the image, so ``--images`` is required and the
+    cycles are per image (:mod:`vitaccel.sim.revit.bundle_cycles`)."""
+    from vitaccel.host.run import load_images
+    from vitaccel.sim.revit.bundle_cycles import bundle_reports, format_summary, summarise
+
+    if not args.images:
+        print("vitaccel: a ReViT bundle's cycles depend on the image (group sizes, Booth digits, kept patches): "
+              "pass --images", file=sys.stderr)
+        return 2
+    name = args.config or (bundle.config_name if str(bundle.config_name).startswith("revit") else "revit-paper")
+    try:
+        cfg = load_config(name)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"vitaccel: --config {name}: {e}", file=sys.stderr)
+        return 2
+    if cfg.accelerator != "revit":
+        print(f"vitaccel: config {cfg.name!r} is for the {cfg.accelerator} accelerator; a ReViT bundle runs on a revit "
+              "config (revit-paper, revit-zcu104, revit-kv260, revit-pynq-z2)", file=sys.stderr)
+        return 2
+    if not args.config and not str(bundle.config_name).startswith("revit"):
+        print(f"note: bundle names config '{bundle.config_name}' (not a ReViT one); predicting on '{cfg.name}'",
+              file=sys.stderr)
+    dims = bundle.model
+    imgs, labels = load_images(args.images, size=dims.img_size, chans=dims.in_chans, num_classes=dims.num_classes)
+    t0 = time.perf_counter()
+    res = bundle_reports(bundle, imgs, cfg, baselines=args.baselines)
+    doc = {"bundle": args.bundle, **summarise(res), "host_seconds": time.perf_counter() - t0}
+    import numpy as np
+
+    pred = np.argmax(res["logits"], 1)
+    doc["predictions"] = pred.tolist()
+    if labels is not None:
+        doc["top1"] = float(np.mean(pred == labels))
+    if args.verbose or args.json:
+        doc["image0_report"] = res["revit"][0].to_dict(kernels=True)
+    if args.plot:
+        from pathlib import Path
+
+        from vitaccel.sim.plots import plot_breakdown, plot_roofline
+
+        out = Path(args.plot)
+        out.mkdir(parents=True, exist_ok=True)
+        base = {k: v[0] for k, v in res.items() if k in doc.get("baselines", {})}
+        base = {"revit": res["revit"][0], **base} if base else None
+        doc["plots"] = [str(plot_breakdown(res["revit"][0], out / "breakdown.png", baselines=base)),
+                        str(plot_roofline(res["revit"][0], out / "roofline.png"))]
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    print(bundle.summary())
+    print()
+    print(format_summary(doc))
+    if args.verbose:
+        print("\nimage 0:\n" + res["revit"][0].table())
+    line = f"\n{len(pred)} images: predictions {doc['predictions'][:16]}{' ...' if len(pred) > 16 else ''}"
+    if "top1" in doc:
+        line += f"; top-1 {100 * doc['top1']:.2f}%"
+    print(line)
+    for p in doc.get("plots", []):
+        print(f"wrote {p} (image 0)")
     return 0
 
 
