@@ -149,8 +149,7 @@ def default_theta_d(cfg: HardwareConfig, n: int) -> int:
     which the denser engine computes without index traffic. (The earlier ``floor(N P / L)`` equals this
     unless ``N P / L`` is whole, and at ``P = L`` it made no column global at all.)
     """
-    p = min(cfg.sparse_q_ports, cfg.mac_lines)
-    return -(-n * p // cfg.mac_lines) - 1
+    return -(-n * gather_ports(cfg) // cfg.mac_lines) - 1
 
 
 # -- bits ------------------------------------------------------------------------------------------------
@@ -233,7 +232,8 @@ def pipe_softmax(cfg: HardwareConfig) -> Tuple[int, int, int]:
 
 
 def gather_ports(cfg: HardwareConfig) -> int:
-    """Lines with a Q gather port: the most the sparser engine can have (one M-byte chunk per port per cycle)."""
+    """Lines with Q, K and V gather ports: the most the sparser engine can have (one M-byte chunk per port
+    per cycle)."""
     return min(cfg.sparse_q_ports, cfg.mac_lines)
 
 
@@ -361,7 +361,7 @@ def engine_plan(cfg: HardwareConfig, plan: SparsePlan, d: int) -> SparsePlan:
     kept_col = reordered.sum(axis=1)            # (H, N) kept queries per reordered column, globals included
     row_kept = plan.mask.sum(axis=2)
     ng = plan.n_global.copy()
-    ports = min(gather_ports(cfg), cfg.mac_lines)
+    ports = gather_ports(cfg)
     for h in range(h_count):
         g = int(ng[h])
         if not 0 < g < n:

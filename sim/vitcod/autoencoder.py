@@ -28,11 +28,11 @@ from vitaccel.hwconfig import HardwareConfig
 from vitaccel.sim import numerics as nx
 from vitaccel.sim import schedule
 from vitaccel.sim.common.dram import overlap, transfer_cycles
-from vitaccel.sim.common.gemm import gemm_plan, gemm_steps
+from vitaccel.sim.common.gemm import gemm_cycles, gemm_steps
 from vitaccel.sim.report import KernelReport
 
 __all__ = ["ae_encode", "ae_decode", "mix_heads", "encode_cycles", "mix_tiles", "ae_tile_tokens", "qkv_stage_rows",
-           "qkv_ae_cycles", "fuse_encoder"]
+           "qkv_ae_cycles", "best_staging", "fuse_encoder"]
 
 
 def mix_heads(x, weight, bias, mult, shift) -> np.ndarray:
@@ -179,19 +179,25 @@ def qkv_ae_cycles(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: i
                         engines, [], notes)
 
 
-def fuse_encoder(cfg: HardwareConfig, images: int, n: int, k: int, heads: int, d: int, hc: int) -> Optional[int]:
-    """How the host compiler runs a batch's qkv projection with an AE: ``stage_qk`` of OP_QKV_AE (0: Q and K
-    staged apart, 1: together), whichever the cycle model predicts faster, or None for OP_GEMM followed by
-    one OP_AE_MIX per image on Q and on K when that is predicted faster still (the fused op loses when the
-    batch needs several stage chunks, each reloading the Q and K weights). Ties go to fusion (less DRAM)."""
-    from vitaccel.sim.common.gemm import gemm_cycles
-
-    m = images * n
-    best, mode = gemm_cycles(cfg, m, k, 3 * heads * d).total_cycles + 2 * images * ae_mix_cycles(
-        cfg, heads, hc, n, d).total_cycles, None
+def best_staging(cfg: HardwareConfig, m: int, k: int, heads: int, d: int, hc: int) -> Optional[Tuple[int, int]]:
+    """``(stage_qk, cycles)`` of the faster OP_QKV_AE staging over ``m`` rows (1: Q and K together, 0: apart;
+    ties to apart), among those whose staged row fits; None when neither fits."""
+    best: Optional[Tuple[int, int]] = None
     for tog in (1, 0):
         if qkv_stage_rows(cfg, (1 + tog) * heads * d) >= 1:
             t = qkv_ae_cycles(cfg, m, k, heads, d, hc, together=bool(tog)).total_cycles
-            if t <= best:
-                best, mode = t, tog
-    return mode
+            if best is None or t <= best[1]:
+                best = (tog, t)
+    return best
+
+
+def fuse_encoder(cfg: HardwareConfig, images: int, n: int, k: int, heads: int, d: int, hc: int) -> Optional[int]:
+    """How the host compiler runs a batch's qkv projection with an AE: ``stage_qk`` of OP_QKV_AE (0: Q and K
+    staged apart, 1: together), whichever the cycle model predicts faster (:func:`best_staging`), or None for
+    OP_GEMM followed by one OP_AE_MIX per image on Q and on K when that is predicted faster still (the fused op
+    loses when the batch needs several stage chunks, each reloading the Q and K weights). Ties go to fusion
+    (less DRAM)."""
+    unfused = gemm_cycles(cfg, images * n, k, 3 * heads * d).total_cycles + 2 * images * ae_mix_cycles(
+        cfg, heads, hc, n, d).total_cycles
+    fused = best_staging(cfg, images * n, k, heads, d, hc)
+    return fused[0] if fused is not None and fused[1] <= unfused else None

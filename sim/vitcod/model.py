@@ -28,7 +28,7 @@ from vitaccel.sim.common.gemm import gemm, gemm_cycles
 from vitaccel.sim.common.layernorm import layernorm_cycles, layernorm_int
 from vitaccel.sim.report import Report
 from vitaccel.sim.vitcod.attention import AEParams, SparsePlan, attention_cycles, engine_plan
-from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, fuse_encoder, mix_heads, qkv_ae_cycles
+from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, best_staging, fuse_encoder, mix_heads, qkv_ae_cycles
 
 __all__ = ["Kernels", "SimKernels", "Norm", "Linear", "LayerProgram", "Program", "ModelResult", "compile_program",
            "forward", "forward_int", "forward_batched", "prepare_input", "run_model", "program_cycles",
@@ -253,10 +253,11 @@ def _layer_kernels(prog: Program, lp: LayerProgram, attention=None, with_ae: boo
         raise ValueError(f"encoder must be one of {ENCODER_PLACEMENTS}, got {encoder!r}")
     mode = None
     if hc and with_ae and encoder != "unfused":
-        mode = fuse_encoder(cfg, 1, n, d_model, h, d, hc)
-        if encoder == "fused" and mode is None:   # the faster of the two stagings
-            mode = int(qkv_ae_cycles(cfg, n, d_model, h, d, hc, together=True).total_cycles
-                       < qkv_ae_cycles(cfg, n, d_model, h, d, hc).total_cycles)
+        if encoder == "fused":   # the faster of the stagings that fit (apart raises if none does)
+            staging = best_staging(cfg, n, d_model, h, d, hc)
+            mode = staging[0] if staging is not None else 0
+        else:
+            mode = fuse_encoder(cfg, 1, n, d_model, h, d, hc)
     if mode is not None:
         out.append(qkv_ae_cycles(cfg, n, d_model, h, d, hc, together=bool(mode), name=f"layers.{i}.qkv", layer=i))
     else:

@@ -314,6 +314,20 @@ def _const_status(mult: np.ndarray, shift: np.ndarray) -> int:
     return G_SHIFT if (shift[last] < 0 or shift[last] > 63) else G_MULT
 
 
+def _gemm_part(mach: _Machine, x8: np.ndarray, w8: np.ndarray, bias, mult, shift) -> Tuple[np.ndarray, int]:
+    """gemm_layer on one section: the outputs of the weight tiles before the first bad constant, and the
+    status that tile returns (0 if none)."""
+    o = w8.shape[0]
+    to = mach.gemm_plan(x8.shape[0], x8.shape[1], o)["To"]
+    o_end, code = o, 0
+    bad = (mult < 0) | (shift < 0) | (shift > 63)
+    if bad.any():
+        o_end = (int(np.argmax(bad)) // to) * to            # the first weight tile with a bad constant
+        code = _const_status(mult[o_end:o_end + to], shift[o_end:o_end + to])
+    out = _gemm_bits(x8, w8[:o_end], bias[:o_end], mult[:o_end], shift[:o_end]) if o_end else None
+    return out, code
+
+
 def _run_gemm(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Optional[Tuple]:
     G = GEMM_WORDS
     m, k, o = sw[G["M"]], sw[G["K"]], sw[G["O"]]
@@ -330,36 +344,16 @@ def _run_gemm(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Opt
         raise _Fail(ERR_OVERLAP)
     if k > mach.max_k:
         raise _Fail(G_K)
-    to = mach.gemm_plan(m, k, o)["To"]
-    bias, mult, shift = win.i32(b, o), win.i32(mu, o), win.i32(sh, o)
-    o_end, code = o, 0
-    bad = (mult < 0) | (shift < 0) | (shift > 63)
-    if bad.any():
-        o_end = (int(np.argmax(bad)) // to) * to            # the first weight tile with a bad constant
-        code = _const_status(mult[o_end:o_end + to], shift[o_end:o_end + to])
-    if o_end > 0:
-        out = _gemm_bits(win.i8_2d(x, m, k), win.i8_2d(w, o_end, k), bias[:o_end], mult[:o_end], shift[:o_end])
-        win.i8_2d(y, m, o)[:, :o_end] = out
+    out, code = _gemm_part(mach, win.i8_2d(x, m, k), win.i8_2d(w, o, k), win.i32(b, o), win.i32(mu, o),
+                           win.i32(sh, o))
+    if out is not None:
+        win.i8_2d(y, m, o)[:, :out.shape[1]] = out
     if code:
         raise _Fail(code)
     return ("gemm", m, k, o)
 
 
 # -- the qkv GEMM with the AE encoders on its output stage ---------------------------------------------------
-
-def _gemm_part(mach: _Machine, x8: np.ndarray, w8: np.ndarray, bias, mult, shift) -> Tuple[np.ndarray, int]:
-    """gemm_layer on one section: the outputs of the weight tiles before the first bad constant, and the
-    status that tile returns (0 if none)."""
-    o = w8.shape[0]
-    to = mach.gemm_plan(x8.shape[0], x8.shape[1], o)["To"]
-    o_end, code = o, 0
-    bad = (mult < 0) | (shift < 0) | (shift > 63)
-    if bad.any():
-        o_end = (int(np.argmax(bad)) // to) * to
-        code = _const_status(mult[o_end:o_end + to], shift[o_end:o_end + to])
-    out = _gemm_bits(x8, w8[:o_end], bias[:o_end], mult[:o_end], shift[:o_end]) if o_end else None
-    return out, code
-
 
 def _run_qkv_ae(mach: _Machine, win: _Window, sw: List[int], uw: List[int]) -> Optional[Tuple]:
     F = QKV_AE_WORDS

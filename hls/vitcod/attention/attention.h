@@ -63,10 +63,11 @@
 // buffering); this C++ issues them in sequence (no DATAFLOW across heads yet).
 //
 // Buffers and ports (not verified by synthesis). Q, K and V: one copy each read by broadcast (denser
-// engine) plus ceil(SPARSE_Q_PORTS / 2) dual-port copies each, one port per sparser line (qg, kg, vg). S: N x N int32, written by
-// up to ld denser lines (consecutive columns of one row) and ls sparser lines (distinct rows of one
-// column) every cpd cycles; after softmax it holds e (16 bits). Separate denser / sparser output
-// accumulators (Od, Os: the paper's separate output buffers). The compressed Q and K of the whole layer
+// engine) plus ceil(SPARSE_Q_PORTS / 2) dual-port copies each, one port per sparser line (qg, kg, vg).
+// S: N x N int32, written by up to ld denser lines (consecutive columns of one row, or one column's
+// consecutive rows Q-stationary) and ls sparser lines (distinct entries of the CSC stream) every cpd
+// cycles; after softmax it holds e (16 bits). Separate denser / sparser output accumulators (Od, and Os
+// per S.V row segment: the paper's separate output buffers). The compressed Q and K of the whole layer
 // stay on chip (2 Hc N d bytes, head-minor for the mix engine).
 #ifndef VITACCEL_KERNELS_ATTENTION_H
 #define VITACCEL_KERNELS_ATTENTION_H
@@ -304,7 +305,8 @@ ATT_DECODE:
 #pragma HLS UNROLL
             const int u = r * L + l;
             if (u < N * d) {
-                const mac_sum_t dot = dot_int8<LANES>(w + j * LANES, (t == 0) ? &encq[u][j * LANES] : &enck[u][j * LANES]);
+                const data_t* e = (t == 0) ? &encq[u][j * LANES] : &enck[u][j * LANES];
+                const mac_sum_t dot = dot_int8<LANES>(w + j * LANES, e);
                 acc[l] = acc_plus((j == 0) ? accreg_t((t == 0) ? bq : bk) : acc[l], dot);
                 if (j == kh - 1) {
                     const int n = u / d;
@@ -641,7 +643,6 @@ inline int spmm(const acc_t S[MAX_N][MAX_N], const bool keep[MAX_N][MAX_N], cons
                 int ld, int ls, int N, int d, acc_t Od[MAX_N][MAX_D], acc_t Os[KSEG][MAX_N][MAX_D],
                 bool osv[KSEG][MAX_N], int64_t iters[2]) {
     const int cpd = (d + LANES - 1) / LANES;
-    int status = OK;
     accreg_t dacc[L][LANES];
 #pragma HLS ARRAY_PARTITION variable = dacc complete dim = 0
     bool ddone = (g == 0);
@@ -786,7 +787,7 @@ ATT_SPMM:
     }
     iters[0] = dit;
     iters[1] = sit;
-    return status;
+    return OK;
 }
 
 // ---- output -------------------------------------------------------------------------------------

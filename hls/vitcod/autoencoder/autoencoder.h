@@ -122,6 +122,25 @@ AE_STORE:
     VITACCEL_PERF(perf::add(perf::AE_BYTES_OUT, (int64_t)C * tn * d));
 }
 
+// A mix's weights (C x H_in, row-major, zero-padded to CW heads) and biases into registers.
+inline void load_weights(const int8_t* w, const int32_t* b, int Hin, int C, data_t wb[MAX_H][CW], acc_t bb[MAX_H]) {
+AE_LOAD_W:
+    for (int t = 0; t < C * CW; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 192
+#pragma HLS PIPELINE II = 1
+        const int c = t / CW;
+        const int h = t - c * CW;
+        wb[c][h] = (h < Hin) ? data_t(w[c * Hin + h]) : data_t(0);
+    }
+AE_LOAD_B:
+    for (int c = 0; c < C; ++c) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
+#pragma HLS PIPELINE II = 1
+        bb[c] = b[c];
+    }
+    VITACCEL_PERF(perf::add(perf::AE_CALLS, 1); perf::add(perf::AE_BYTES_IN, (int64_t)C * Hin + 4 * (int64_t)C));
+}
+
 // y (C heads) = mix of x (H_in heads). Element (h, n, f) of x is at x[h * x_hs + n * x_ns + f], element
 // (c, n, f) of y at y[c * y_hs + n * y_ns + f] (strides in bytes: the encoder reads Q or K straight
 // out of the qkv GEMM's (N, 3D) output). w is (C, H_in) row-major, b (C,).
@@ -140,21 +159,7 @@ inline int ae_mix(const int8_t* x, int64_t x_hs, int64_t x_ns, const int8_t* w, 
 #pragma HLS ARRAY_PARTITION variable = wb complete dim = 0
     acc_t bb[MAX_H];
 #pragma HLS ARRAY_PARTITION variable = bb complete dim = 1
-AE_LOAD_W:
-    for (int t = 0; t < C * CW; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 192
-#pragma HLS PIPELINE II = 1
-        const int c = t / CW;
-        const int h = t - c * CW;
-        wb[c][h] = (h < Hin) ? data_t(w[c * Hin + h]) : data_t(0);
-    }
-AE_LOAD_B:
-    for (int c = 0; c < C; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
-#pragma HLS PIPELINE II = 1
-        bb[c] = b[c];
-    }
-    VITACCEL_PERF(perf::add(perf::AE_CALLS, 1); perf::add(perf::AE_BYTES_IN, (int64_t)C * Hin + 4 * (int64_t)C));
+    load_weights(w, b, Hin, C, wb, bb);
 AE_TILES:
     for (int n0 = 0; n0 < N; n0 += TN) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 4

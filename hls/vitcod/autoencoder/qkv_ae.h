@@ -95,26 +95,6 @@ QKV_AE_MIX:
     return iters + vitcod_sched::PIPE_MIX;
 }
 
-// One encoder's weights (Hc x H, row-major) and biases into registers.
-inline void load_encoder(const int8_t* w, const int32_t* b, int H, int Hc, data_t wb[ae::MAX_H][ae::CW],
-                         acc_t bb[ae::MAX_H]) {
-QKV_AE_LOAD_W:
-    for (int t = 0; t < Hc * ae::CW; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 192
-#pragma HLS PIPELINE II = 1
-        const int c = t / ae::CW;
-        const int h = t - c * ae::CW;
-        wb[c][h] = (h < H) ? data_t(w[c * H + h]) : data_t(0);
-    }
-QKV_AE_LOAD_B:
-    for (int c = 0; c < Hc; ++c) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 12
-#pragma HLS PIPELINE II = 1
-        bb[c] = b[c];
-    }
-    VITACCEL_PERF(perf::add(perf::AE_CALLS, 1); perf::add(perf::AE_BYTES_IN, (int64_t)Hc * H + 4 * (int64_t)Hc));
-}
-
 // x (M, K), w (3D, K), bias / mult / shift (3D,); y (M, 3D) of which only the V third is written; qc, kc
 // (M / N images, Hc, N, d). The top has checked every range and dimension (D = H d, N | M, Hc in [1, H], a
 // staged row fits); the GEMM's per-tile constant checks still apply (gemm.h) and stop the op where they fail.
@@ -135,8 +115,8 @@ inline int qkv_ae(const int8_t* x, const int8_t* w, const int32_t* bias, const i
     // the other (two GEMMs over D): the host compiler picks the cheaper per layer and batch.
     const int width = together ? 2 * D : D;
     const int SR = stage_rows(width);
-    load_encoder(eq_w, eq_b, H, Hc, wq, bq);
-    load_encoder(ek_w, ek_b, H, Hc, wk, bk);
+    ae::load_weights(eq_w, eq_b, H, Hc, wq, bq);
+    ae::load_weights(ek_w, ek_b, H, Hc, wk, bk);
 QKV_AE_CHUNKS:
     for (int r0 = 0; r0 < M; r0 += SR) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
