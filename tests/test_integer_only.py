@@ -30,8 +30,8 @@ from vitaccel.sim.vitcod import top
 
 # The bit-producing code of the simulator's accelerator: (module, function names; "Class.method" allowed).
 BIT_FUNCTIONS = [
-    (top, ["_run_gemm", "_run_ae", "_run_attention", "_run_layernorm", "_run_add", "_run_lut", "_bias_requant",
-           "_gemm_bits", "_mix_bits", "softmax_kept", "_const_status", "_Window.i32", "_Window.i16", "_Window.tensor",
+    (top, ["_run_gemm", "_gemm_part", "_run_qkv_ae", "_run_ae", "_run_attention", "_run_layernorm", "_run_add",
+           "_run_lut", "_bias_requant", "_gemm_bits", "_mix_bits", "softmax_kept", "_const_status", "_Window.i32", "_Window.i16", "_Window.tensor",
            "_Window.store", "_Window.i8_2d"]),
     (nx, ["requantize", "softmax", "_as_int64"]),
     (layernorm, ["layernorm_int", "isqrt"]),
