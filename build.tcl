@@ -1,22 +1,31 @@
 # vitaccel hardware build: Vitis HLS + Vivado in batch mode.
 #
-#   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--config NAME] [--accelerator NAME]
+#   vivado -mode batch -source build.tcl -tclargs --board zcu104 [--accelerator vitcod|revit] [--config NAME]
 #                                                  [--steps csim,hls,bd,bit] [--jobs N] [--build DIR]
 #   tclsh build.tcl --board zcu104 --steps csim,hls        (the HLS steps alone need only Vitis HLS)
+#   tclsh build.tcl --board zcu104 --accelerator revit --steps csim,hls
+#
+# --accelerator is one of the registry's (vitaccel/accelerators.py: vitcod, revit). A config is for one
+# accelerator (its "accelerator" key), so --accelerator, when given, must agree with --config's. Without
+# --config the build takes the board's one config for --accelerator (zcu104 -> revit-zcu104 for revit),
+# and without either the board's config of the registry's first accelerator (zcu104 -> zcu104, vitcod);
+# overlay/BOARDS.md lists each board's configs.
 #
 # Steps, always in this order (a subset runs its part, reusing what earlier runs left in the build folder):
 #   csim  each of the accelerator's engines' FINN-style top + testbench pairs (hls/<dir>/<k>_top.cpp,
-#         <k>_tb.cpp, the registry's kernel table) in Vitis HLS C-simulation, on golden files the simulator
-#         writes (`vitaccel golden`);
-#   hls   synthesise the accelerator's top (vitcod_top), fail when the csynth reports (the top's and every
-#         sub-module's) miss the clock or a pipelined loop misses II = 1, export it as an IP
+#         <k>_tb.cpp, the registry's kernel table: gemm, autoencoder, ... for vitcod, rmmu, groupgen, ...
+#         for revit, each ending with the whole top's own testbench) in Vitis HLS C-simulation, on golden
+#         files the simulator writes for the config (`vitaccel golden --config NAME`);
+#   hls   synthesise the accelerator's top (vitcod_top or revit_top), fail when the csynth reports (the
+#         top's and every sub-module's) miss the clock or a pipelined loop misses II = 1, export it as an IP
 #         (xilinx.com:hls:<top>:1.0);
-#   bd    a Vivado project and block design: the board's PS (board preset), the IP, its three m_axi
-#         bundles on three HP ports, its AXI-Lite control on a PS master, the interrupt; addresses,
-#         validation, HDL wrapper;
+#   bd    a Vivado project and block design: the board's PS (board preset), the IP as cell <top>_0, its
+#         m_axi bundles (three for either accelerator) on the board's HP ports, its AXI-Lite control on a PS
+#         master, the interrupt; addresses, validation, HDL wrapper;
 #   bit   implementation to a bitstream, timing check (WNS and WHS >= 0), then
 #         overlay/<board>/<accelerator>-<config>/<accelerator>-<config>.bit, .hwh and manifest.json
-#         (accelerator, config name and hash, tool version, resources, timing).
+#         (accelerator, config name and hash, tool version, resources, timing); e.g.
+#         overlay/zcu104/vitcod-zcu104/ and overlay/zcu104/revit-revit-zcu104/.
 #
 # Every constant comes from files `vitaccel config gen` renders from configs/*.json and the accelerator
 # registry: the config's overlay/configs/<config>.tcl, the board table overlay/boards.tcl and the
@@ -77,11 +86,29 @@ if {![dict exists $VITACCEL_BOARDS $board]} {
     fail "unknown board '$board' (known: [join [dict keys $VITACCEL_BOARDS] {, }])"
 }
 set B [dict get $VITACCEL_BOARDS $board]
+# The accelerator registry (vitaccel/accelerators.py, rendered by `vitaccel config gen`): its top, sources,
+# kernels and AXI bundles. Read before the config is chosen, so an unknown --accelerator is named as such.
+set accel_tcl [file join $script_dir overlay accelerators.tcl]
+if {![file exists $accel_tcl]} { fail "$accel_tcl is missing: run `vitaccel config gen`" }
+source $accel_tcl
+if {$accelerator ne "" && ![dict exists $ACCELERATORS $accelerator]} {
+    fail "unknown accelerator '$accelerator' (known: [join [dict keys $ACCELERATORS] {, }])"
+}
+# The board's configs per accelerator (boards.tcl accel_configs, in registry order).
+set by_accel [dict get $B accel_configs]
+proc board_configs_for {acc} {
+    global by_accel
+    if {[dict exists $by_accel $acc]} { return [dict get $by_accel $acc] }
+    return {}
+}
 if {$config eq ""} {
-    # The board's configs for --accelerator (or for the registry's first accelerator that has one).
-    set by_accel [dict get $B accel_configs]
-    if {$accelerator ne "" && [dict exists $by_accel $accelerator]} {
-        set cands [dict get $by_accel $accelerator]
+    # The board's config for --accelerator, or for the registry's first accelerator that has one.
+    if {$accelerator ne ""} {
+        set cands [board_configs_for $accelerator]
+        if {[llength $cands] == 0} {
+            fail "board '$board' has no config for accelerator '$accelerator' (its configs: [join [dict get $B configs] {, }]):\
+add configs/<name>.json with \"accelerator\": \"$accelerator\", \"board\": \"$board\" and run `vitaccel config gen`"
+        }
     } elseif {[dict size $by_accel] > 0} {
         set cands [lindex $by_accel 1]
     } else {
@@ -96,20 +123,23 @@ if {![file exists $cfg_tcl]} {
     fail "no hardware config '$config' (known: [join $known {, }]); add configs/$config.json and run `vitaccel config gen`"
 }
 source $cfg_tcl
+if {$VITACCEL_BOARD eq ""} {
+    fail "config '$config' targets no board (kind $VITACCEL_KIND): build.tcl builds FPGA configs\
+(board '$board' has [join [dict get $B configs] {, }])"
+}
 if {$VITACCEL_BOARD ne $board} {
     fail "config '$config' targets board '$VITACCEL_BOARD', not '$board'"
 }
-# The accelerator registry (vitaccel/accelerators.py, rendered by `vitaccel config gen`): its top, sources,
-# kernels and AXI bundles. A config is for one accelerator; --accelerator, when given, must agree.
-set accel_tcl [file join $script_dir overlay accelerators.tcl]
-if {![file exists $accel_tcl]} { fail "$accel_tcl is missing: run `vitaccel config gen`" }
-source $accel_tcl
+# A config is for one accelerator; --accelerator, when given, must agree.
 if {$accelerator eq ""} { set accelerator $VITACCEL_ACCELERATOR }
 if {![dict exists $ACCELERATORS $accelerator]} {
-    fail "unknown accelerator '$accelerator' (known: [join [dict keys $ACCELERATORS] {, }])"
+    fail "config '$config' names accelerator '$accelerator', which overlay/accelerators.tcl does not have\
+(known: [join [dict keys $ACCELERATORS] {, }]): run `vitaccel config gen`"
 }
 if {$accelerator ne $VITACCEL_ACCELERATOR} {
-    fail "config '$config' is for accelerator '$VITACCEL_ACCELERATOR', not '$accelerator'"
+    set hint [board_configs_for $accelerator]
+    set hint [expr {[llength $hint] ? " (board '$board' has [join $hint {, }] for $accelerator)" : ""}]
+    fail "config '$config' is for accelerator '$VITACCEL_ACCELERATOR', not '$accelerator'$hint"
 }
 set A [dict get $ACCELERATORS $accelerator]
 
@@ -296,7 +326,7 @@ proc step_csim {} {
     }
 }
 
-# -- hls: synthesise and export vitcod_top ------------------------------------------------------------------
+# -- hls: synthesise and export the accelerator's top (vitcod_top, revit_top) ------------------------------
 
 proc step_hls {} {
     global A bdir hls_dir hls_proj top cflags VITACCEL_PART VITACCEL_CLOCK_PERIOD_NS
@@ -356,7 +386,12 @@ proc step_bd {} {
                      Clk_master $clk Clk_slave $clk Clk_xbar $clk intc_ip Auto] \
         [get_bd_intf_pins $top_cell/s_axi_control]
     # One HP port per m_axi bundle, so activations, indexes and weights stream in parallel.
-    foreach bundle [dict get $A axi_bundles] hp [dict get $B hp_ports] {
+    set bundles [dict get $A axi_bundles]
+    if {[llength $bundles] > [llength [dict get $B hp_ports]]} {
+        fail "$top has [llength $bundles] m_axi bundles ([join $bundles {, }]), the board has\
+[llength [dict get $B hp_ports]] HP ports ([join [dict get $B hp_ports] {, }])"
+    }
+    foreach bundle $bundles hp [lrange [dict get $B hp_ports] 0 [llength $bundles]-1] {
         apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
             -config [list Master "/$top_cell/m_axi_$bundle" Slave "/ps/$hp" \
                          Clk_master $clk Clk_slave $clk Clk_xbar $clk intc_ip Auto] \
