@@ -7,18 +7,20 @@
 
 What happens:
 
-1. the bundle is compiled into one DRAM window and descriptor lists (:mod:`vitaccel.host.vitcod.program`);
+1. the bundle is compiled into one DRAM window and descriptor lists by its accelerator's host compiler
+   (:mod:`vitaccel.host.vitcod.program`, :mod:`vitaccel.host.revit.program`; the registry names it);
 2. a :class:`~vitaccel.host.driver.Device` is opened: the overlay on a board (``"pynq"``), or an emulated
-   ``vitcod_top`` whose start bit runs the simulator's model of it (``"sim"``) or the HLS C++ compiled with
+   top (``vitcod_top``, ``revit_top``) whose start bit runs the simulator's model of it (``"sim"``) or the HLS C++ compiled with
    g++ (``"csim"``); the window's static part (weights, masks, CSC indexes, AE weights) is written once;
 3. the ID register is checked against the hardware-config hash the program was compiled for;
 4. :meth:`Accelerator.run` quantises each image batch to int8 patch rows on the CPU
-   (:func:`vitaccel.sim.vitcod.model.prepare_input`, shared with the simulator), writes them, starts the
+   (the program's ``prepare_input``, shared with the simulator), writes them, starts the
    accelerator once per batch through :class:`~vitaccel.host.driver.Driver` (the whole model runs on it,
    integer only), and reads the int8 logits back.
 
 Latency: on a board it is measured (start to ``ap_done`` of every run); on the emulated backends it is
-predicted from the cycle models of the very descriptors the program runs (:meth:`Accelerator.predict`).
+predicted from the cycle models of the very descriptors the program runs (:meth:`Accelerator.predict`); for
+ReViT, whose work depends on the image, per image (mean, min and max in the report).
 """
 from __future__ import annotations
 
@@ -33,10 +35,8 @@ from vitaccel.host.backend import detect_backend
 from vitaccel.host.bundle import Bundle, check_limits, load_bundle, resolve_config
 from vitaccel.accelerators import BACKENDS, EMULATED_BACKENDS
 from vitaccel.host.driver import Device, Driver, check_timeout
-from vitaccel.host.vitcod.program import DeviceProgram
 from vitaccel.hwconfig import ConfigLike
-from vitaccel.sim.vitcod.model import forward_batched, model_baselines
-from vitaccel.sim.report import Report
+from vitaccel.sim.report import Report, mean_report
 
 __all__ = ["Accelerator", "RunResult", "RunReport", "BACKEND_CHOICES"]
 
@@ -60,6 +60,10 @@ class RunReport:
     device_wall_s: float              # wall time inside accelerator runs per image (emulation time off-board)
     wall_s: float                     # the whole run
     top1: Optional[float] = None
+    #: Per image, its predicted latency in us, where the work depends on the image (ReViT); ``predicted`` is
+    #: then the kernel-by-kernel mean over these images. None: every image takes ``predicted``.
+    per_image_us: Optional[List[float]] = None
+    dense_note: str = ""
 
     @property
     def speedup_vs_dense(self) -> float:
@@ -94,6 +98,9 @@ class RunReport:
             "wall_s": self.wall_s, "breakdown": self.predicted.breakdown, "by_layer": self.predicted.by_layer(),
             "by_kernel": self.predicted.by_kernel(), "engines": self.engines, "mac_utilisation": self.predicted.mac_utilisation,
             "dram_bytes_per_image": self.predicted.dram_bytes,
+            "per_image_us": self.per_image_us,
+            "latency_us_min": min(self.per_image_us) if self.per_image_us else self.predicted.latency_us,
+            "latency_us_max": max(self.per_image_us) if self.per_image_us else self.predicted.latency_us,
         }
 
     def table(self) -> str:
@@ -103,10 +110,16 @@ class RunReport:
             lines.append(f"top-1     {100 * self.top1:.2f}% on {self.images} images")
         else:
             lines.append(f"images    {self.images}")
+        spread = ""
+        if self.per_image_us:
+            spread = (f"; per image {min(self.per_image_us):.1f} min, {max(self.per_image_us):.1f} max over "
+                      f"{len(self.per_image_us)} images: the work depends on the image")
         lines.append(f"latency   {self.latency_us:.1f} us per image ({self.latency_kind}"
-                     + (f"; predicted {p.latency_us:.1f} us" if self.latency_kind == "measured" else "") + ")")
-        lines.append(f"dense     {self.dense.latency_us:.1f} us per image with dense attention: speedup "
-                     f"{self.speedup_vs_dense:.2f}x (predicted, same config)")
+                     + (f"; predicted {p.latency_us:.1f} us" if self.latency_kind == "measured" else "")
+                     + (" mean" if self.per_image_us and self.latency_kind != "measured" else "") + spread + ")")
+        lines.append(f"dense     {self.dense.latency_us:.1f} us per image with dense attention"
+                     + (f" ({self.dense_note})" if self.dense_note else "")
+                     + f": speedup {self.speedup_vs_dense:.2f}x (predicted, same config)")
         lines.append(f"host      {1e3 * self.host_s:.3f} ms per image (measured: quantisation, writes, syncs, "
                      f"read-back), {100 * self.host_share:.1f}% of host + accelerator time; "
                      f"{1e3 * self.device_wall_s:.2f} ms per image inside accelerator runs"
@@ -149,14 +162,18 @@ class Accelerator:
     ``HardwareConfig``; default: the shipped config the bundle names; a board must run the bundle's). The
     model is checked against the config's size limits here, when it is opened.
     ``timeout_s``: the longest wait for one accelerator run, a finite number of seconds > 0.
-    ``batch_size``: images per accelerator start (GEMMs fold them into their rows).
+    ``batch_size``: images per accelerator start (ViTCoD's GEMMs fold them into their rows; ReViT runs the
+    images of a start one after another).
+    ``predict_images``: where the cycles depend on the image (ReViT), predict every image's latency from the
+    cycle models (free on ``sim``, where the run itself computes them; one extra simulator pass per batch
+    elsewhere). Default: on every backend but ``pynq``, where the latency is measured.
     ``device``: an already opened :class:`~vitaccel.host.driver.Device` (tests: an emulated board), which
     must have a window of at least :attr:`mem_bytes`; ``overlay``: the .bit to load on a board.
     """
 
     def __init__(self, bundle: Union[str, Path, Bundle], *, backend: str = "auto", config: Optional[ConfigLike] = None,
                  batch_size: int = 1, overlay: Optional[str] = None, timeout_s: float = 30.0,
-                 device: Optional[Device] = None):
+                 device: Optional[Device] = None, predict_images: Optional[bool] = None):
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
         timeout_s = check_timeout(timeout_s)
@@ -176,7 +193,8 @@ class Accelerator:
                              f"({self.bundle.config_name!r}), not {self.config.name!r}")
         self.spec = self.config.spec
         compile_program = self.spec.load("compiler")
-        self.program: DeviceProgram = compile_program(self.bundle, self.config, batch=batch_size)
+        self.program = compile_program(self.bundle, self.config, batch=batch_size)
+        self.predict_images = (self.backend != "pynq") if predict_images is None else bool(predict_images)
         self.overlay = None
         opened = device is None
         if opened:
@@ -196,6 +214,7 @@ class Accelerator:
         self._predicted: Optional[Report] = None
         self._dense: Optional[Report] = None
         self._device_s = 0.0
+        self._image_reports: List[Report] = []
 
     def _write_image(self) -> None:
         self.device.mem[:self.program.mem_bytes] = self.program.image
@@ -226,7 +245,14 @@ class Accelerator:
     # -- predictions ----------------------------------------------------------------------------------------
 
     def predict(self) -> Report:
-        """Cycles of one image through the compiled program: the cycle models of each descriptor it runs."""
+        """Cycles of one image through the compiled program: the cycle models of each descriptor it runs.
+        Where the work depends on the image (ReViT), the mean over the images of the last :meth:`run`."""
+        if self.program.data_dependent:
+            if not self._image_reports:
+                raise ValueError("the cycles of this program depend on the image (group sizes, Booth digits, kept "
+                                 "tokens): run images first (Accelerator.run), or simulate them with "
+                                 "Accelerator.program.simulate(Accelerator.program.prepare_input(images))")
+            return mean_report(self._image_reports)
         if self._predicted is None:
             run_top = self.spec.load("top_model")
             window = self.program.image.copy()
@@ -240,11 +266,16 @@ class Accelerator:
             self._predicted = rep
         return self._predicted
 
-    def dense_baseline(self) -> Report:
-        """The same model with dense attention on the same config (the simulator's baseline)."""
-        if self._dense is None:
-            self._dense = model_baselines(self.program.program)["dense"]
-        return self._dense
+    def dense_baseline(self, images=None) -> Report:
+        """The same model with dense attention on the same config (the simulator's baseline); where cycles
+        depend on the image, the mean over ``images``."""
+        if not self.program.data_dependent:
+            if self._dense is None:
+                self._dense = self.program.dense_baseline()
+            return self._dense
+        if images is None or not len(images):
+            raise ValueError("the dense baseline of this program depends on the image: pass images")
+        return self.program.dense_baseline(images)
 
     @property
     def mem_bytes(self) -> int:
@@ -260,36 +291,64 @@ class Accelerator:
         :func:`~vitaccel.host.run.check_labels`)."""
         from vitaccel.host.run import check_images, check_labels, check_logits
 
-        prog = self.program.program
-        dims = prog.dims
+        dims = self.program.dims
         if limit is not None:
             images = images[:limit]
             labels = None if labels is None else labels[:limit]
-        imgs = check_images(images, chans=dims.in_chans, size=dims.img_size, calibrated=127.0 * prog.input_scale)
+        imgs = check_images(images, chans=dims.in_chans, size=dims.img_size, calibrated=127.0 * self.program.input_scale)
         if labels is not None:
             labels = check_labels(labels, len(imgs), dims.num_classes)
         bs = self.program.batch
-        wrap = None
+        starts = range(0, len(imgs), bs)
         if progress:
             from tqdm import tqdm
 
-            def wrap(starts):
-                return tqdm(starts, desc=f"images ({self.backend})", unit="batch" if bs > 1 else "image", leave=False)
+            starts = tqdm(starts, desc=f"images ({self.backend})", unit="batch" if bs > 1 else "image", leave=False)
         self._device_s = 0.0
+        per_image = self.program.data_dependent and self.predict_images
+        collect = per_image and getattr(self.device, "engine", None) == "sim" and hasattr(self.device, "reports")
+        if collect:
+            self.device.collect_reports = True
+            self.device.reports.clear()
+        self._image_reports = []
+        sim_s = 0.0
+        out: List[np.ndarray] = []
         t0 = time.perf_counter()
-        logits = forward_batched(prog, imgs, bs, run=self._run_batch, progress=wrap)
+        try:
+            for i in starts:
+                rows8 = self.program.prepare_input(imgs[i:i + bs])
+                out.append(self.program.dequantize(self._run_batch(rows8)))
+                # The prediction is the simulator's bookkeeping, not host work a board would do: not host time.
+                ts = time.perf_counter()
+                if collect:
+                    self._image_reports += self.program.image_reports(len(rows8), self.device.reports.pop())
+                elif per_image:
+                    self._image_reports += self.program.simulate(rows8)
+                sim_s += time.perf_counter() - ts
+        finally:
+            if collect:
+                self.device.collect_reports = False
+        logits = np.concatenate(out) if out else np.zeros((0, dims.num_classes), np.float32)
         check_logits(logits)
-        wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0 - sim_s
         n = max(len(imgs), 1)
-        pred = self.predict()
         measured = self.backend == "pynq"
+        if self.program.data_dependent and not self._image_reports:
+            if not len(imgs):
+                raise ValueError("no images to run")
+            # A board without per-image prediction: the model's cycles over the first images.
+            self._image_reports = self.program.simulate(self.program.prepare_input(imgs[:min(len(imgs), bs)]))
+        pred = self.predict()
+        dense_imgs = imgs[:8] if self.program.data_dependent else None
         report = RunReport(
             backend=self.backend, device=self.device.name, config=self.config.name, images=len(imgs),
             latency_kind="measured" if measured else "predicted",
             latency_us=1e6 * self._device_s / n if measured else pred.latency_us,
-            predicted=pred, dense=self.dense_baseline(), host_s=(wall - self._device_s) / n,
+            predicted=pred, dense=self.dense_baseline(dense_imgs), host_s=(wall - self._device_s) / n,
             device_wall_s=self._device_s / n, wall_s=wall,
-            top1=None if labels is None or not len(imgs) else float(np.mean(np.argmax(logits, 1) == labels)))
+            top1=None if labels is None or not len(imgs) else float(np.mean(np.argmax(logits, 1) == labels)),
+            per_image_us=[r.latency_us for r in self._image_reports] if self.program.data_dependent and per_image else None,
+            dense_note=(f"mean over the first {len(dense_imgs)} images" if dense_imgs is not None else ""))
         return RunResult(logits, report, labels)
 
     def _run_batch(self, rows8: np.ndarray) -> np.ndarray:
@@ -303,7 +362,7 @@ class Accelerator:
         start = self.program.start(b)
         self.driver.run(start.desc_off, start.count)
         self._device_s += self.driver.last_run_s
-        k = self.program.program.dims.num_classes
+        k = self.program.dims.num_classes
         self.device.sync_from_device(reg.logits, b * k)
         return mem[reg.logits:reg.logits + b * k].view(np.int8).reshape(b, k).copy()
 

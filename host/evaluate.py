@@ -80,7 +80,7 @@ def evaluate(acc, items: Sequence[Tuple[Path, int]], *, mean=None, std=None, chu
     from tqdm import tqdm
 
     chunk = CHUNK if chunk is None else int(chunk)
-    dims = acc.program.program.dims
+    dims = acc.program.dims
     check_classes(items, dims.num_classes)
     k5 = min(5, dims.num_classes)
     top1 = top5 = 0

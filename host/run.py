@@ -372,12 +372,16 @@ def load_images(path: str, *, size: int, chans: int, mean=None, std=None,
     return imgs, labels
 
 
+#: The shipped demo bundles (``vitaccel run --demo NAME``), over the same held-out images.
+DEMOS = {"vitcod": "demo.vcb", "revit": "revit.vcb"}
+
+
 def run_command(args) -> int:
     """The body of ``vitaccel run`` (argument parsing is in :mod:`vitaccel.cli`)."""
     from vitaccel.host.accelerator import Accelerator
     from vitaccel.host.bundle import BundleError, load_bundle
 
-    bundle_path = args.bundle or str(demo_dir() / "demo.vcb")
+    bundle_path = args.bundle or str(demo_dir() / DEMOS[getattr(args, "demo", None) or "vitcod"])
     if args.images and not args.bundle:
         print(f"note: no --bundle given: running the shipped demo bundle ({bundle_path}) on {args.images}",
               file=sys.stderr)
@@ -428,11 +432,19 @@ def run_command(args) -> int:
 
         out = Path(args.report)
         out.mkdir(parents=True, exist_ok=True)
-        from vitaccel.sim.vitcod.model import model_baselines
+        if acc.program.data_dependent:
+            base = {"dense": rep.dense}                  # the rest: `vitaccel sim BUNDLE --baselines`
+        else:
+            from vitaccel.sim.vitcod.model import model_baselines
 
-        base = model_baselines(acc.program.program)     # every baseline, as `vitaccel sim --plot` draws them
+            base = model_baselines(acc.program.program)  # every baseline, as `vitaccel sim --plot` draws them
         doc["plots"] = [str(plot_breakdown(rep.predicted, out / "breakdown.png", baselines=base)),
                         str(plot_roofline(rep.predicted, out / "roofline.png"))]
+        if rep.per_image_us:
+            from vitaccel.sim.plots import plot_latency_spread
+
+            doc["plots"].append(str(plot_latency_spread(rep.per_image_us, out / "latency_per_image.png",
+                                                        title=f"{Path(bundle_path).name} on {acc.config.name}")))
         (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
         doc["plots"].append(str(out / "report.json"))
     if args.json:

@@ -121,13 +121,16 @@ def activation_scales(model: VisionTransformer, data: Iterable, *, pct: float = 
                     lambda m, inp, out, key=f"layers.{i}.ae.{w}.enc": stat(key).update(out)))
         hooks.append(blk.norm2.register_forward_pre_hook(
             lambda m, inp, key=f"layers.{i}.res1": amax(key).update(inp[0])))
-        hooks.append(blk.register_forward_hook(lambda m, inp, out, key=f"layers.{i}.res2": amax(key).update(out[0])))
+        # The stream after layer i is what the next LayerNorm reads (block i+1's norm1, or the final norm):
+        # hooked there rather than on the block, which a model may not call as a module (ReViT's does not).
+        nxt = model.blocks[i + 1].norm1 if i + 1 < len(model.blocks) else model.norm
+        hooks.append(nxt.register_forward_pre_hook(lambda m, inp, key=f"layers.{i}.res2": amax(key).update(inp[0])))
     def patch_hook(m, inp, out):  # a forward hook's non-None return would replace the output
         amax("input").update(inp[0])
         stat("patch").update(out)
 
     hooks.append(model.patch_embed.register_forward_hook(patch_hook))
-    hooks.append(model.blocks[0].register_forward_pre_hook(lambda m, inp: amax("res.x0").update(inp[0])))
+    hooks.append(model.blocks[0].norm1.register_forward_pre_hook(lambda m, inp: amax("res.x0").update(inp[0])))
     hooks.append(model.norm.register_forward_hook(lambda m, inp, out: stat("norm").update(out[:, 0])))
     hooks.append(model.head.register_forward_hook(lambda m, inp, out: amax("head").update(out)))
     was_training = model.training

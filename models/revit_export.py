@@ -7,7 +7,8 @@ and as the integer hash the hardware runs (``lsh.hash_weight/bias/mult/shift`` f
 ``sim.revit.lsh.hash_params``: alpha at one int8 scale, beta at the accumulator's scale, 1/gamma as a
 multiplier and shift), the keep ratios as Q16 integers (``prune.keep_groups/keep_patches``; 2^16 = no
 pruning), and ``meta.groups`` (G, hierarchy mode, CLS policy, softmax block, centroid rounding, package
-rule, pruning score, hash seed).
+rule, pruning score, hash seed), and the integer whole model (``int`` group: LayerNorms, GELU tables,
+residual adds, patch embedding, tokens, head) the accelerator runs around the attention layers.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from vitaccel.host.bundle import Bundle, write_bundle
 from vitaccel.hwconfig import ConfigLike
 from vitaccel.sim.revit.lsh import hash_params
 
-from .export import activation_scales, build_bundle
+from vitaccel.sim.common.intmodel import int_model_tensors
+
+from .export import activation_scales, build_bundle, int_scales
 from .revit import Q16, ReViTModel
 
 __all__ = ["build_revit_bundle", "export_revit_bundle", "revit_agreement", "groups_meta"]
@@ -56,6 +59,10 @@ def build_revit_bundle(model: ReViTModel, scales: Dict[str, float], *, config: C
                   p + "lsh.hash_weight": A, p + "lsh.hash_bias": B,
                   p + "lsh.hash_mult": np.array(m, np.int32), p + "lsh.hash_shift": np.array(s, np.int32),
                   p + "prune.keep_groups": np.array(qg, np.int32), p + "prune.keep_patches": np.array(qp, np.int32)})
+    # The integer whole model around the attention layers (the same tensors as a ViTCoD bundle's); the package
+    # token lives in the residual stream after the attention add, at that point's scale (res1 is calibrated
+    # on the pruned stream, package token included: norm2's input).
+    t.update(int_model_tensors(t, model.config["depth"], int_scales(scales)))
     return Bundle(meta=meta, tensors=t).validate()
 
 

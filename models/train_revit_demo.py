@@ -62,7 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="pruning layers as layer:group_ratio:patch_ratio,...")
     p.add_argument("--keep-weight", type=float, default=2.0, help="weight of the keep-ratio loss")
     p.add_argument("--train-limit", type=int, default=None)
-    p.add_argument("--config", default="paper")
+    p.add_argument("--config", default="revit-paper")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--keep-work", action="store_true")

@@ -87,3 +87,24 @@ def plot_roofline(report: Report, path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_latency_spread(per_image_us: List[float], path, *, title: str = "") -> Path:
+    """Histogram of the predicted latency per image (ReViT: the work depends on the image), mean marked."""
+    plt = _plt()
+    vals = [float(v) for v in per_image_us]
+    if not vals:
+        raise ValueError("no per-image latencies to plot")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(vals, bins=min(30, max(5, len(vals) // 4)), color="#4477aa")
+    mean = sum(vals) / len(vals)
+    ax.axvline(mean, color="#bb5566", label=f"mean {mean:.1f} us")
+    ax.set_xlabel("predicted latency per image (us)")
+    ax.set_ylabel("images")
+    ax.set_title(title or f"{len(vals)} images: {min(vals):.1f} to {max(vals):.1f} us")
+    ax.legend()
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

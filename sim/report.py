@@ -130,3 +130,29 @@ class Report:
         lines.append(f"latency {self.latency_us:.2f} us at {self.config.clock_mhz:g} MHz ({self.config.name}); "
                      f"MAC utilisation {100 * self.mac_utilisation:.1f}%")
         return "\n".join(lines)
+
+
+def mean_report(reports: List[Report]) -> Report:
+    """The kernel-by-kernel mean of reports of the same program over several images (the same kernels in the
+    same order, their work depending on the image: ReViT). Cycles, MACs and bytes are rounded to integers;
+    engines are averaged over the reports that have them."""
+    if not reports:
+        raise ValueError("mean_report needs at least one report")
+    n = len(reports)
+    first = reports[0]
+    if any(len(r.kernels) != len(first.kernels) for r in reports):
+        raise ValueError("reports of different programs (kernel counts differ)")
+    out = Report(first.config)
+    for ks in zip(*(r.kernels for r in reports)):
+        k0 = ks[0]
+        if any(k.name != k0.name for k in ks):
+            raise ValueError(f"reports of different programs (kernel {k0.name!r} vs {[k.name for k in ks]})")
+        mean = lambda attr: int(round(sum(getattr(k, attr) for k in ks) / n))  # noqa: E731
+        eng: Dict[str, int] = {}
+        for e in {e for k in ks for e in k.engines}:
+            vals = [k.engines[e] for k in ks if e in k.engines]
+            eng[e] = int(round(sum(vals) / len(vals)))
+        out.kernels.append(KernelReport(k0.kernel, k0.name, k0.layer, mean("compute"), mean("preprocess"), mean("data"),
+                                        mean("macs"), mean("useful_macs"), mean("dram_bytes"), eng, [],
+                                        [f"mean over {n} images"]))
+    return out

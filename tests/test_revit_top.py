@@ -156,3 +156,97 @@ def test_common_kernels_counters_equal_their_cycle_models_on_revit_configs():
     for r in res.reports:
         rep[r["kind"]] += r["total"]
     assert (t["gemm_compute"], t["ln_compute"], t["elt_compute"]) == (rep["gemm"], rep["layernorm"], rep["add"] + rep["lut"])
+
+
+def _patch_word(w, off, desc, word, value):
+    a = off + 4 * (64 * desc + word)
+    w[a:a + 4] = np.array([value & 0xFFFFFFFF], np.uint32).view(np.uint8)
+
+
+@pytest.mark.parametrize("seed,N,D,heads", [(0, 23, 40, 3), (1, 2, 8, 1), (2, 60, 100, 12)])
+def test_compact_keeps_the_survivors_appends_the_package_and_patches_the_later_descriptors(seed, N, D, heads):
+    """COMPACT's bits are compact_tokens, the token count reaches DRAM and the patched LAYERNORM / ADD run
+    at it (C-sim == NumPy), and its C++ counters equal compact_cycles."""
+    from vitaccel.sim.common.layernorm import layernorm_int
+    from vitaccel.sim.revit.compact import compact_cycles, compact_tokens
+
+    rng = np.random.default_rng(seed)
+    window, off, count, o = rg.compact_program(rng, N=N, D=D, heads=heads)
+    lib = ce.engines_library(CONFIG)
+    lib.perf_reset()
+    res, w = _both(window, off, count)
+    assert res.status == 0
+    n_out = int(o["keep_v"].astype(bool).sum()) + 2
+    want = compact_tokens(o["x16"], o["keep_v"], o["scores_v"], o["pm"], o["ps"])
+    y = o["offs"]["y"]
+    assert want.shape == (n_out, D)
+    assert np.array_equal(w[y:y + 2 * n_out * D].view(np.int16).reshape(n_out, D), want)
+    assert int(w[o["offs"]["count"]:o["offs"]["count"] + 4].view(np.int32)[0]) == n_out
+    descs = w[off:off + 4 * 64 * count].view(np.int32).reshape(count, 64)
+    assert descs[1][ISA.words("LAYERNORM")["rows"]] == n_out and descs[2][ISA.words("ADD")["n"]] == n_out * D
+    ln = o["ly"]
+    d1 = descs[1]
+    g = w[d1[ISA.words("LAYERNORM")["g"]]:][:4 * D].view(np.int32)
+    b = w[d1[ISA.words("LAYERNORM")["b"]]:][:4 * D].view(np.int32)
+    assert np.array_equal(w[ln:ln + n_out * D].view(np.int8).reshape(n_out, D),
+                          layernorm_int(want, g, b, int(d1[ISA.words("LAYERNORM")["shift"]]),
+                                        int(d1[ISA.words("LAYERNORM")["eps"]])))
+    assert res.reports[1]["kind"] == "layernorm" and res.reports[0]["tokens"] == n_out
+    t = lib.perf_totals()
+    cyc = compact_cycles(load_config(CONFIG), N, D, 2)
+    assert (t["cmp_calls"], t["cmp_rows"], t["cmp_package"], t["cmp_patch"]) == (1, cyc["rows"], cyc["package"],
+                                                                                cyc["patch"])
+    assert res.reports[0]["total"] == sum(cyc.values())
+
+
+def test_compact_package_token_is_the_weighted_sum_of_the_pruned_rows():
+    from vitaccel.sim.revit.compact import compact_tokens, package_params
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3000, 3000, (9, 5)).astype(np.int16)
+    keep = np.array([1, 0, 0, 1, 0, 1, 1, 0], np.uint8)
+    sc = rng.integers(0, 768, 8).astype(np.int32)
+    m, s = package_params(3)
+    assert 1 << 15 <= m < 1 << 16 and abs(m / 2 ** s - 1 / 768) < 1e-4 / 768
+    y = compact_tokens(x, keep, sc, m, s)
+    want = (np.where(keep == 0, sc, 0)[:, None] * x[1:].astype(np.float64)).sum(0) / 768
+    assert np.abs(y[-1] - want).max() <= 1.0
+    assert np.array_equal(y[1:-1], x[1:][keep == 1]) and np.array_equal(y[0], x[0])
+    assert not compact_tokens(x, np.ones(8, np.uint8), sc, m, s)[-1].any()      # nothing pruned: zeros
+
+
+@pytest.mark.parametrize("case", ["misaligned", "before", "past_end", "opcode_word", "overflow", "big_npatch",
+                                  "pm_too_big", "ps", "N_too_big", "x_odd"])
+def test_hostile_compact_descriptors_are_refused_before_anything_is_written(case):
+    window, off, count, o = rg.compact_program(np.random.default_rng(7))
+    cw = ISA.words("COMPACT")
+    w = window.copy()
+    tri = o["offs"]
+    patch = int(w[off:off + 256].view(np.int32)[cw["patch"]])
+    t = w[patch:patch + 24].view(np.int32)
+    if case == "misaligned":
+        t[0] += 1
+    elif case == "before":
+        t[0] = off + 4 * 5                       # the COMPACT itself
+    elif case == "past_end":
+        t[3] = off + 4 * 64 * count + 8
+    elif case == "opcode_word":
+        t[3] = off + 512
+    elif case == "overflow":
+        t[1], t[2] = 1 << 30, 1 << 30
+    elif case == "big_npatch":
+        _patch_word(w, off, 0, cw["npatch"], 4097)
+    elif case == "pm_too_big":
+        _patch_word(w, off, 0, cw["pm"], 1 << 16)
+    elif case == "ps":
+        _patch_word(w, off, 0, cw["ps"], 64)
+    elif case == "N_too_big":
+        _patch_word(w, off, 0, cw["N"], load_config(CONFIG).max_tokens + 1)
+    elif case == "x_odd":
+        _patch_word(w, off, 0, cw["x"], tri["x"] + 1)
+    res, after = _both(w, off, count)
+    want = {"misaligned": "CMP_ERR_PATCH", "before": "CMP_ERR_PATCH", "past_end": "CMP_ERR_PATCH",
+            "opcode_word": "CMP_ERR_PATCH", "overflow": "CMP_ERR_PATCH", "big_npatch": "CMP_ERR_DIMS",
+            "pm_too_big": "CMP_ERR_QUANT", "ps": "CMP_ERR_QUANT", "N_too_big": "CMP_ERR_DIMS", "x_odd": "ERR_ALIGN"}[case]
+    assert res.status == ISA.code(want), (hex(res.status), want)
+    assert np.array_equal(after, w), "a refused COMPACT wrote to the window"

@@ -187,8 +187,7 @@ REVIT = AcceleratorSpec(
     axi_bundles=("gmem_act", "gmem_idx", "gmem_wgt"),
     pointer_registers=("act_in", "act_out", "idx", "wgt", "wconst"),
     isa="vitaccel.sim.revit.isa",
-    # The host compiler is issue #13: it raises NotImplementedError naming it.
-    compiler="vitaccel.sim.revit.top:compile_device_program",
+    compiler="vitaccel.host.revit.program:compile_device_program",
     top_model="vitaccel.sim.revit.top:run_top",
     csim_library="vitaccel.sim.revit.csim_engines:engines_library",
     csim_sources=("revit/revit_capi.cpp", "revit/revit_top.cpp"),

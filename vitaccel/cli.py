@@ -448,7 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run a deployment bundle over images on the best backend and report top-1, "
                                      "latency per image, speedup against dense attention and where the time goes. "
                                      "With no arguments: the shipped demo bundle over its held-out images.")
-    run.add_argument("--bundle", help="deployment bundle (.vcb); default: the shipped demo (models/demo/demo.vcb)")
+    run_what = run.add_mutually_exclusive_group()
+    run_what.add_argument("--bundle", help="deployment bundle (.vcb); default: the shipped ViTCoD demo (models/demo/demo.vcb)")
+    run_what.add_argument("--demo", choices=("vitcod", "revit"),
+                          help="a shipped demo bundle over its held-out images: vitcod (models/demo/demo.vcb, the "
+                               "default) or revit (models/demo/revit.vcb)")
     run.add_argument("--images", help=".npy (B, C, H, W), .npz with 'images' [and 'labels'], an image file, or a "
                                       "folder of images (labels from integer sub-folder names)")
     run.add_argument("--config", help="hardware config to compile for (default: the bundle's)")

@@ -136,15 +136,14 @@ def random_bundle(config: Any = "paper", *, method: str = "vitcod", depth: int =
             t.update({p + "lsh.hash_weight": hw, p + "lsh.hash_bias": hb, p + "lsh.hash_mult": np.array(hm, np.int32),
                       p + "lsh.hash_shift": np.array(hs, np.int32), p + "prune.keep_groups": np.array(1 << 16, np.int32),
                       p + "prune.keep_patches": np.array(1 << 16, np.int32)})
-    if method != "revit":
-        # The integer whole model, made from the float tensors by the exporter's own function, at random
-        # calibration figures: residual maxima in [2, 20], int8 scales like the linears'.
-        from vitaccel.sim.common.intmodel import int_model_tensors
+    # The integer whole model, made from the float tensors by the exporter's own function, at random
+    # calibration figures: residual maxima in [2, 20], int8 scales like the linears'.
+    from vitaccel.sim.common.intmodel import int_model_tensors
 
-        sc: Dict[str, float] = {"input": scale(), "patch": scale(), "norm": scale(), "head": scale(),
-                                "res.x0": float(rng.uniform(2, 20))}
-        for i in range(depth):
-            sc[f"layers.{i}.res1"] = float(rng.uniform(2, 20))
-            sc[f"layers.{i}.res2"] = float(rng.uniform(2, 20))
-        t.update(int_model_tensors(t, depth, sc))
+    sc: Dict[str, float] = {"input": scale(), "patch": scale(), "norm": scale(), "head": scale(),
+                            "res.x0": float(rng.uniform(2, 20))}
+    for i in range(depth):
+        sc[f"layers.{i}.res1"] = float(rng.uniform(2, 20))
+        sc[f"layers.{i}.res2"] = float(rng.uniform(2, 20))
+    t.update(int_model_tensors(t, depth, sc))
     return Bundle(meta=meta, tensors=t)

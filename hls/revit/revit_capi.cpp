@@ -54,13 +54,13 @@ REVIT_API int revit_perf_totals(int64_t* out, int n) {
 }
 
 // Compiled shapes and schedule constants, in this order: RMMU_COLS, RMMU_LANES, G_PES, P_PES, SIMD_LANES,
-// PIPE_RBSP, PIPE_CODE, PIPE_LIST, RMMU MAX_C, MAX_K, MAX_O, SERIAL_BITS, SYNC_COLS.
+// PIPE_RBSP, PIPE_CODE, PIPE_LIST, RMMU MAX_C, MAX_K, MAX_O, SERIAL_BITS, SYNC_COLS, PIPE_PACK, PIPE_PATCH.
 REVIT_API int revit_schedule_constants(int32_t* out, int n) {
     using namespace vitaccel;
     const int32_t v[] = {cfg::revit::RMMU_COLS, cfg::revit::RMMU_LANES, cfg::revit::G_PES, cfg::revit::P_PES,
                          cfg::revit::SIMD_LANES, revit_sched::PIPE_RBSP, revit_sched::PIPE_CODE, revit_sched::PIPE_LIST,
                          rmmu::RmmuArray::MAX_C, rmmu::RmmuArray::MAX_K, rmmu::RmmuArray::MAX_O, rmmu::SERIAL_BITS,
-                         cfg::revit::SYNC_COLS};
+                         cfg::revit::SYNC_COLS, revit_sched::PIPE_PACK, revit_sched::PIPE_PATCH};
     const int count = static_cast<int>(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < count && i < n; ++i) out[i] = v[i];
     return count;

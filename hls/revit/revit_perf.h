@@ -49,6 +49,10 @@ enum Total {
     PR_PATCH_RANK,     // patch pruner: ranks within each kept group
     SCH_ALLOC,         // rSched: column allocation of one layer
     SCH_EVENTS,        // out-of-order dispatcher: finish / release events handled
+    CMP_CALLS,         // token compactions (COMPACT)
+    CMP_ROWS,          // compaction: the rows nest (copy or accumulate), with its depth
+    CMP_PACKAGE,       // compaction: the package row's requantisation, with its depth
+    CMP_PATCH,         // compaction: the descriptor words patched, with the nest's depth
     N_TOTALS
 };
 

@@ -35,6 +35,11 @@ static const int PIPE_NORM = 4;
 static const int PIPE_SCORE = 3;
 static const int PIPE_RANK = 3;
 
+// Token compaction: read a row chunk, multiply-accumulate (pruned) or pass (kept), write the kept row; a
+// patch: read the triple, multiply-add, write the word.
+static const int PIPE_PACK = 3;
+static const int PIPE_PATCH = 2;
+
 static const int PIPE_RBSP = pipe_rbsp(cfg::revit::RMMU_LANES);
 
 }  // namespace revit_sched

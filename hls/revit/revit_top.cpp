@@ -1,6 +1,7 @@
 // The ReViT accelerator's top-level function: runs a list of descriptors from DRAM (DESCRIPTOR.md), each
 // dispatched to its engine: ATTN (one attention layer on the engines, attn/revit_attn.h), PRUNE (the
-// pruners, pruner/pruner.h), and the whole model's common kernels GEMM, LAYERNORM, ADD and LUT
+// pruners, pruner/pruner.h), COMPACT (the surviving tokens and the package token, and the new token count
+// patched into the later descriptors, pruner/compact.h), and the whole model's common kernels GEMM, LAYERNORM, ADD and LUT
 // (hls/common/, instantiated on cfg::GemmArray = the RMMU's Pn x Pc in one-large-array mode). Unlike
 // vitcod_top, a GEMM's per-channel constants are checked before the engine starts, so a refused GEMM
 // writes nothing.
@@ -17,6 +18,7 @@
 #include "eltwise/eltwise.h"
 #include "gemm/gemm.h"
 #include "layernorm/layernorm.h"
+#include "pruner/compact.h"
 #include "pruner/pruner.h"
 #include "vitaccel_config.h"
 #include "isa/revit_isa.h"
@@ -27,6 +29,7 @@ namespace revit_top_impl {
 using namespace isa;
 using namespace isa::revit;
 typedef uint64_t addr_t;
+static const int MAX_PATCH = 4096;
 
 inline bool in_window(uint32_t off, addr_t len, uint32_t mem) { return (addr_t)off + len <= (addr_t)mem; }
 
@@ -97,6 +100,42 @@ inline int run_prune(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
     int64_t cyc[4];
     return pruner::prune(mem8 + gp, cls, reinterpret_cast<const int32_t*>(mem8 + gr), H, G, n, dw[P_Q_GROUPS],
                          dw[P_Q_PATCHES], mem8 + k, mem8 + kg, reinterpret_cast<int32_t*>(mem8 + sc), cyc);
+}
+
+// COMPACT: every check (the patch list's included) before anything is written, so a refused descriptor
+// leaves the window as it was. `prog_lo`/`prog_hi`: the byte range of the later descriptors of this program.
+inline int run_compact(const int32_t* dw, uint8_t* mem8, int32_t* idx, uint32_t mem, uint32_t desc_off, addr_t prog_lo,
+                       addr_t prog_hi) {
+    const int N = dw[C_N], D = dw[C_D], npatch = dw[C_NPATCH];
+    if (N < 2 || N > cfg::MAX_TOKENS || D < 1 || D > cfg::MAX_EMBED_DIM || npatch < 0 || npatch > MAX_PATCH)
+        return CMP_ERR_DIMS;
+    const uint32_t x = dw[C_X], k = dw[C_KEEP], sc = dw[C_SCORES], y = dw[C_Y], cnt = dw[C_COUNT], pt = dw[C_PATCH];
+    if (((x | y) & 1) || ((sc | cnt | pt) & 3)) return ERR_ALIGN;
+    const addr_t n = N, d = D;
+    const Range r[] = {{x, 2 * n * d}, {k, n - 1}, {sc, 4 * (n - 1)}, {pt, 12 * (addr_t)npatch}, {y, 2 * (n + 1) * d},
+                       {cnt, 4}};
+    const int rc = check_ranges(r, 6, 2, mem);
+    if (rc != OK) return rc;
+    const int64_t pm = dw[C_PM];
+    const int ps = dw[C_PS];
+    if (pm < 0 || pm >= compact::MAX_PKG_MULT || ps < 0 || ps > 63) return CMP_ERR_QUANT;
+    const uint8_t* keep = mem8 + k;
+    int n_out = 2;
+    for (int i = 0; i < N - 1; ++i) n_out += keep[i] != 0;
+    const int32_t* tri = reinterpret_cast<const int32_t*>(mem8 + pt);
+    for (int j = 0; j < npatch; ++j) {
+        const addr_t a = (uint32_t)tri[3 * j];
+        const int64_t v = (int64_t)tri[3 * j + 1] * n_out + tri[3 * j + 2];
+        if ((a & 3) || a < prog_lo || a >= prog_hi || (a - desc_off) / 4 % DESC_WORDS < 2 || v < INT32_MIN ||
+            v > INT32_MAX)
+            return CMP_ERR_PATCH;
+    }
+    int64_t cyc[2];
+    compact::tokens(reinterpret_cast<const int16_t*>(mem8 + x), keep, reinterpret_cast<const int32_t*>(mem8 + sc), N, D,
+                    pm, ps, reinterpret_cast<int16_t*>(mem8 + y), cyc);
+    *reinterpret_cast<int32_t*>(mem8 + cnt) = n_out;
+    compact::patch(idx, tri, npatch, n_out);
+    return OK;
 }
 
 inline int run_gemm(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
@@ -209,6 +248,9 @@ REVIT_DISPATCH:
             st = run_attn(dw, mem8, mem_bytes);
         } else if (dw[W_OP] == OP_PRUNE) {
             st = run_prune(dw, mem8, mem_bytes);
+        } else if (dw[W_OP] == OP_COMPACT) {
+            st = run_compact(dw, mem8, idx, mem_bytes, desc_off, desc_off + (addr_t)(i + 1) * DESC_WORDS * 4,
+                             desc_off + (addr_t)num_instr * DESC_WORDS * 4);
         } else if (dw[W_OP] == OP_GEMM) {
             st = run_gemm(dw, mem8, mem_bytes);
         } else if (dw[W_OP] == OP_LAYERNORM) {

@@ -4,7 +4,8 @@ Per image (the work depends on the image: group sizes, Booth digits, kept patche
 order: the patch embedding and the token add, then per layer LayerNorm-1, the attention layer on the engines
 (:func:`~vitaccel.sim.revit.layer.engine_layer`: group generation, Q/K/V projection, attention; its qkv GEMM
 is inside it), proj, the residual add, at pruning layers the pruners
-(:func:`~vitaccel.sim.revit.pruner.prune_layer` on the layer's CLS and group rows), LayerNorm-2, fc1, GELU,
+(:func:`~vitaccel.sim.revit.pruner.prune_layer` on the layer's CLS and group rows) and the token compaction
+(:func:`~vitaccel.sim.revit.compact.compact_cycles`), LayerNorm-2, fc1, GELU,
 fc2, the residual add, then the final LayerNorm and the head. The common kernels are sim/common's cycle
 models on the config's array (the RMMU as a Pn x Pc int8 MAC array, as ``revit_top`` runs them), at the
 image's token count after pruning (``1 + kept patches + 1`` package token). Their reports include the
@@ -42,6 +43,7 @@ from vitaccel.sim.common.gemm import gemm_cycles
 from vitaccel.sim.common.layernorm import layernorm_cycles
 from vitaccel.sim.report import KernelReport, Report
 from vitaccel.sim.revit.attention import Q16
+from vitaccel.sim.revit.compact import compact_cycles, patched_words
 from vitaccel.sim.revit.dsoftmax import dsoftmax
 from vitaccel.sim.revit.layer import engine_layer
 from vitaccel.sim.revit.pruner import prune_layer
@@ -49,7 +51,7 @@ from vitaccel.sim.revit.rmmu import rbsp_pass, wrap32
 from vitaccel.sim.revit.sched import ONE_ARRAY
 from vitaccel.sim.schedule import PIPE_RQ
 
-__all__ = ["BASELINES", "ENGINE_VARIANTS", "no_pruning_program", "flat_attention", "attention_macs",
+__all__ = ["attn_dram_bytes", "BASELINES", "ENGINE_VARIANTS", "no_pruning_program", "flat_attention", "attention_macs",
            "image_report", "bundle_reports", "summarise", "format_summary"]
 
 #: engine_layer's keyword arguments per variant that keeps the bundle's tokens.
@@ -106,9 +108,15 @@ def flat_attention(h8: np.ndarray, lp, config: ConfigLike, *, name: str = "attn"
                         notes=["flat attention (dense baseline): timing only, its bits are not the bundle's"])
 
 
+def attn_dram_bytes(n: int, dm: int, heads: int, groups: int) -> int:
+    """Bytes one attention layer must move: the tokens in and out, the qkv weights and their bias, multiplier
+    and shift, the hash weights and biases, and the group indexes and CLS / CLS-to-centroid rows it leaves
+    for the pruner (``revit_top``'s ATTN, and this module's per-image timing)."""
+    return 2 * n * dm + 3 * dm * dm + 36 * dm + groups * dm + 4 * groups + 4 * (n - 1) + heads * n + heads * groups
+
+
 def _attn_bytes(n: int, dm: int, lp) -> int:
-    hw = np.asarray(lp.hash_weight).size if lp.hash_weight is not None else 0
-    return 2 * n * dm + np.asarray(lp.qkv_weight).size + 4 * 3 * dm + hw + 4 * lp.num_groups
+    return attn_dram_bytes(n, dm, lp.heads, lp.num_groups)
 
 
 def _common(cfg, prog, n: int, i: int, which: str) -> List[KernelReport]:
@@ -135,7 +143,7 @@ def image_report(prog, trace: List[dict], config: ConfigLike, variant: str = "re
         raise ValueError(f"trace has {len(trace)} layers, the program {len(prog.layers)}")
     rep = Report(cfg)
     n0 = trace[0]["h8"].shape[0]
-    k_patch = int(np.asarray(prog.globals["patch_embed.weight"]).reshape(dims.embed_dim, -1).shape[1])
+    k_patch = int(prog.patch.weight.shape[1])
     rep.kernels += [gemm_cycles(cfg, n0 - 1, k_patch, dims.embed_dim, name="patch_embed"),
                     add_cycles(cfg, n0 * dims.embed_dim, a_bytes=1, b_bytes=2, out_bits=16, name="tokens")]
     for lp, rec in zip(prog.layers, trace):
@@ -163,6 +171,11 @@ def image_report(prog, trace: List[dict], config: ConfigLike, variant: str = "re
             G, H = lp.attn.num_groups, lp.attn.heads
             rep.kernels.append(KernelReport("prune", f"layers.{i}.prune", i, sum(r.cycles.values()), 0, 0, 0, 0,
                                             H * G + H * n + 4 * (n - 1) * 2 + (n - 1) + G, engines=dict(r.cycles)))
+            npatch = patched_words([l.prunes for l in prog.layers], i)
+            cc = compact_cycles(cfg, n, dm, npatch)
+            rep.kernels.append(KernelReport("compact", f"layers.{i}.compact", i, sum(cc.values()), 0, 0, 0, 0,
+                                            2 * n * dm + 5 * (n - 1) + 16 * npatch + 2 * n_after * dm + 4,
+                                            engines=dict(cc)))
         elif lp.prunes:
             raise ValueError("dense runs on a no-pruning trace; the program still prunes")
         rep.kernels += _common(cfg, prog, n_after, i, "post")

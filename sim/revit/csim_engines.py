@@ -26,10 +26,11 @@ INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
 PERF_TOTALS = ("rbsp_passes", "rbsp_tiles", "rbsp_steps", "rbsp_cycles", "rbsp_terms", "rbsp_slots", "gg_calls",
                "gg_hash", "gg_codes", "gg_argmax", "gg_lists", "dsm_rows", "dsm_max", "dsm_rescale", "dsm_offset",
                "dsm_exp", "dsm_div", "dsm_norm", "pr_calls", "pr_group_score", "pr_group_rank", "pr_patch_score",
-               "pr_patch_rank", "sch_alloc", "sch_events")
+               "pr_patch_rank", "sch_alloc", "sch_events", "cmp_calls", "cmp_rows", "cmp_package", "cmp_patch")
 #: revit_schedule_constants in hls/revit/revit_capi.cpp, in order.
 SCHEDULE_CONSTANTS = ("rmmu_cols", "rmmu_lanes", "g_pes", "p_pes", "simd_lanes", "pipe_rbsp", "pipe_code",
-                      "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols")
+                      "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols", "pipe_pack",
+                      "pipe_patch")
 
 
 class CsimEngineError(CsimError, ValueError):

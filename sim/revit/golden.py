@@ -14,7 +14,7 @@ import numpy as np
 from vitaccel.hwconfig import load_config
 
 __all__ = ["rmmu_cases", "groupgen_cases", "dsoftmax_cases", "similar_tokens", "hash_inputs", "softmax_inputs", "pruner_cases", "prune_inputs", "sched_cases", "group_mix", "attn_program",
-           "common_program", "hostile_value", "random_layer", "top_cases"]
+           "common_program", "compact_program", "hostile_value", "random_layer", "top_cases"]
 
 
 def _write_case(folder: Path, params: Dict[str, int], arrays: Dict[str, np.ndarray]) -> Path:
@@ -264,6 +264,41 @@ def common_program(rng):
     return dram.buffer.copy(), off, len(descs), dict(gemm=(x, y, lin, M, K, O), ln=(xs, g, b, sh, eps, ly))
 
 
+def compact_program(rng, N: int = 23, D: int = 40, heads: int = 3):
+    """COMPACT on an int16 stream, then a LAYERNORM and an ADD whose token counts it patches (rows = n_out,
+    n = n_out D): ``(window, desc_off, count, info)``."""
+    from vitaccel.sim.golden import layernorm_vectors
+    from vitaccel.sim.revit.compact import package_params
+    from vitaccel.sim.revit.top import op_descriptor
+    from vitaccel.sim.window import Dram
+
+    dram = Dram(1 << 16)
+    x16 = rng.integers(-32768, 32768, (N, D)).astype(np.int16)
+    keep = (rng.random(N - 1) < 0.5).astype(np.uint8)
+    scores = rng.integers(0, 256 * heads, N - 1).astype(np.int32)
+    _, g, b, sh, eps = layernorm_vectors(rng, 1, D, extreme=False)
+    pm, ps = package_params(heads)
+    o = dict(x=dram.put(x16), keep=dram.put(keep), scores=dram.put(scores), y=dram.alloc(2 * (N + 1) * D, 4),
+             count=dram.alloc(4, 4))
+    lg, lb, ly = dram.put(g.astype(np.int32)), dram.put(b.astype(np.int32)), dram.alloc((N + 1) * D)
+    ry = dram.alloc(2 * (N + 1) * D, 4)
+    descs = [None,
+             op_descriptor("LAYERNORM", rows=N + 1, D=D, x=o["y"], g=lg, b=lb, shift=sh, eps=eps, y=ly),
+             op_descriptor("ADD", n=(N + 1) * D, a=o["y"], a_bits=16, ma=1 << 19, b=ly, b_bits=8, mb=1 << 19, shift=20,
+                           y=ry, y_bits=16)]
+    off = dram.alloc(4 * 64 * len(descs))
+    from vitaccel.sim.revit.isa import ISA
+
+    # Patch list: the LAYERNORM's rows (n_out) and the ADD's n (n_out D).
+    tri = np.array([[off + 256 + 4 * ISA.words("LAYERNORM")["rows"], 1, 0], [off + 512 + 4 * ISA.words("ADD")["n"], D, 0]],
+                   np.int32)
+    patch = dram.put(tri)
+    descs[0] = op_descriptor("COMPACT", N=N, D=D, pm=pm, ps=ps, patch=patch, npatch=len(tri), **o)
+    dram.write(off, np.concatenate(descs))
+    return dram.buffer.copy(), off, len(descs), dict(x16=x16, keep_v=keep, scores_v=scores, pm=pm, ps=ps, D=D, ly=ly, ry=ry,
+                                                    offs=o)
+
+
 def hostile_value(rng, size: int) -> int:
     pick = rng.integers(0, 6)
     if pick == 0:
@@ -283,7 +318,8 @@ def top_cases(root: Path, config="revit-paper", hostile: int = 24, seed: int = 1
 
     rng = np.random.default_rng(seed)
     lp = random_layer(rng, 24, 2, 4, "joint")
-    progs = [attn_program(lp, rng.integers(-128, 128, (20, 24)).astype(np.int8))[:3], common_program(rng)[:3]]
+    progs = [attn_program(lp, rng.integers(-128, 128, (20, 24)).astype(np.int8))[:3], common_program(rng)[:3],
+             compact_program(rng)[:3]]
     trials = [(w, off, cnt, 0) for w, off, cnt in progs]
     trials += [(*progs[i % len(progs)], 1 + int(rng.integers(0, 3))) for i in range(hostile)]
     cases = []

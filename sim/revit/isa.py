@@ -3,7 +3,9 @@
 ``vitaccel config gen`` renders ``hls/include/isa/revit_isa.h`` and the status table of
 ``hls/revit/DESCRIPTOR.md`` from :data:`ISA`. The top dispatches ``NOP``, ``ATTN`` (one attention layer on
 the engines: group generation, rSched, differential projection, scores, softmax and output, the CLS rows, the
-scheduler; ``hls/revit/attn/revit_attn.h``) and ``PRUNE`` (the pruners), and the whole model's common kernels (``GEMM``,
+scheduler; ``hls/revit/attn/revit_attn.h``), ``PRUNE`` (the pruners), ``COMPACT`` (the surviving tokens and the
+package token after a pruning layer, and the token count patched into the later descriptors;
+``hls/revit/pruner/compact.h``), and the whole model's common kernels (``GEMM``,
 ``LAYERNORM``, ``ADD``, ``LUT``: the same words and codes as every top, :mod:`vitaccel.sim.isa`). Standard
 library only.
 """
@@ -28,6 +30,8 @@ ISA = Isa(
                             ("group_p", 29))),
         Op("PRUNE", 9, "P", (("H", 2), ("G", 3), ("n", 4), ("q_groups", 5), ("q_patches", 6), ("group_p", 7),
                              ("cls_p", 8), ("groups", 9), ("keep", 10), ("keep_g", 11), ("scores", 12))),
+        Op("COMPACT", 10, "C", (("N", 2), ("D", 3), ("x", 4), ("keep", 5), ("scores", 6), ("pm", 7), ("ps", 8),
+                                ("y", 9), ("count", 10), ("patch", 11), ("npatch", 12))),
     ),
     status=DISPATCH_STATUS + GEMM_STATUS + VECTOR_STATUS + (
         Status(0x801, "GG_ERR_DIMS", "group generation",
@@ -51,6 +55,12 @@ ISA = Isa(
                "[1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], "
                "or a flag not 0 or 1"),
         Status(0x852, "ATT_ERR_QUANT", "attention layer", "a multiplier or shift out of range (qkv, hash, softmax, output)"),
+        Status(0x861, "CMP_ERR_DIMS", "compaction", "N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM], or npatch "
+               "outside [0, 4096]"),
+        Status(0x862, "CMP_ERR_QUANT", "compaction", "package multiplier outside [0, 2^16) or shift outside [0, 63]"),
+        Status(0x863, "CMP_ERR_PATCH", "compaction",
+               "a patched word not 4-byte aligned, not in a later descriptor of the program, in its opcode or flags "
+               "word, or a patched value outside the int32 range"),
         Status(0x842, "SCH_ERR_MODE", "scheduler", "mode not 0 (one array), 1 (fixed) or 2 (workload), or fixed "
                "sub-array width outside [1, rmmu_cols]"),
     ),

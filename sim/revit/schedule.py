@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vitaccel.sim.schedule import log2i
 
-__all__ = ["pipe_rbsp", "pipe_argmax", "PIPE_CODE", "PIPE_LIST", "PIPE_OFFSET", "PIPE_RESCALE", "PIPE_NORM", "PIPE_SCORE", "PIPE_RANK", "clog2"]
+__all__ = ["pipe_rbsp", "pipe_argmax", "PIPE_CODE", "PIPE_LIST", "PIPE_OFFSET", "PIPE_RESCALE", "PIPE_NORM", "PIPE_SCORE", "PIPE_RANK", "PIPE_PACK", "PIPE_PATCH", "clog2"]
 
 #: Hash code: multiply by the multiplier, arithmetic shift, write the hash register.
 PIPE_CODE = 3
@@ -19,6 +19,10 @@ PIPE_NORM = 4
 #: P-PE: score (read a head's probability, add, write) and rank (read a candidate's score, compare, count).
 PIPE_SCORE = 3
 PIPE_RANK = 3
+#: Token compaction: read a row chunk, multiply-accumulate (pruned) or pass (kept), write the kept row; a
+#: patch: read the triple, multiply-add, write the word.
+PIPE_PACK = 3
+PIPE_PATCH = 2
 
 
 def clog2(x: int) -> int:

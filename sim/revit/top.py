@@ -5,9 +5,7 @@ the common ``GEMM``, ``LAYERNORM``, ``ADD``, ``LUT``, whose bits are :mod:`vitac
 cycles are the common kernels' models on the RMMU taken as a Pn x Pc array doing one int8 MAC per lane per
 cycle, an idealisation of the bit-serial array in one-large-array mode).
 
-The host compiler from a ReViT bundle to a program is issue #13: :func:`compile_device_program` raises
-:class:`NotImplementedError` until then, so a ReViT config given to :class:`vitaccel.host.Accelerator` fails
-at once and clearly.
+The host compiler from a ReViT bundle to a program is :mod:`vitaccel.host.revit.program`.
 """
 from __future__ import annotations
 
@@ -20,11 +18,9 @@ from vitaccel.hwconfig import ConfigLike, load_config
 from vitaccel.sim.revit.attention import LayerParams
 from vitaccel.sim.revit.isa import ISA
 
-__all__ = ["compile_device_program", "run_top", "TopResult", "attn_descriptor", "prune_descriptor", "op_descriptor",
-           "gemm_max_k", "NOT_BUILT"]
+__all__ = ["run_top", "kernel_report", "TopResult", "attn_descriptor", "prune_descriptor", "op_descriptor",
+           "gemm_max_k"]
 
-NOT_BUILT = ("the ReViT accelerator's {what} is not built yet ({issue}); the functional reference is "
-             "vitaccel.sim.revit.model.run_revit and revit_top runs hand-made programs (vitaccel.sim.revit.top)")
 
 DESC_WORDS, MAX_INSTR = ISA.desc_words, ISA.max_instr
 OK, ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_COUNT, ERR_OVERLAP = 0, *(ISA.code(n) for n in (
@@ -32,12 +28,9 @@ OK, ERR_OP, ERR_ALIGN, ERR_RANGE, ERR_COUNT, ERR_OVERLAP = 0, *(ISA.code(n) for 
 ATT_DIMS, ATT_QUANT = ISA.code("ATT_ERR_DIMS"), ISA.code("ATT_ERR_QUANT")
 SCH_DIMS, SCH_MODE = ISA.code("SCH_ERR_DIMS"), ISA.code("SCH_ERR_MODE")
 PR_DIMS, PR_RATIO = ISA.code("PR_ERR_DIMS"), ISA.code("PR_ERR_RATIO")
-V, P = ISA.words("ATTN"), ISA.words("PRUNE")
+V, P, CW = ISA.words("ATTN"), ISA.words("PRUNE"), ISA.words("COMPACT")
+MAX_PATCH = 4096
 GW, LW, RW, TW = (ISA.words(o) for o in ("GEMM", "LAYERNORM", "ADD", "LUT"))
-
-
-def compile_device_program(bundle, config, batch: int = 1):
-    raise NotImplementedError(NOT_BUILT.format(what="host compiler", issue="issue #13"))
 
 
 @dataclasses.dataclass
@@ -153,8 +146,15 @@ def _run_attn(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     win.put(o["y"], a8)
     win.put(o["cls_p"], cyc.cls_p)
     win.put(o["group_p"], cyc.group_p)
+    if not want_cycles:
+        return OK, None
+    from vitaccel.sim.revit.bundle_cycles import attention_macs, attn_dram_bytes
+
+    macs = attention_macs(gr.counts, N, D, H, lp.combine, bool(f["delta"]))
+    nbytes = attn_dram_bytes(N, D, H, G)
     rep = dict(kind="attn", total=cyc.total, groupgen=cyc.groupgen, in_order=cyc.timeline.in_order,
-               out_of_order=cyc.timeline.out_of_order, tail=cyc.tail, breakdown=dict(cyc.breakdown)) if want_cycles else None
+               out_of_order=cyc.timeline.out_of_order, tail=cyc.tail, breakdown=dict(cyc.breakdown), macs=macs,
+               dram_bytes=nbytes, tokens=N)
     return OK, rep
 
 
@@ -183,7 +183,72 @@ def _run_prune(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     win.put(o["keep"], r.keep.astype(np.uint8))
     win.put(o["keep_g"], r.keep_groups.astype(np.uint8))
     win.put(o["scores"], r.scores)
-    return OK, (dict(kind="prune", total=sum(r.cycles.values()), **r.cycles) if want_cycles else None)
+    return OK, (dict(kind="prune", total=sum(r.cycles.values()), dram_bytes=H * G + H * (n + 1) + 8 * n + n + G,
+                     **r.cycles) if want_cycles else None)
+
+
+def _run_compact(cfg, win: _Win, dw: np.ndarray, want_cycles: bool, desc_off: int, i: int, num_instr: int):
+    from vitaccel.sim.revit.compact import MAX_PKG_MULT, compact_cycles, compact_tokens
+
+    f = {k: int(dw[j]) for k, j in CW.items()}
+    N, D, npatch = f["N"], f["D"], f["npatch"]
+    if not (2 <= N <= cfg.max_tokens and 1 <= D <= cfg.max_embed_dim and 0 <= npatch <= MAX_PATCH):
+        return ISA.code("CMP_ERR_DIMS"), None
+    o = {k: _u(f[k]) for k in ("x", "keep", "scores", "y", "count", "patch")}
+    if (o["x"] | o["y"]) & 1 or (o["scores"] | o["count"] | o["patch"]) & 3:
+        return ERR_ALIGN, None
+    rc = _ranges(win, [(o["x"], 2 * N * D), (o["keep"], N - 1), (o["scores"], 4 * (N - 1)), (o["patch"], 12 * npatch),
+                       (o["y"], 2 * (N + 1) * D), (o["count"], 4)], 2)
+    if rc:
+        return rc, None
+    if not (0 <= f["pm"] < MAX_PKG_MULT and 0 <= f["ps"] <= 63):
+        return ISA.code("CMP_ERR_QUANT"), None
+    keep = win.get(o["keep"], N - 1, np.uint8) != 0
+    n_out = int(keep.sum()) + 2
+    # Every patch is checked before anything is written (a refused COMPACT leaves the window as it was).
+    tri = win.get(o["patch"], 3 * npatch, np.int32).astype(np.int64).reshape(npatch, 3)
+    lo, hi = desc_off + 4 * DESC_WORDS * (i + 1), desc_off + 4 * DESC_WORDS * num_instr
+    for addr, a, c in tri:
+        addr = int(addr) & 0xFFFFFFFF
+        v = int(a) * n_out + int(c)
+        if addr & 3 or not lo <= addr < hi or (addr - desc_off) // 4 % DESC_WORDS < 2 or not -(1 << 31) <= v < (1 << 31):
+            return ISA.code("CMP_ERR_PATCH"), None
+    x = win.get(o["x"], N * D, np.int16).reshape(N, D)
+    y = compact_tokens(x, keep, win.get(o["scores"], N - 1, np.int32), f["pm"], f["ps"])
+    win.put(o["y"], y)
+    win.put(o["count"], np.array([n_out], np.int32))
+    for addr, a, c in tri:
+        win.put(int(addr) & 0xFFFFFFFF, np.array([int(a) * n_out + int(c)], np.int64).astype(np.int32))
+    if not want_cycles:
+        return OK, None
+    cyc = compact_cycles(cfg, N, D, npatch)
+    return OK, dict(kind="compact", total=sum(cyc.values()), tokens=n_out,
+                    dram_bytes=2 * N * D + 5 * (N - 1) + 16 * npatch + 2 * n_out * D + 4, **cyc)
+
+
+def _common_report(r) -> Dict[str, Any]:
+    """A common kernel's cycle report as the top's: ``total`` is what revit_top's counters count (the compute
+    part); ``data`` the exposed transfers of the common DRAM model, for the host's latency prediction."""
+    return dict(kind=r.kernel, total=r.compute, compute=r.compute, data=r.data, macs=r.macs, dram_bytes=r.dram_bytes,
+                engines={k: v for k, v in r.engines.items()})
+
+
+def kernel_report(rep: Dict[str, Any], name: str, layer: Optional[int] = None):
+    """One descriptor's report (a ``run_top`` report dict) as a :class:`~vitaccel.sim.report.KernelReport`
+    named ``name``: compute = the engines' cycles, data = the exposed transfers where modelled (the common
+    kernels; the attention, pruner and compaction steps' transfers are counted in bytes, not in time)."""
+    from vitaccel.sim.report import KernelReport
+
+    kind = {"attn": "attention"}.get(rep["kind"], rep["kind"])
+    compute = int(rep.get("compute", rep["total"]))
+    macs = int(rep.get("macs", 0))
+    eng = rep.get("engines")
+    if eng is None:
+        eng = {k: int(v) for k, v in rep.items() if k in ("groupgen", "tail", "rows", "package", "patch",
+                                                          "group_score", "group_rank", "patch_score", "patch_rank")}
+        eng.update({k: int(v) for k, v in rep.get("breakdown", {}).items()})
+    return KernelReport(kind, name, layer, compute, 0, int(rep.get("data", 0)), macs, macs, int(rep.get("dram_bytes", 0)),
+                        dict(eng))
 
 
 def _ints(win: _Win, off: int, n: int, bits: int) -> np.ndarray:
@@ -215,7 +280,7 @@ def _run_gemm(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     y = gemm(win.get(o["x"], M * K, np.int8).reshape(M, K), win.get(o["w"], O * K, np.int8).reshape(O, K),
              win.get(o["bias"], O, np.int32), mult, shift)
     win.put(o["y"], y)
-    return OK, (dict(kind="gemm", total=gemm_cycles(cfg, M, K, O).compute) if want_cycles else None)
+    return OK, (_common_report(gemm_cycles(cfg, M, K, O)) if want_cycles else None)
 
 
 def _run_layernorm(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
@@ -236,7 +301,7 @@ def _run_layernorm(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     y = layernorm_int(win.get(o["x"], rows * D, np.int16).reshape(rows, D), win.get(o["g"], D, np.int32),
                       win.get(o["b"], D, np.int32), f["shift"], f["eps"])
     win.put(o["y"], y.astype(np.int8))
-    return OK, (dict(kind="layernorm", total=layernorm_cycles(cfg, rows, D).compute) if want_cycles else None)
+    return OK, (_common_report(layernorm_cycles(cfg, rows, D)) if want_cycles else None)
 
 
 def _run_add(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
@@ -257,7 +322,7 @@ def _run_add(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
         return rc, None
     out = add_requant(_ints(win, a, n, ab), f["ma"], _ints(win, b, n, bb), f["mb"], shift, yb)
     win.put(y, out)
-    return OK, (dict(kind="add", total=add_cycles(cfg, n, ab // 8, bb // 8, yb).compute) if want_cycles else None)
+    return OK, (_common_report(add_cycles(cfg, n, ab // 8, bb // 8, yb)) if want_cycles else None)
 
 
 def _run_lut(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
@@ -272,7 +337,7 @@ def _run_lut(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     if rc:
         return rc, None
     win.put(y, lut_int8(win.get(x, n, np.int8), win.get(t, 256, np.int8)))
-    return OK, (dict(kind="lut", total=lut_cycles(cfg, n).compute) if want_cycles else None)
+    return OK, (_common_report(lut_cycles(cfg, n)) if want_cycles else None)
 
 
 _COMMON_BY_CODE = {ISA.opcode(k): f for k, f in
@@ -282,7 +347,8 @@ _COMMON_BY_CODE = {ISA.opcode(k): f for k, f in
 def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLike = "revit-paper", *,
             mem_bytes: Optional[int] = None, cycles: bool = True, **_ignored) -> TopResult:
     """Run ``num_instr`` descriptors at byte ``desc_off`` of ``window`` (uint8, changed in place) as
-    ``revit_top`` does; ``reports`` holds each engine descriptor's cycles (``cycles=True``)."""
+    ``revit_top`` does; ``reports`` holds each engine descriptor's cycles (``cycles=True``), with its
+    descriptor's ``index``."""
     cfg = load_config(config)
     if cfg.accelerator != "revit":
         raise ValueError(f"config {cfg.name!r} is for accelerator {cfg.accelerator!r}, not 'revit'")
@@ -313,6 +379,8 @@ def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLik
             st, rep = _run_attn(cfg, win, dw, cycles)
         elif dw[0] == ISA.opcode("PRUNE"):
             st, rep = _run_prune(cfg, win, dw, cycles)
+        elif dw[0] == ISA.opcode("COMPACT"):
+            st, rep = _run_compact(cfg, win, dw, cycles, desc_off, i, num_instr)
         elif int(dw[0]) in _COMMON_BY_CODE:
             st, rep = _COMMON_BY_CODE[int(dw[0])](cfg, win, dw, cycles)
         else:
@@ -321,5 +389,6 @@ def run_top(window: np.ndarray, desc_off: int, num_instr: int, config: ConfigLik
             res.status = (i << 16) | st
             return res
         if rep is not None:
+            rep["index"] = i
             res.reports.append(rep)
     return res

@@ -12,7 +12,7 @@ namespace revit {
 static const int DESC_WORDS = 64;  // one descriptor: int32 words
 static const unsigned MAX_INSTR = 65536u;  // num_instr must be below this
 
-enum Op { OP_NOP = 0, OP_GEMM = 1, OP_LAYERNORM = 4, OP_ADD = 5, OP_LUT = 6, OP_ATTN = 8, OP_PRUNE = 9 };
+enum Op { OP_NOP = 0, OP_GEMM = 1, OP_LAYERNORM = 4, OP_ADD = 5, OP_LUT = 6, OP_ATTN = 8, OP_PRUNE = 9, OP_COMPACT = 10 };
 
 // Word indices of a descriptor. Offsets are bytes from the window start; strides are bytes.
 enum Word {
@@ -94,6 +94,18 @@ enum Word {
     P_KEEP = 10,
     P_KEEP_G = 11,
     P_SCORES = 12,
+    // OP_COMPACT
+    C_N = 2,
+    C_D = 3,
+    C_X = 4,
+    C_KEEP = 5,
+    C_SCORES = 6,
+    C_PM = 7,
+    C_PS = 8,
+    C_Y = 9,
+    C_COUNT = 10,
+    C_PATCH = 11,
+    C_NPATCH = 12,
 };
 
 // This accelerator's engines' status codes (the dispatcher's and the GEMM's: common_isa.h).
@@ -108,6 +120,9 @@ static const int PR_ERR_RATIO = 0x832;  // pruner: a keep ratio outside [0, 2^16
 static const int SCH_ERR_DIMS = 0x841;  // scheduler: G outside [1, 64], a negative group size, latency or work, no token in any group, or more non-empty groups than columns in workload mode
 static const int ATT_ERR_DIMS = 0x851;  // attention layer: N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM] or not a multiple of H, H outside [1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], or a flag not 0 or 1
 static const int ATT_ERR_QUANT = 0x852;  // attention layer: a multiplier or shift out of range (qkv, hash, softmax, output)
+static const int CMP_ERR_DIMS = 0x861;  // compaction: N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM], or npatch outside [0, 4096]
+static const int CMP_ERR_QUANT = 0x862;  // compaction: package multiplier outside [0, 2^16) or shift outside [0, 63]
+static const int CMP_ERR_PATCH = 0x863;  // compaction: a patched word not 4-byte aligned, not in a later descriptor of the program, in its opcode or flags word, or a patched value outside the int32 range
 static const int SCH_ERR_MODE = 0x842;  // scheduler: mode not 0 (one array), 1 (fixed) or 2 (workload), or fixed sub-array width outside [1, rmmu_cols]
 
 }  // namespace revit
