@@ -16,7 +16,9 @@ from typing import Dict, List
 
 import numpy as np
 
+from vitaccel import accelerators
 from vitaccel.host.emulated import EmulatedDevice
+from vitaccel.hwconfig import load_config
 
 
 class _Reg:
@@ -126,10 +128,12 @@ def make_fake_pynq(config: str = "paper", *, split64: bool = False, hang: bool =
 
     class Overlay:
         def __init__(self, bitfile, **kwargs):
-            from vitaccel.host.pynq_backend import VITCOD_VLNV, pynq_classes
+            from vitaccel.host.pynq_backend import pynq_classes
 
             self.bitfile = bitfile
-            self.ip_dict = {ip_name: {"type": VITCOD_VLNV, "phys_addr": 0xA000_0000}}
+            # The IP the config's accelerator exports (vitcod_top or revit_top), as its bitstream would hold.
+            vlnv = accelerators.get(load_config(state.config).accelerator).vlnv
+            self.ip_dict = {ip_name: {"type": vlnv, "phys_addr": 0xA000_0000}}
             ip_cls = pynq_classes()[0]
             setattr(self, ip_name, ip_cls(self.ip_dict[ip_name]))
             state.overlays.append(self)

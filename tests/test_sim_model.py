@@ -118,7 +118,7 @@ def test_bad_images_and_revit():
     b = random_bundle(depth=1)
     with pytest.raises(ValueError, match=r"images must be \(B, 3, 16, 16\)"):
         run_model(b, images(2, size=8))
-    with pytest.raises(NotImplementedError, match="ReViT"):
+    with pytest.raises(ValueError, match="ReViT bundle runs on the ReViT model"):
         run_model(random_bundle(method="revit", depth=1), images(1))
 
 

@@ -186,8 +186,8 @@ def compile_program(bundle, config: Optional[ConfigLike] = None) -> Program:
     # shipped NAME only (Bundle.hardware_config), never opened as a path.
     cfg = load_config(config) if config is not None else bundle.hardware_config()
     if bundle.method == "revit":
-        raise NotImplementedError("ReViT bundles need the ReViT kernels (LSH groups, differential attention), "
-                                  "which the simulator does not have yet")
+        raise ValueError("a ReViT bundle runs on the ReViT model (vitaccel.sim.revit.model.run_revit) and on a revit "
+                         "config (vitaccel.host.Accelerator picks the bundle's); this is ViTCoD's")
     problem = int_model_problem(bundle)
     if problem:
         raise ValueError(problem)
