@@ -321,6 +321,12 @@ def cmd_run(args) -> int:
     return run_command(args)
 
 
+def cmd_compare(args) -> int:
+    from vitaccel.host.compare import compare_command
+
+    return compare_command(args)
+
+
 def cmd_eval(args) -> int:
     from vitaccel.host.evaluate import eval_command
 
@@ -473,6 +479,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="DIR", help="write breakdown.png, roofline.png and report.json into DIR")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    cmp = sub.add_parser("compare", help="bundles (ViTCoD and ReViT) and their baselines side by side on the same "
+                                         "images and hardware budget",
+                         description="One table (and PNG) of accuracy, latency (mean, min, max per image), utilisation, "
+                                     "DRAM bytes and an energy proxy for every bundle and every baseline of each, on the "
+                                     "same images and the same hardware budget, from the simulator.")
+    cmp.add_argument("bundles", nargs="+", metavar="BUNDLE", help="deployment bundles (.vcb), any mix of methods")
+    cmp.add_argument("--images", help="as for `vitaccel run`; default: the demo images when every bundle is a "
+                                      "shipped demo bundle")
+    cmp.add_argument("--config", action="append", metavar="NAME",
+                     help="a hardware budget (paper: ReViT's Table III, the default; zcu104, kv260, pynq-z2: each "
+                          "accelerator's config for that board), or a config name / file for its accelerator's "
+                          "bundles; repeatable")
+    cmp.add_argument("--limit", type=_int_in(1), help="only the first N images")
+    cmp.add_argument("--no-baselines", action="store_true", help="only the bundles themselves")
+    cmp.add_argument("--mean", type=_float(positive=False, what="mean"), nargs="+", help="as for `vitaccel run`")
+    cmp.add_argument("--std", type=_float(positive=True, what="std"), nargs="+", help="as for `vitaccel run`")
+    cmp.add_argument("--json", action="store_true", help="machine-readable output")
+    cmp.add_argument("--plot", metavar="DIR", help="write compare.png and compare.json into DIR")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cmp.set_defaults(func=cmd_compare)
 
     ev = sub.add_parser("eval", help="top-1 and top-5 of a bundle over a folder of class folders (any size)",
                         description="Evaluate a bundle over an ImageFolder layout (one sub-folder of images per "

@@ -185,22 +185,29 @@ def image_report(prog, trace: List[dict], config: ConfigLike, variant: str = "re
     return rep
 
 
-def bundle_reports(bundle, images, config: ConfigLike = "revit-paper", *, baselines: bool = True) -> Dict:
+def bundle_reports(bundle, images, config: ConfigLike = "revit-paper", *, baselines: bool = True,
+                   progress: bool = False) -> Dict:
     """Per image: ``{"revit": [Report...], <baseline>: [Report...], "tokens": [[n per layer]...],
-    "tokens_no_pruning": [...], "logits": (B, classes)}``, everything from one pass over the images."""
+    "tokens_no_pruning": [...], "logits": (B, classes), "logits_no_pruning": (B, classes)}``, everything
+    from one pass over the images (``progress``: a tqdm bar)."""
     from vitaccel.sim.revit.model import compile_revit, forward_image
 
     cfg = load_config(config)
     if getattr(cfg, "accelerator", "revit") != "revit":
         raise ValueError(f"config {cfg.name!r} is for the {cfg.accelerator} accelerator; a ReViT bundle needs a "
                          "revit config (revit-paper, revit-zcu104, revit-kv260, revit-pynq-z2)")
-    prog = compile_revit(bundle)
+    prog = compile_revit(bundle, cfg)
     full = no_pruning_program(prog)
     imgs = np.asarray(images, np.float32)
     names = ("revit",) + (BASELINES if baselines else ())
     out: Dict = {k: [] for k in names}
-    out["tokens"], out["tokens_no_pruning"], logits = [], [], []
-    for img in imgs:
+    out["tokens"], out["tokens_no_pruning"], logits, logits_full = [], [], [], []
+    it = imgs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(imgs, desc=f"ReViT cycles ({cfg.name})", unit="image", leave=False)
+    for img in it:
         tr: List[dict] = []
         logits.append(forward_image(prog, img, tr))
         out["tokens"].append([int(r["h8"].shape[0]) for r in tr])
@@ -209,11 +216,12 @@ def bundle_reports(bundle, images, config: ConfigLike = "revit-paper", *, baseli
                 out[v].append(image_report(prog, tr, cfg, v))
         if baselines:
             tr_full: List[dict] = []
-            forward_image(full, img, tr_full)
+            logits_full.append(forward_image(full, img, tr_full))
             out["tokens_no_pruning"].append([int(r["h8"].shape[0]) for r in tr_full])
             out["no_pruning"].append(image_report(full, tr_full, cfg, "revit"))
             out["dense"].append(image_report(full, tr_full, cfg, "dense"))
     out["logits"] = np.stack(logits) if logits else np.zeros((0, prog.dims.num_classes), np.float32)
+    out["logits_no_pruning"] = np.stack(logits_full) if logits_full else None
     out["config"] = cfg
     return out
 
