@@ -77,3 +77,23 @@ def test_demo_rows_and_every_block_size():
         p2, cyc2 = ce.csim_dsoftmax(scores[:9], None, m, e, block, 16)
         assert np.array_equal(p2, p) and cyc2 == cyc
     del diff_projection
+
+
+def test_row_pipeline_bounds():
+    """The row pipeline takes at least each stage's own work and one row's whole latency, at most the rows one
+    after another, and exactly that for a single row."""
+    from vitaccel.sim.revit.dsoftmax import row_pipeline
+    from vitaccel.sim.schedule import PIPE_DIV
+
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        r = int(rng.integers(1, 40))
+        a, e, n = (rng.integers(1, 60, r) for _ in range(3))
+        t = row_pipeline(a, e, n)
+        serial = int((a + e + n).sum()) + r * PIPE_DIV
+        assert max(int(a.sum()), int(e.sum()), int(n.sum()), int((a + e + n).max()) + PIPE_DIV) <= t <= serial
+        if r == 1:
+            assert t == serial
+    # Long rows: the stages overlap, the time tends to the slowest stage's work.
+    a, e, n = np.full(100, 30), np.full(100, 10), np.full(100, 10)
+    assert row_pipeline(a, e, n) < 0.4 * (int((a + e + n).sum()) + 100 * PIPE_DIV)

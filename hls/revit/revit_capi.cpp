@@ -98,7 +98,7 @@ REVIT_API int revit_groupgen(const int8_t* x, int n, int D, const int8_t* A, con
     return vitaccel::groupgen::generate(x, n, D, A, B, G, m, s, groups, counts, members, cycles);
 }
 
-// Differential softmax (dsoftmax.h): p (rows, n) uint8; cycles[6] max, rescale, offset, exp, div, norm.
+// Differential softmax (dsoftmax.h): p (rows, n) uint8; cycles[7] max, rescale, offset, exp, div, norm, time.
 REVIT_API int revit_dsoftmax(const int32_t* scores, const uint8_t* keep, const int32_t* weights, int rows, int n, int32_t m_exp,
                    int32_t s_exp, int block, int lanes, uint8_t* p, int64_t* cycles) {
     return vitaccel::dsoftmax::softmax(scores, keep, weights, rows, n, m_exp, s_exp, block, lanes, p, cycles);

@@ -53,6 +53,7 @@ enum Total {
     CMP_ROWS,          // compaction: the rows nest (copy or accumulate), with its depth
     CMP_PACKAGE,       // compaction: the package row's requantisation, with its depth
     CMP_PATCH,         // compaction: the descriptor words patched, with the nest's depth
+    DSM_TIME,          // differential softmax: the row pipeline's time (what the calls take)
     N_TOTALS
 };
 

@@ -26,7 +26,7 @@ INCLUDE_DIRS = tuple(HLS_DIR / d for d in _SPEC.include_dirs)
 PERF_TOTALS = ("rbsp_passes", "rbsp_tiles", "rbsp_steps", "rbsp_cycles", "rbsp_terms", "rbsp_slots", "gg_calls",
                "gg_hash", "gg_codes", "gg_argmax", "gg_lists", "dsm_rows", "dsm_max", "dsm_rescale", "dsm_offset",
                "dsm_exp", "dsm_div", "dsm_norm", "pr_calls", "pr_group_score", "pr_group_rank", "pr_patch_score",
-               "pr_patch_rank", "sch_alloc", "sch_events", "cmp_calls", "cmp_rows", "cmp_package", "cmp_patch")
+               "pr_patch_rank", "sch_alloc", "sch_events", "cmp_calls", "cmp_rows", "cmp_package", "cmp_patch", "dsm_time")
 #: revit_schedule_constants in hls/revit/revit_capi.cpp, in order.
 SCHEDULE_CONSTANTS = ("rmmu_cols", "rmmu_lanes", "g_pes", "p_pes", "simd_lanes", "pipe_rbsp", "pipe_code",
                       "pipe_list", "max_c", "max_k", "max_o", "serial_bits", "sync_cols", "pipe_pack",
@@ -220,7 +220,7 @@ def csim_groupgen(x8, weight, bias, mult: int, shift: int, config="revit-paper")
 def csim_dsoftmax(scores, keep, m_exp: int, s_exp: int, block: int, lanes: int, weights=None, config="revit-paper"):
     """``(p uint8, cycles by phase)`` of the HLS differential softmax unit (same arguments as
     :func:`vitaccel.sim.revit.dsoftmax.dsoftmax`)."""
-    from vitaccel.sim.revit.dsoftmax import PHASES
+    from vitaccel.sim.revit.dsoftmax import PHASES, TIME
 
     s = np.asarray(scores)
     n = s.shape[-1]
@@ -228,10 +228,10 @@ def csim_dsoftmax(scores, keep, m_exp: int, s_exp: int, block: int, lanes: int, 
     k = np.ones(s.shape, np.uint8) if keep is None else np.asarray(keep).astype(np.uint8)
     w = np.ones(n, np.int32) if weights is None else np.asarray(weights)
     p = np.zeros(s.shape, np.uint8)
-    cyc = np.zeros(len(PHASES), np.int64)
+    cyc = np.zeros(len(PHASES) + 1, np.int64)
     _check(engines_library(config).dsoftmax(_c(s, np.int32), _c(k, np.uint8), _c(w, np.int32), rows, n, int(m_exp),
                                             int(s_exp), int(block), int(lanes), p, cyc), "differential softmax")
-    return p, dict(zip(PHASES, (int(v) for v in cyc)))
+    return p, dict(zip(PHASES + (TIME,), (int(v) for v in cyc)))
 
 
 def csim_prune(group_p, cls_p, groups, num_groups: int, q_groups: int, q_patches: int, config="revit-paper"):

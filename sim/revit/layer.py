@@ -166,9 +166,9 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
             e = len(others)
             c_s = cost(cs, int(delta) + len(idx) + e, d, len(idx), c)
             c_o = cost(co, d, len(idx) + e + int(delta), len(idx), c)
-            t += c_s + sum(cyc_sm.values()) + c_o
+            t += c_s + cyc_sm["time"] + c_o
             br["scores"] += c_s
-            br["softmax"] += sum(cyc_sm.values())
+            br["softmax"] += cyc_sm["time"]
             br["output"] += c_o
             # Inter-group: the CLS query against this group's keys, and its output over the group's values.
             w_g += col_cost(kp[h, idx]) + col_cost(vp[h, idx].T)
@@ -190,7 +190,7 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         row[ne] = p_g[0]
         group_rows.append(row)
         rb += cg
-        tail += sum(cyc_sm.values()) + cost(cg, len(ne), d, 1, pn) + sum(cyc_g.values())
+        tail += cyc_sm["time"] + cost(cg, len(ne), d, 1, pn) + cyc_g["time"]
     tail += -(-n * dm // pn) + PIPE_RQ
     if np.any(np.abs(acc_out) >= (1 << 31)):
         raise OverflowError("attention accumulator exceeds int32")

@@ -166,7 +166,7 @@ inline int layer(const Args& a, Out& o) {
     static int32_t sc[MAX_N * (MAX_N + MAX_G)], wts[MAX_N + MAX_G], z[MAX_N * MAX_HD];
     static uint8_t pr[MAX_N * (MAX_N + MAX_G)], ones[MAX_N * (MAX_N + MAX_G)];
     for (int t = 0; t < MAX_N * (MAX_N + MAX_G); ++t) ones[t] = 1;
-    int64_t cyc6[6];
+    int64_t cyc7[7];
     for (int g = 0; g < G; ++g) {
         const int l = counts[g];
         if (l == 0) continue;
@@ -200,10 +200,9 @@ inline int layer(const Args& a, Out& o) {
             if (st != OK) return st;
             for (int j = 0; j < l; ++j) wts[j] = 1;
             for (int j = 0; j < e; ++j) wts[l + j] = counts[oth[j]];
-            st = dsoftmax::softmax(sc, ones, wts, l, l + e, a.m_exp, a.s_exp, a.block, lanes, pr, cyc6);
+            st = dsoftmax::softmax(sc, ones, wts, l, l + e, a.m_exp, a.s_exp, a.block, lanes, pr, cyc7);
             if (st != OK) return st;
-            int64_t csm = 0;
-            for (int i = 0; i < 6; ++i) csm += cyc6[i];
+            const int64_t csm = cyc7[6];
             st = RMMU::output(pr, l, vg, l, vcg, ve, e, d, a.delta, c, a.sync, z, &co);
             if (st != OK) return st;
             for (int i = 0; i < l; ++i)
@@ -223,8 +222,8 @@ inline int layer(const Args& a, Out& o) {
         RMMU::pass(SB, N, d, BB, 1, PN, a.sync, YB);
         for (int t = 0; t < N; ++t) sc[t] = YB[t];
         dsoftmax::softmax(sc, ones, wts_one(N), 1, N, a.m_exp, a.s_exp, a.block, cfg::revit::SIMD_LANES,
-                          o.cls_p + (int64_t)h * N, cyc6);
-        for (int i = 0; i < 6; ++i) tail += cyc6[i];
+                          o.cls_p + (int64_t)h * N, cyc7);
+        tail += cyc7[6];
         for (int f = 0; f < d; ++f) {
             SB[(int64_t)f * N] = cls8[2 * D + h * d + f];
             for (int t = 0; t < n; ++t) SB[(int64_t)f * N + 1 + t] = q8[t][2 * D + h * d + f];
@@ -241,8 +240,8 @@ inline int layer(const Args& a, Out& o) {
         tail += RMMU::pass(SB, ne, d, BB, 1, PN, a.sync, YB);
         for (int j = 0; j < ne; ++j) sc[j] = YB[j];
         uint8_t pg[MAX_G];
-        dsoftmax::softmax(sc, ones, wts_one(ne), 1, ne, a.m_exp, a.s_exp, a.block, cfg::revit::SIMD_LANES, pg, cyc6);
-        for (int i = 0; i < 6; ++i) tail += cyc6[i];
+        dsoftmax::softmax(sc, ones, wts_one(ne), 1, ne, a.m_exp, a.s_exp, a.block, cfg::revit::SIMD_LANES, pg, cyc7);
+        tail += cyc7[6];
         for (int g = 0; g < G; ++g) o.group_p[(int64_t)h * G + g] = 0;
         for (int j = 0; j < ne; ++j) o.group_p[(int64_t)h * G + idx[j]] = pg[j];
     }

@@ -17,13 +17,13 @@ int dsoftmax_top(const int32_t* scores, const uint8_t* keep, const int32_t* weig
 
 static int run_case(const std::string& dir) {
     tb::Params p;
-    long long rows, n, m_exp, s_exp, block, lanes, want[6];
-    const char* names[6] = {"c_max", "c_rescale", "c_offset", "c_exp", "c_div", "c_norm"};
+    long long rows, n, m_exp, s_exp, block, lanes, want[7];
+    const char* names[7] = {"c_max", "c_rescale", "c_offset", "c_exp", "c_div", "c_norm", "c_time"};
     if (!tb::read_params(dir, p) || !tb::param(p, dir, "rows", &rows) || !tb::param(p, dir, "n", &n) ||
         !tb::param(p, dir, "m_exp", &m_exp) || !tb::param(p, dir, "s_exp", &s_exp) ||
         !tb::param(p, dir, "block", &block) || !tb::param(p, dir, "lanes", &lanes))
         return 2;
-    for (int i = 0; i < 6; ++i)
+    for (int i = 0; i < 7; ++i)
         if (!tb::param(p, dir, names[i], &want[i])) return 2;
     std::vector<int32_t> scores, weights;
     std::vector<uint8_t> keep, expected;
@@ -31,7 +31,7 @@ static int run_case(const std::string& dir) {
         !tb::read_array(dir, "weights.bin", n, weights) || !tb::read_array(dir, "expected.bin", rows * n, expected))
         return 2;
     std::vector<uint8_t> got(static_cast<size_t>(rows * n) + 1, 0);
-    int64_t cycles[6];
+    int64_t cycles[7];
     const int status = dsoftmax_top(scores.data(), keep.data(), weights.data(), got.data(), int(rows), int(n),
                                     int32_t(m_exp), int32_t(s_exp), int(block), int(lanes), cycles);
     if (status != 0) {
@@ -45,7 +45,7 @@ static int run_case(const std::string& dir) {
             return 1;
         }
     }
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < 7; ++i) {
         if (cycles[i] != want[i]) {
             std::printf("FAIL %s: %s cycles expected %lld got %lld\n", dir.c_str(), names[i], want[i], (long long)cycles[i]);
             return 1;

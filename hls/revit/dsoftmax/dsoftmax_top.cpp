@@ -1,5 +1,5 @@
 // Synthesizable top of the differential softmax unit alone (dsoftmax.h). Returns the unit's status;
-// cycles[6] receives max, rescale, offset, exp, div, norm.
+// cycles[7] receives max, rescale, offset, exp, div, norm, and the row pipeline's time.
 #include "dsoftmax.h"
 
 int dsoftmax_top(const int32_t* scores, const uint8_t* keep, const int32_t* weights, uint8_t* p, int rows, int n,
