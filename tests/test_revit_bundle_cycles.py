@@ -72,7 +72,10 @@ def test_dense_has_flat_attention_macs_and_no_groups(demo):
         for k in att:
             assert k.macs == n * dm * 3 * dm + H * 2 * n * n * d
             assert set(k.engines) == {"projection", "requant", "scores", "softmax", "output"}
-            assert k.compute == sum(k.engines.values())
+            # The heads overlap on the array and the SIMD unit: below the engines' sum, at least the array's.
+            e = k.engines
+            assert e["projection"] + e["requant"] + max(e["scores"] + e["output"], e["softmax"]) <= k.compute
+            assert k.compute <= sum(e.values())
         assert not any(k.kernel == "prune" for k in rep.kernels)
     for r, b in zip(res["revit"], res["dense"]):
         assert b.total_cycles > r.total_cycles

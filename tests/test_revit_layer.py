@@ -82,3 +82,19 @@ def test_demo_layers_and_the_measured_ratios():
             tot[name] = tot.get(name, 0) + cyc.total
     # Workload-sized sub-arrays beat one array running the groups one by one (KERNELS.md has the figures).
     assert tot["revit"] < tot["one_array"] and tot["revit"] <= tot["in_order"]
+
+
+def test_head_overlap_bounds():
+    """Heads overlapped on the columns and the SIMD slice: at least each resource's own work and one head's
+    chain, at most the heads one after another, exactly that for one head."""
+    from vitaccel.sim.revit.layer import head_overlap
+
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        H = int(rng.integers(1, 13))
+        S, M, O = (rng.integers(0, 500, H) for _ in range(3))
+        t = head_overlap(S, M, O)
+        assert max(int((S + O).sum()), int(M.sum()), int((S + M + O).max())) <= t <= int((S + M + O).sum())
+        if H == 1:
+            assert t == int((S + M + O).sum())
+    assert head_overlap([100] * 6, [100] * 6, [100] * 6) < 0.75 * 1800

@@ -11,7 +11,8 @@ Flow (``combine`` = ``joint`` or ``intra``; ``sum`` is not mapped yet and raises
    Q/K/V projection as one RMMU pass of ``[x_c; x_i - x_c]`` (``delta``) or ``[x_c; x_i]`` (raw: the
    centroid is still needed for the other groups' joint rows), the columns' requantisers
    (``ceil(l_g 3D / c_g) + PIPE_RQ``), and per head the scores pass, the differential softmax on the
-   sub-array's SIMD slice (``simd_lanes c_g / Pn`` lanes) and the output pass;
+   sub-array's SIMD slice (``simd_lanes c_g / Pn`` lanes) and the output pass, the heads overlapped
+   (:func:`head_overlap`: head h's softmax on the slice while the columns run head h+1's scores);
 4. inter-group work ``W_g`` (column-cycles): the CLS query's scores against group g's keys and its output
    over group g's values, i.e. the per-column costs of those serial vectors (one broadcast row each);
 5. the scheduler's timeline (in or out of order) gives the groups' makespan; the tail on the whole array:
@@ -40,7 +41,7 @@ from vitaccel.sim.revit.rmmu import SERIAL_BITS, RbspCycles, rbsp_pass, rmmu_out
 from vitaccel.sim.revit.sched import WORKLOAD, Timeline, allocate, timeline
 from vitaccel.sim.schedule import PIPE_DIV, PIPE_RQ, pipe_dot
 
-__all__ = ["LayerCycles", "engine_layer", "column_cost", "int8_pass_cycles"]
+__all__ = ["LayerCycles", "engine_layer", "column_cost", "head_overlap", "int8_pass_cycles"]
 
 
 @dataclasses.dataclass
@@ -58,6 +59,26 @@ class LayerCycles:
     def total(self) -> int:
         mk = self.timeline.out_of_order if self.out_of_order else self.timeline.in_order
         return self.groupgen + mk + self.tail
+
+
+def head_overlap(S, M, O) -> int:
+    """A group's heads on its sub-array and its SIMD slice, overlapped: head h's scores pass ``S[h]`` and
+    output pass ``O[h]`` on the columns, its softmax ``M[h]`` on the SIMD slice. The columns run ``S[0]``,
+    then ``S[h+1]`` while the slice does head h's softmax, then ``O[h]``; two score and two probability
+    buffers, so a head's scores never wait for the previous head's probabilities to be consumed."""
+    H = len(S)
+    if H == 0:
+        return 0
+    rm = int(S[0])          # when the columns are free
+    fs = rm                 # when head h's scores are done
+    sm = 0                  # when the SIMD slice is free
+    for h in range(H):
+        sm = max(fs, sm) + int(M[h])
+        if h + 1 < H:
+            rm += int(S[h + 1])
+            fs = rm
+        rm = max(rm, sm) + int(O[h])
+    return rm
 
 
 def column_cost(serial: np.ndarray, lanes: int) -> np.ndarray:
@@ -153,6 +174,7 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         br["requant"] += t_r
         others = [o for o in ne if o != g] if lp.combine == "joint" else []
         w_g = 0
+        hs, hm, ho = [], [], []
         for h in range(H):
             ke = kc[h, others] if others else None
             ve = vc[h, others] if others else None
@@ -166,13 +188,15 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
             e = len(others)
             c_s = cost(cs, int(delta) + len(idx) + e, d, len(idx), c)
             c_o = cost(co, d, len(idx) + e + int(delta), len(idx), c)
-            t += c_s + cyc_sm["time"] + c_o
+            hs.append(c_s)
+            hm.append(cyc_sm["time"])
+            ho.append(c_o)
             br["scores"] += c_s
             br["softmax"] += cyc_sm["time"]
             br["output"] += c_o
             # Inter-group: the CLS query against this group's keys, and its output over the group's values.
             w_g += col_cost(kp[h, idx]) + col_cost(vp[h, idx].T)
-        intra[g], inter[g] = t, w_g
+        intra[g], inter[g] = t + head_overlap(hs, hm, ho), w_g
     # The CLS row (global) and the CLS-to-centroid row: bits, and the tail's cycles.
     k_all = np.concatenate([ks, kp], 1)
     v_all = np.concatenate([vs, vp], 1)

@@ -76,6 +76,23 @@ inline int64_t column_cost(const int8_t* v, int K, int st) {
     return c;
 }
 
+// A group's heads overlapped on its columns and its SIMD slice (sim/revit/layer.py head_overlap): the
+// columns run S[0], then S[h+1] while the slice does head h's softmax, then O[h]; two score and two
+// probability buffers.
+inline int64_t head_overlap(const int64_t* S, const int64_t* M, const int64_t* O, int H) {
+    if (H <= 0) return 0;
+    int64_t rm = S[0], fs = S[0], sm = 0;
+    for (int h = 0; h < H; ++h) {
+        sm = (fs > sm ? fs : sm) + M[h];
+        if (h + 1 < H) {
+            rm += S[h + 1];
+            fs = rm;
+        }
+        rm = (rm > sm ? rm : sm) + O[h];
+    }
+    return rm;
+}
+
 // Weights of a plain softmax row (every entry once).
 inline const int32_t* wts_one(int n) {
     static int32_t w[MAX_N + MAX_G];
@@ -177,6 +194,7 @@ inline int layer(const Args& a, Out& o) {
         if (a.joint)
             for (int h2 = 0; h2 < G; ++h2)
                 if (h2 != g && counts[h2] > 0) oth[e++] = h2;
+        int64_t hs[cfg::MAX_HEADS], hm[cfg::MAX_HEADS], ho[cfg::MAX_HEADS];
         for (int h = 0; h < H; ++h) {
             for (int i = 0; i < l; ++i) {
                 const int tok = members[offs[g] + i];
@@ -207,11 +225,14 @@ inline int layer(const Args& a, Out& o) {
             if (st != OK) return st;
             for (int i = 0; i < l; ++i)
                 for (int f = 0; f < d; ++f) acc_out[h][1 + members[offs[g] + i]][f] = z[i * d + f];
-            t_g[g] += cs + csm + co;
+            hs[h] = cs;
+            hm[h] = csm;
+            ho[h] = co;
             // Inter-group work: the CLS query over this group's keys and values, per decoupled column.
             for (int i = 0; i < l; ++i) w_g[g] += column_cost(kg + i * d, d, 1);
             for (int f = 0; f < d; ++f) w_g[g] += column_cost(vg + f, l, d);
         }
+        t_g[g] += head_overlap(hs, hm, ho, H);
     }
     // The CLS row and the CLS-to-centroid row, per head.
     for (int h = 0; h < H; ++h) {
