@@ -479,10 +479,505 @@ for name in list_configs("vitcod"):
 print(f"walk-through done in {time.perf_counter() - t_start:.1f} s")"""),
 ]
 
+REVIT: List[Cell] = [
+    ("md", """# ReViT, step by step
+
+ReViT (IEEE Transactions on Computers, 2025) speeds up a Vision Transformer by following what is in the
+image. It has four ideas, each with an engine of its own:
+
+1. **Semantic groups.** In every layer, a locality-sensitive hash sorts the patches into G groups of
+   similar features (Section III-B, Eq. 3-4). Attention then runs inside each group, and between groups
+   over the group centroids (hierarchical attention, Sections III-A and III-B2).
+2. **Differential attention.** Inside a group, each token is the group's centroid plus a delta (Eq. 1).
+   The deltas go through bit-serial processing elements (RBSPs), which spend one cycle per effectual bit.
+   Deltas are small when a group's features are similar, so they should cost fewer cycles (Section II-B2,
+   Fig. 5; Section IV-D).
+3. **Hierarchical pruning.** At some layers, the least important groups, and then the least important
+   patches of each kept group, are dropped. Importance is the class token's attention. The dropped
+   patches are summed into one "package" token (Section III-C).
+4. **A reconfigurable engine that runs out of order.** The PE array splits into sub-arrays sized to each
+   group's work. A group that finishes early starts on the work between groups without waiting for the
+   others (Sections IV-C and IV-F).
+
+This notebook looks at each idea on the shipped demo bundle `models/demo/revit.vcb`. The model is a small
+DeiT (4 layers, 3 heads, 96 features) trained on scikit-learn's handwritten digits, upscaled to 56x56, with
+4x4 patches: 196 patches plus the class token (CLS) make 197 tokens, as many as DeiT at 224/16. It has
+G = 4 groups per layer. Everything runs on the integer model of the accelerator (`vitaccel.sim.revit`,
+which the HLS C++ matches bit for bit) and on its cycle models. There is no torch and no training, and the
+inputs are small (16 held-out digits and 3 photos), so the notebook runs in well under a minute on one CPU
+thread.
+
+The paper leaves some choices open, and two of its equations (Eq. 7 and Eq. 9) need correcting. What we
+chose is listed in the README, section "ReViT", and in `KERNELS.md`, section "ReViT". In short: the hash
+runs per layer on the attention's input and is shared by the heads, CLS is not hashed, and a patch
+attends in one softmax to its own group's tokens and to the other groups' centroids (`joint`)."""),
+    ("py", """import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread, set before NumPy starts its BLAS threads
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from IPython.display import Image, display  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+from skimage.color import rgb2gray  # noqa: E402
+from skimage.transform import resize  # noqa: E402
+
+from vitaccel.host.bundle import load_bundle  # noqa: E402
+from vitaccel.host.run import demo_dir  # noqa: E402
+from vitaccel.sim.revit.model import compile_revit, run_revit  # noqa: E402
+
+t_start = time.perf_counter()
+DEMO = demo_dir()  # models/demo: the bundles and the held-out images
+OUT = Path(tempfile.mkdtemp(prefix="revit_walkthrough_"))  # the PNGs go here; the last cell deletes it
+bundle_path = DEMO / "revit.vcb"
+bundle = load_bundle(bundle_path)
+prog = compile_revit(bundle)  # the bundle unpacked into per-layer integer parameters
+dims = bundle.model
+G = int(bundle.meta["groups"]["n_groups"])
+GRID = dims.img_size // dims.patch_size  # 14 x 14 patches
+print(f"{bundle_path.name}: {dims.depth} layers, {dims.num_heads} heads, D = {dims.embed_dim}, "
+      f"N = {dims.num_tokens} tokens ({GRID} x {GRID} patches + CLS), G = {G} groups, "
+      f"hardware config '{prog.config.name}'")
+for lp in prog.layers:
+    if lp.prunes:
+        print(f"layer {lp.index} prunes after its attention: keeps {lp.keep[0] / 2**16:.0%} of the groups "
+              f"and {lp.keep[1] / 2**16:.0%} of each kept group's patches")
+
+with np.load(DEMO / "test_images.npz") as z:  # already normalised the way the model expects
+    images, labels = z["images"][:16], z["labels"][:16]
+
+# Three photos from scikit-image, made to look like the demo's input: grey, a centre square, 56 x 56, and
+# normalised with the demo's mean and std. The model never saw photos; they only show how the groups
+# follow image content.
+norm = bundle.meta["extra"]["normalise"]
+PHOTOS = ("astronaut", "coffee", "chelsea")
+
+def photo(name):
+    g = rgb2gray(getattr(skdata, name)())
+    h, w = g.shape
+    s = min(h, w)
+    g = g[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    g = resize(g, (dims.img_size, dims.img_size), anti_aliasing=True)
+    return ((g - norm["mean"]) / norm["std"]).astype(np.float32)[None]
+
+photos = np.stack([photo(n) for n in PHOTOS])
+print(f"{len(images)} held-out digits and {len(photos)} photos, each {images.shape[1:]}")"""),
+    ("md", """## 1. Semantic groups, layer by layer
+
+**The hash (Section III-B, Eq. 3-4).** Every patch `x` of a layer gets G hash values,
+`H(x) = floor((alpha . x + beta) / gamma)`. Here `alpha` is drawn from N(0, 1) and `beta` from U(0, gamma);
+both are random and fixed, not learned. The patch's group is the index of its largest hash value. Similar
+patches tend to get the same largest value, so they land in the same group. The groups are not the same
+size, and their sizes change with the image.
+
+We hash each layer's attention input: the int8 output of the layer's first LayerNorm, with integer hash
+weights. The integer model keeps a record of every layer when `trace=True`:
+- `h8`: the int8 tokens (CLS first);
+- `groups`: the group of each non-CLS token, and `counts`: the size of each group;
+- `deltas`: each token minus its group's integer centroid (Section 2 of this notebook);
+- `keep`, at pruning layers only: which tokens survive.
+
+**Pruning (Section III-C).** After a pruning layer, only CLS, the surviving patches and one package token
+go on. Later layers therefore see fewer tokens. The maps below put every token back at its place in the
+14 x 14 patch grid. A pale violet patch was pruned before that layer. The package token has no place in
+the grid and is left out of the maps. The last column shows which patches are still there after the last
+pruning layer."""),
+    ("py", """digit_run = run_revit(bundle, images, trace=True)  # integer model, every layer's records kept
+photo_run = run_revit(bundle, photos, trace=True)
+rec = digit_run.traces[0][0]
+print("layer 0 of image 0 holds:", ", ".join(f"{k} {v.dtype.name} {v.shape}" for k, v in rec.items()))
+
+def patch_maps(trace):
+    # Per layer, the group of every original patch as a GRID x GRID array (-1: pruned before that layer),
+    # and which patches are still there after the last layer.
+    pos = np.arange(GRID * GRID)  # original patch of each non-CLS token; -1 marks the package token
+    maps = []
+    for rec in trace:
+        m = np.full(GRID * GRID, -1)
+        real = pos >= 0
+        m[pos[real]] = rec["groups"][real]
+        maps.append(m.reshape(GRID, GRID))
+        if "keep" in rec:  # compaction: CLS, the kept tokens in order, then a new package token
+            pos = np.concatenate([pos[rec["keep"]], [-1]])
+    alive = np.zeros(GRID * GRID, bool)
+    alive[pos[pos >= 0]] = True
+    return maps, alive.reshape(GRID, GRID)
+
+COLOURS = np.array(plt.cm.tab10.colors[:G])
+PRUNED = (0.85, 0.78, 0.95, 1.0)  # pale violet: a pruned patch
+
+def overlay(ax, img, m=None, alive=None):
+    ax.imshow(img[0], cmap="gray", extent=(0, GRID, GRID, 0))
+    rgba = np.zeros((GRID, GRID, 4))
+    if m is not None:
+        rgba[m >= 0, :3] = COLOURS[m[m >= 0]]
+        rgba[m >= 0, 3] = 0.55
+        rgba[m < 0] = PRUNED
+    if alive is not None:
+        rgba[~alive] = PRUNED
+    ax.imshow(rgba, extent=(0, GRID, GRID, 0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+shown = [(images[i], digit_run.traces[i], f"digit {labels[i]}") for i in range(3)]
+shown += [(photos[i], photo_run.traces[i], name) for i, name in enumerate(PHOTOS)]
+fig, axes = plt.subplots(len(shown), dims.depth + 2, figsize=(2.0 * (dims.depth + 2), 2.15 * len(shown)))
+for row, (img, trace, name) in zip(axes, shown):
+    maps, alive = patch_maps(trace)
+    overlay(row[0], img)
+    row[0].set_title(name, fontsize=9)
+    for l, m in enumerate(maps):
+        overlay(row[l + 1], img, m)
+        row[l + 1].set_title(f"layer {l}: {trace[l]['h8'].shape[0]} tokens\\nsizes {trace[l]['counts'].tolist()}",
+                             fontsize=8)
+    overlay(row[-1], img, alive=alive)
+    row[-1].set_title(f"kept: {alive.sum()} of {GRID * GRID}", fontsize=8)
+handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[g], alpha=0.55) for g in range(G)]
+handles.append(plt.Rectangle((0, 0), 1, 1, color=PRUNED))
+fig.legend(handles, [f"group {g}" for g in range(G)] + ["pruned"], loc="lower center", ncol=G + 1, fontsize=9)
+fig.tight_layout(rect=(0, 0.03, 1, 1))
+display(fig)
+plt.close(fig)
+
+tokens = np.array([[rec["h8"].shape[0] for rec in tr] for tr in digit_run.traces])
+sizes = np.array([[np.sort(rec["counts"])[::-1] for rec in tr] for tr in digit_run.traces])
+print(f"over the {len(images)} digits (mean):")
+for l in range(dims.depth):
+    print(f"  layer {l}: {tokens[:, l].mean():6.1f} tokens in (CLS and package token included), "
+          f"group sizes largest first {np.round(sizes[:, l].mean(0), 1).tolist()}")"""),
+    ("md", """The group sizes are uneven. In layer 0, one group often holds half of the patches and another only a
+handful, and the sizes change from image to image. Uneven groups are why the engine is reconfigurable
+(Section 4 of this notebook).
+
+On the digits, layer 0 separates the black background from the stroke and its edges. The photos give
+patchier groups. Some follow large regions, such as the inside of the cup or the saucer. But the hash
+sees the features of a model trained on digits, so these are not the objects of the paper's Fig. 4 (sky,
+lawn, dog); that would need a model trained on photos.
+
+The class token's attention decides which patches survive. It is not a clean foreground/background
+split: on these digits, parts of the stroke and parts of the black background survive. The package token
+can itself survive the next pruning layer. That is why a layer can have one token more than CLS, the
+patches in its map and one package token."""),
+    ("md", """## 2. Effectual bits: raw tokens against deltas
+
+**Why deltas (Section II-B2, Eq. 1-2, Fig. 5).** A bit-serial multiply `x * w` adds one shifted copy of
+`w` for each effectual bit of `x`, so its time grows with the number of effectual bits. Inside a group,
+`x_i = x_c + delta_i`, where `x_c` is the centroid. If the patches are similar, `delta_i` is small and
+has fewer effectual bits. The paper measures this on DeiT-Base at 16 bits on ImageNet: 28% of the raw
+values and 35% of the deltas have no effectual bit, and the deltas have fewer bits overall (Fig. 5). For
+DeiT-Small at 8 bits, Section V-D gives about 3 effectual bits per value on average.
+
+**What our hardware counts.** The RBSP turns each value into *modified Booth* digits (Section IV-D).
+We use radix-4 Booth: digits in {-2, -1, 0, 1, 2}, and one cycle per non-zero digit
+(`vitaccel.sim.revit.booth.booth_terms`). An int8 value has at most 4 non-zero digits. An int8 value
+minus an int8 centroid can need 9 bits, and the RBSP reads its serial operand as a 10-bit value, so a
+delta has at most 5 digits. Below, the raw values are each layer's int8 tokens (CLS excluded) and the
+deltas are the traced `deltas` to the group's integer centroid. `vitaccel/sim/revit/measure.py` computes
+the same two means per image and layer (`booth_terms_per_element`), together with the attention cycles of
+each engine variant; here we count every value of every image at once.
+
+**What sets the cycles.** The RBSP array does not wait for one value but for a whole step. A column's
+`Pc` lanes take `Pc` features of one token at a time and share an adder tree, so a step lasts as long as
+the lane with the most digits: `max(1, most digits of any lane)` (`KERNELS.md`, "RMMU pass"). The last two
+columns of the table give that step length, raw and delta, for the config's `Pc`."""),
+    ("py", """from vitaccel.sim.revit.booth import booth_terms
+
+PC = prog.config.rmmu_lanes  # lanes per RBSP column (64 on revit-paper)
+
+def term_arrays(run):
+    # Per layer: Booth terms of every raw int8 token value (CLS excluded) and of every delta, (tokens, D).
+    raw = [np.concatenate([booth_terms(tr[l]["h8"][1:]) for tr in run.traces]) for l in range(dims.depth)]
+    dlt = [np.concatenate([booth_terms(tr[l]["deltas"], 10) for tr in run.traces]) for l in range(dims.depth)]
+    return raw, dlt
+
+def step_cycles(t):
+    # Mean RBSP step length: per token and chunk of PC features, max(1, the most digits in the chunk).
+    n, d = t.shape
+    pad = np.zeros((n, -d % PC), t.dtype)
+    return float(np.maximum(1, np.concatenate([t, pad], 1).reshape(n, -1, PC).max(-1)).mean())
+
+stats = {}
+for source, run in (("digits", digit_run), ("photos", photo_run)):
+    raw, dlt = term_arrays(run)
+    stats[source] = (raw, dlt)
+    print(f"{source} ({len(run.traces)} images): Booth digits per value, raw int8 tokens vs deltas to the centroid")
+    print(f"  {'layer':>5} {'values':>8} {'raw':>6} {'delta':>6} {'fewer':>6} {'zero raw':>9} {'zero delta':>11} "
+          f"{'step raw':>9} {'step delta':>11}")
+    for l, (r, d) in enumerate(zip(raw, dlt)):
+        print(f"  {l:>5} {r.size:>8} {r.mean():>6.2f} {d.mean():>6.2f} {1 - d.mean() / r.mean():>6.0%} "
+              f"{np.mean(r == 0):>9.1%} {np.mean(d == 0):>11.1%} {step_cycles(r):>9.2f} {step_cycles(d):>11.2f}")
+    r, d = np.concatenate([x.ravel() for x in raw]), np.concatenate([x.ravel() for x in dlt])
+    print(f"  {'all':>5} {r.size:>8} {r.mean():>6.2f} {d.mean():>6.2f} {1 - d.mean() / r.mean():>6.0%} "
+          f"{np.mean(r == 0):>9.1%} {np.mean(d == 0):>11.1%}")
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
+for ax, (source, (raw, dlt)) in zip(axes, stats.items()):
+    for k, (arrs, label) in enumerate(((raw, "raw int8 tokens"), (dlt, "deltas to the centroid"))):
+        t = np.concatenate([x.ravel() for x in arrs])
+        share = np.bincount(t, minlength=6)[:6] / t.size
+        ax.bar(np.arange(6) + 0.2 * (2 * k - 1), share, 0.4, label=f"{label} (mean {t.mean():.2f})")
+    ax.set_title(f"{source}: all layers", fontsize=10)
+    ax.set_xlabel("non-zero radix-4 Booth digits per value")
+    ax.legend(fontsize=8)
+axes[0].set_ylabel("share of values")
+fig.tight_layout()
+display(fig)
+plt.close(fig)"""),
+    ("md", """The deltas have fewer Booth digits than the raw tokens, but only about a tenth fewer on this model, and
+exact zeros are rare on both sides (a few percent, against the paper's 28% and 35%). One int8 scale per
+layer leaves few values at exactly zero. The paper measured 16-bit DeiT-Base on ImageNet, which we
+cannot run here.
+
+The step length matters more than the mean. A step lasts as long as the slowest of its lanes: 3.3 to 4
+cycles on average here, raw or delta (the last two columns), where an int8 MAC array of the same shape
+takes one cycle. The array also waits at a second level: a tile of columns takes as long as its slowest
+column (`KERNELS.md`, "RMMU pass"). Section 4 measures what the deltas save in the whole attention
+layer."""),
+    ("md", """## 3. The whole model on the simulated accelerator
+
+`Accelerator(..., backend="sim")` compiles the bundle into the program that the `revit_top` accelerator
+runs: one descriptor per kernel, the same program a board would run. It runs the program on the
+simulator's model of that top-level function. Pruning makes the token count depend on the image. Each
+image's program therefore has the token counts of the later kernels patched in by the `COMPACT` step on
+the accelerator itself. Its latency is predicted per image from the cycle models, so **the latency
+depends on the image**: on how big its groups are, how many Booth digits its tokens have and how many
+patches survive pruning.
+
+The report's `dense` line is the same model with flat attention over all tokens (no groups, no deltas,
+no pruning) on the same array, for the first 8 images (it is timing only: flat attention computes another
+function). `by_kernel()` splits the predicted cycles into compute, preprocessing and exposed DRAM time.
+The attention layer includes its Q/K/V projection; `gemm` is the other linear layers (proj, MLP, patch
+embedding and head)."""),
+    ("py", """from vitaccel.host import Accelerator
+
+acc = Accelerator(bundle_path, backend="sim", batch_size=8)
+result = acc.run(images, labels, progress=False)
+acc.close()
+rep = result.report
+print(rep.table())
+print(f"\\nspeedup over dense attention on the same config: {rep.speedup_vs_dense:.2f}x")
+
+same = np.array_equal(result.logits, digit_run.logits)
+print(f"logits of the accelerator (sim) equal the integer model's run_revit logits bit for bit: {same}")
+assert same
+
+per_image = np.array(rep.per_image_us)
+kept = tokens[:, -1]  # tokens entering the last layer
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.3))
+axes[0].hist(per_image, bins=8, color="#228833")
+axes[0].set_xlabel("predicted latency per image (us)")
+axes[0].set_ylabel("images")
+axes[0].set_title(f"{len(per_image)} digits, mean {per_image.mean():.1f} us", fontsize=10)
+axes[1].scatter(kept, per_image, color="#228833")
+axes[1].set_xlabel("tokens entering the last layer")
+axes[1].set_ylabel("latency (us)")
+axes[1].set_title("fewer tokens after pruning, less time", fontsize=10)
+parts = rep.predicted.by_kernel()
+left = np.zeros(len(parts))
+us = 1.0 / rep.predicted.config.clock_mhz
+for part, colour in (("compute", "#4477aa"), ("preprocess", "#ddaa33"), ("data", "#bb5566")):
+    vals = np.array([v[part] * us for v in parts.values()])
+    axes[2].barh(list(parts), vals, left=left, color=colour, label=part)
+    left += vals
+axes[2].invert_yaxis()
+axes[2].set_xlabel("us per image (mean over the images)")
+axes[2].set_title("by kernel", fontsize=10)
+axes[2].legend(fontsize=8)
+fig.tight_layout()
+display(fig)
+plt.close(fig)"""),
+    ("md", """Attention takes most of the time. It includes the Q/K/V projection, which runs on the RBSP array
+with the deltas. The int8 GEMMs, LayerNorms and element-wise kernels run on the same array in int8 mode
+(`KERNELS.md`, "The whole ReViT bundle per image"). The histogram is narrow, but it is not a single bar:
+the image decides the work. The scatter plot shows the main reason, the number of tokens that survive
+pruning. The pruners and the token compaction cost almost nothing, as the paper says of its lightweight
+pruning engines (Section V-D).
+
+## 4. The ablations of Fig. 18
+
+Section V-D of the paper removes one idea at a time and reports how much slower ReViT gets. The variants
+below do the same on our simulator (`vitaccel.sim.revit.bundle_cycles`), on the same images and config,
+with every other kernel unchanged:
+
+| variant | what changes | paper (Fig. 18) |
+| --- | --- | --- |
+| `no_reconfig` | one large array that takes the groups one by one (ReViT-w/o-Reconfig) | 1.8x slower (a) |
+| `no_differential` | raw operands on an int8 MAC array of the same Pn x Pc (ReViT-w/o-Differential) | 1.4x slower; ReViT moves 28% less DRAM (b) |
+| `no_pruning` | both keep ratios at 1: every layer sees all 197 tokens (ReViT-w/o-Pruning) | 3.4x slower; ReViT moves 58.8% less DRAM (c) |
+| `in_order` | the work between groups waits for every group (ReViT-w-order) | 1.15x slower (d) |
+| `dense` | flat attention over all tokens: no groups, no deltas, no pruning | (not in Fig. 18) |
+
+`no_reconfig`, `no_differential` and `in_order` compute the bundle's bits. `no_pruning` and `dense`
+compute other functions, so they are timing only. The ratio of a variant is its cycles over ReViT's, image
+by image, then averaged."""),
+    ("py", """from vitaccel.sim.revit.bundle_cycles import bundle_reports, format_summary, summarise
+
+abl = bundle_reports(bundle, images[:8], "revit-paper", baselines=True)
+doc = summarise(abl)
+print(format_summary(doc))
+
+PAPER = {"no_reconfig": 1.8, "no_differential": 1.4, "no_pruning": 3.4, "in_order": 1.15}
+print(f"\\n{'variant':<16} {'paper':>7} {'ours (mean)':>12} {'min':>7} {'max':>7} {'ours/paper':>11} "
+      f"{'DRAM vs ReViT':>14}")
+dram = doc["dram_bytes_per_image"]["mean"]
+for name, base in doc["baselines"].items():
+    r = base["ratio_to_revit"]
+    paper = f"{PAPER[name]:.2f}x" if name in PAPER else "-"
+    vs_paper = f"{r['mean'] / PAPER[name]:.2f}" if name in PAPER else "-"
+    print(f"{name:<16} {paper:>7} {r['mean']:>11.2f}x {r['min']:>6.2f}x {r['max']:>6.2f}x {vs_paper:>11} "
+          f"{base['dram_bytes_per_image']['mean'] / dram:>13.2f}x")
+
+names = list(PAPER)
+ours = np.array([doc["baselines"][n]["ratio_to_revit"]["mean"] for n in names])
+lo = ours - np.array([doc["baselines"][n]["ratio_to_revit"]["min"] for n in names])
+hi = np.array([doc["baselines"][n]["ratio_to_revit"]["max"] for n in names]) - ours
+x = np.arange(len(names))
+fig, ax = plt.subplots(figsize=(8, 3.5))
+ax.bar(x - 0.2, [PAPER[n] for n in names], 0.4, label="paper (DeiT, Fig. 18)", color="#bbbbbb")
+ax.bar(x + 0.2, ours, 0.4, yerr=[lo, hi], label=f"ours (demo model, {doc['images']} images, min-max)", color="#228833")
+ax.axhline(1, color="k", lw=0.8)
+ax.set_xticks(x, names)
+ax.set_ylabel("cycles of the variant / ReViT's")
+ax.legend(fontsize=8)
+fig.tight_layout()
+display(fig)
+plt.close(fig)"""),
+    ("py", """# The attention layers alone, and two more engine variants: measure.py's numbers, on 2 images.
+from vitaccel.sim.revit.measure import measure
+
+m = measure(bundle, images[:2], "revit-paper")
+print(f"attention layers only, {m['images']} images, cycles of each variant / ReViT's:")
+for k, v in m["ratio_to_revit"].items():
+    print(f"  {k:<13} {v:.3f}x")
+print(f"Booth digits per value: raw {m['booth_terms_per_element']['tokens_raw']}, "
+      f"delta {m['booth_terms_per_element']['tokens_delta']}; "
+      f"RBSP term utilisation {m['rbsp_term_utilisation']:.0%}")
+
+nd = doc["baselines"]["no_differential"]["ratio_to_revit"]["mean"]
+io = doc["baselines"]["in_order"]["ratio_to_revit"]["mean"]
+npr = doc["baselines"]["no_pruning"]["ratio_to_revit"]["mean"]
+print(f"\\nOn this model, the int8 array is {'faster' if nd < 1 else 'slower'} than the RBSP array "
+      f"(no_differential {nd:.2f}x, paper 1.4x). On the RBSPs, raw operands take "
+      f"{m['ratio_to_revit']['raw_operands']:.3f}x the attention cycles of the deltas.")
+print(f"Out of order saves {1 - 1 / io:.2%} of the cycles (in_order {io:.3f}x, paper 1.15x).")
+t_full, t_pruned = np.array(doc["tokens_per_layer_no_pruning"]), np.array(doc["tokens_per_layer"])
+saved = 1 - dram / doc["baselines"]["no_pruning"]["dram_bytes_per_image"]["mean"]
+print(f"Pruning: {t_pruned.sum(1).mean():.0f} tokens summed over the layers instead of {t_full.sum(1).mean():.0f} "
+      f"({t_full.sum() / t_pruned.sum():.2f}x), for {npr:.2f}x the cycles (paper 3.4x); "
+      f"it saves {saved:.0%} of the DRAM bytes (paper 58.8%).")"""),
+    ("md", """**Where ours differ from the paper, and why.** All of this is what our simulator measures on this small
+demo model, not on DeiT. Our figures for DeiT-sized models are not in this notebook: `vitaccel reproduce`
+prints the paper's rows next to ours, and marks the rows it cannot compute yet.
+
+- **`no_reconfig`** is above 1x, as in the paper: small groups on one large array leave most of its
+  columns idle (Section V-D). The size of the gain depends on how uneven the groups are, and the demo's
+  groups are not the paper's.
+- **`no_differential`** is *below* 1x: on this model the int8 array is faster than the RBSP array, while
+  the paper reports the RBSPs 1.4x faster. Section 2 of this notebook shows why. A step of the RBSP array
+  waits for the lane with the most Booth digits, 3.3 to 4 digits on average here, raw or delta. An int8
+  MAC array of the same shape takes one cycle per step, so in our model it is never the slower one. The
+  deltas have about a tenth fewer digits than the raw values, and that buys almost no cycles
+  (`raw_operands` above: the RBSPs on raw values). The RBSP's advantage is area, and a comparison at the
+  same shape does not credit area (`KERNELS.md`, "Measured"). Our DRAM model also counts a delta like a
+  raw value, so the DRAM column shows no 28% saving.
+- **`no_pruning`** is well below the paper's 3.4x. The demo prunes after only 2 of its 4 layers and keeps
+  about 70% of the patches each time. The ratio follows the number of tokens left, and so does the DRAM
+  saving (the last line above).
+- **`in_order`** is about 1.00x, not 1.15x. With the `joint` hierarchy, each group's rows already include
+  the other groups' centroids as extra keys. The only work that waits for all groups is the class token's
+  row, so out of order has almost nothing to move forward (`KERNELS.md`)."""),
+    ("md", """## 5. ViTCoD against ReViT
+
+`vitaccel.host.compare.compare_bundles` runs several bundles, and every baseline of each, on the same
+images and the same *hardware budget*. It uses the same simulator as above. The budget `paper` is the one
+of ReViT's Table III, where the ReViT paper compares the two accelerators: ReViT on `revit-paper` (a
+64 x 64 RBSP array at 1 GHz, 256 GB/s HBM) and ViTCoD on `configs/reproduce/table3-vitcod.json` (128 MAC
+lines of 32 MACs at 1 GHz, 256 GB/s). The budget `zcu104` gives each accelerator its config for that
+FPGA board (the same part, clock and DRAM).
+
+The columns:
+- **top-1:** accuracy of the bundle's integer model on these images. It is blank for baselines that
+  compute another function (timing only).
+- **latency us**, **min**, **max:** predicted time per image. ViTCoD's is the same for every image,
+  because its masks are fixed; ReViT's depends on the image.
+- **x first:** latency over the first row's (ViTCoD on this budget).
+- **vs dense:** the bundle's own dense baseline over this row, on the same config.
+- **util:** useful MACs over the array's peak during the row's time.
+- **MMACs** and **DRAM MB:** per image.
+- **energy uJ:** an *energy proxy*, not a measurement: `MACs x 0.23 pJ + DRAM bytes x 160 pJ`, an int8
+  multiply-add and a DRAM access at 45 nm (Horowitz, ISSCC 2014), the same constants for every design. It
+  leaves out on-chip SRAM and control, and counts a bit-serial RBSP MAC as a whole int8 MAC. The RBSP's
+  saving from skipped Booth digits shows in its latency, not in this proxy.
+
+The ViTCoD demo bundle (`demo.vcb`) is the same digits model with 90% sparse attention and the Q/K
+auto-encoder (see `vitcod_walkthrough.ipynb`)."""),
+    ("py", """from vitaccel.host.compare import E_DRAM_PJ_PER_BYTE, compare_bundles
+
+pair = [DEMO / "demo.vcb", bundle_path]
+res = compare_bundles(pair, images[:8], labels[:8], configs=["paper"])
+print(res.table())
+display(Image(filename=str(res.plot(OUT / "compare_paper.png"))))
+
+def verdict(res):
+    # Which accelerator is faster on this budget, and how much of each energy proxy is DRAM.
+    row = {(r.bundle, r.variant): r for r in res.rows}
+    v, r = row[("demo", "vitcod")], row[("revit", "revit")]
+    if r.latency_us < v.latency_us:
+        faster = f"{v.latency_us / r.latency_us:.2f}x faster"
+    else:
+        faster = f"{r.latency_us / v.latency_us:.2f}x slower"
+    dram = {k: x.dram_bytes * E_DRAM_PJ_PER_BYTE * 1e-6 / x.energy_uj for k, x in (("ViTCoD", v), ("ReViT", r))}
+    print(f"budget '{res.budget}': ReViT {r.latency_us:.1f} us, ViTCoD {v.latency_us:.1f} us per image: ReViT is "
+          f"{faster}; energy proxy ReViT {r.energy_uj:.0f} uJ, ViTCoD {v.energy_uj:.0f} uJ "
+          f"(DRAM is {dram['ReViT']:.0%} and {dram['ViTCoD']:.0%} of them)")
+
+row = {(r.bundle, r.variant): r for r in res.rows}
+same = np.isclose(row[("revit", "revit")].cycles, doc["cycles_per_image"]["mean"])
+print(f"ReViT's row equals Section 4's mean cycles on the same 8 images: {same}")
+verdict(res)
+print("(paper, Section V-C, Fig. 14: ReViT 3.3x faster than ViTCoD, on DeiT-sized models)")"""),
+    ("py", """# The FPGA budget: the boards' configs of both accelerators, on 4 images to save time.
+res_fpga = compare_bundles(pair, images[:4], labels[:4], configs=["zcu104"])
+print(res_fpga.table())
+display(Image(filename=str(res_fpga.plot(OUT / "compare_zcu104.png"))))
+verdict(res_fpga)"""),
+    ("md", """The two lines above say which accelerator is faster on each budget, on this demo model. The paper
+reports ReViT 3.3x faster than ViTCoD (Section V-C, Fig. 14), on DeiT-sized models. This notebook claims
+no figure for those. When the two differ here, the sections above give the reasons:
+- ReViT's RBSP array takes more cycles per step than an int8 array on these operands (Section 4, the
+  `no_differential` row).
+- ReViT's array runs at a low MAC utilisation (the `util` column): the demo's small groups and the class
+  token's row leave many columns idle.
+- ViTCoD's masks are fixed: its work is planned offline, is the same for every image, and keeps its MAC
+  lines busier (the `util` column again).
+
+The energy proxy is almost all DRAM traffic on both accelerators (the percentages above), so it ranks the
+designs by the bytes they move (the `DRAM MB` column). It says nothing about on-chip energy, which the
+proxy leaves out.
+
+## Where to go from here
+
+- `vitaccel compare models/demo/demo.vcb models/demo/revit.vcb --config paper --limit 8 --plot DIR` prints
+  the same table and writes the same chart from the command line.
+- `vitaccel sim models/demo/revit.vcb --images IMGS --baselines` prints Section 4's summary for any images
+  (`IMGS`: a `.npz` with `images`, or an image file or folder).
+- `python -m vitaccel.sim.revit.measure --images 8` measures the attention layers' engine variants.
+- `python -m vitaccel.models.revit_analysis` redraws Fig. 5 and the group maps (`models/demo/revit_fig5*`).
+- `vitcod_walkthrough.ipynb` walks through ViTCoD in the same way, and `board_quickstart.ipynb` runs a
+  bundle on a PYNQ board."""),
+    ("py", """shutil.rmtree(OUT)  # the temporary folder with the PNGs
+print(f"walk-through done in {time.perf_counter() - t_start:.1f} s")"""),
+]
+
 
 NOTEBOOKS: Dict[str, List[Cell]] = {
     "board_quickstart.ipynb": QUICKSTART,
     "vitcod_walkthrough.ipynb": WALKTHROUGH,
+    "revit_walkthrough.ipynb": REVIT,
 }
 
 
