@@ -91,9 +91,11 @@ class CompareResult:
     images: int
     budget: str
     configs: Dict[str, str]
+    #: Per ReViT bundle: its mean token count per layer over the images (pruning), and without pruning.
+    tokens: Dict[str, Dict[str, List[float]]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"images": self.images, "budget": self.budget, "configs": self.configs,
+        return {"images": self.images, "budget": self.budget, "configs": self.configs, "tokens": self.tokens,
                 "energy_proxy": {"mac_pj": E_MAC_PJ, "dram_pj_per_byte": E_DRAM_PJ_PER_BYTE},
                 "rows": [r.to_dict() for r in self.rows]}
 
@@ -198,6 +200,7 @@ def compare_bundles(bundles: Sequence, images: np.ndarray, labels: Optional[np.n
     budget, by_accel = resolve_configs(configs)
     rows: List[Row] = []
     used: Dict[str, str] = {}
+    tokens: Dict[str, Dict[str, List[float]]] = {}
     loaded = []
     for b in bundles:
         if isinstance(b, _Named):
@@ -223,6 +226,9 @@ def compare_bundles(bundles: Sequence, images: np.ndarray, labels: Optional[np.n
             from vitaccel.sim.revit.bundle_cycles import BASELINES, ENGINE_VARIANTS, bundle_reports
 
             res = bundle_reports(bundle, imgs, cfg, baselines=baselines, progress=progress)
+            tokens[name] = {"pruned": np.mean(res["tokens"], 0).round(1).tolist()}
+            if res["tokens_no_pruning"]:
+                tokens[name]["no_pruning"] = np.mean(res["tokens_no_pruning"], 0).round(1).tolist()
             top1 = _top1(res["logits"], labels)
             dense = float(np.mean([r.total_cycles for r in res["dense"]])) if baselines else 0.0
             rows.append(_row(name, "revit", "revit", cfg, config, res["revit"], top1, dense, "the bundle's"))
@@ -248,7 +254,7 @@ def compare_bundles(bundles: Sequence, images: np.ndarray, labels: Optional[np.n
                 same = v in _VITCOD_SAME_BITS
                 rows.append(_row(name, bundle.method, v, cfg, config, [rep], top1 if same else None, dense,
                                  "the bundle's" if same else "timing only"))
-    return CompareResult(rows, len(imgs), budget, used)
+    return CompareResult(rows, len(imgs), budget, used, tokens)
 
 
 def compare_command(args) -> int:

@@ -165,6 +165,9 @@ def test_per_image_prediction_equals_the_whole_bundle_timing(pruned):
                                                                           for k in w.kernels]
     assert res.report.per_image_us == pytest.approx([w.latency_us for w in want])
     assert res.report.dense.total_cycles > res.report.predicted.total_cycles > 0
+    # dense is the mean over the first (up to 8) images: the speedup compares it with ours on those.
+    assert res.report.speedup_vs_dense == pytest.approx(
+        res.report.dense.total_cycles / np.mean([w.total_cycles for w in want]))
 
 
 # -- the command --------------------------------------------------------------------------------------
