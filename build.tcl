@@ -25,7 +25,7 @@
 #   bit   implementation to a bitstream, timing check (WNS and WHS >= 0), then
 #         overlay/<board>/<accelerator>-<config>/<accelerator>-<config>.bit, .hwh and manifest.json
 #         (accelerator, config name and hash, tool version, resources, timing); e.g.
-#         overlay/zcu104/vitcod-zcu104/ and overlay/zcu104/revit-revit-zcu104/.
+#         overlay/zcu104/vitcod-zcu104/ and overlay/zcu104/revit-zcu104/.
 #
 # Every constant comes from files `vitaccel config gen` renders from configs/*.json and the accelerator
 # registry: the config's overlay/configs/<config>.tcl, the board table overlay/boards.tcl and the
@@ -160,8 +160,13 @@ if {([lsearch -exact $steps bd] >= 0 || [lsearch -exact $steps bit] >= 0) && [in
 }
 
 set hls_dir [file join $script_dir hls]
-# Builds and overlays are keyed by accelerator and config, so two of either on one board never collide.
-set variant "$accelerator-$config"
+# Builds and overlays are keyed by accelerator and config, so two of either on one board never collide; a
+# config named after its accelerator already (revit-zcu104) is not prefixed twice (host/pynq_backend.py).
+if {[string first "$accelerator-" $config] == 0} {
+    set variant $config
+} else {
+    set variant "$accelerator-$config"
+}
 set bdir [file join $build_root $board $variant]
 file mkdir $bdir
 set top [dict get $A top]

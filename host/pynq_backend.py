@@ -148,8 +148,10 @@ class PynqDevice(Device):
 
 
 def overlay_dir(board: str, accelerator: str, config_name: str) -> Path:
-    """``overlay/<board>/<accelerator>-<config>/``: where build.tcl puts that overlay."""
-    return OVERLAY_DIR / board / f"{accelerator}-{config_name}"
+    """``overlay/<board>/<accelerator>-<config>/``: where build.tcl puts that overlay; a config named after its
+    accelerator already (``revit-zcu104``) is not prefixed twice."""
+    name = config_name if config_name.startswith(f"{accelerator}-") else f"{accelerator}-{config_name}"
+    return OVERLAY_DIR / board / name
 
 
 def find_overlay(config: ConfigLike, board: Optional[str] = None) -> Path:

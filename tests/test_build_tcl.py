@@ -34,6 +34,12 @@ KERNELS = {"vitcod": ["gemm", "autoencoder", "attention", "layernorm", "eltwise"
 TOPS = {"vitcod": "vitcod_top", "revit": "revit_top"}
 
 
+
+def variant_name(accel: str, config: str) -> str:
+    """build.tcl's output folder name: ``<accelerator>-<config>``, a config already named after its accelerator
+    (``revit-zcu104``) not prefixed twice."""
+    return config if config.startswith(f"{accel}-") else f"{accel}-{config}"
+
 def board_config(board: str, accel: str) -> str:
     """The board's one shipped config for ``accel`` (what build.tcl takes without --config)."""
     names = [n for n in list_configs(accel) if load_config(n).board == board]
@@ -260,7 +266,7 @@ def run_build(tmp_path: Path, argv, *, reports=None, wns: str = "0.12", whs: str
     harness.write_text(HARNESS.replace("@GOLDEN_KERNELS@", golden_kernels_tcl()))
 
     board = argv[argv.index("--board") + 1] if "--board" in argv[:-1] else "x"
-    variant = f"{accel}-{config}"
+    variant = variant_name(accel, config) if config else f"{accel}-{config}"
     proj = "vitaccel_" + variant.replace("-", "_")
     bdir = tmp_path / "build"
     e = dict(os.environ, FAKE_LOG=str(tmp_path / "calls.log"), FAKE_ARGV=" ".join(argv + ["--build", str(bdir)]),
@@ -392,7 +398,7 @@ def test_full_build_order_files_and_manifest(tmp_path, board, accel):
     config = board_config(board, accel)
     cfg = load_config(config)
     assert cfg.accelerator == accel and cfg.board == board
-    name = f"{accel}-{config}"                   # e.g. vitcod-zcu104, revit-revit-zcu104
+    name = variant_name(accel, config)           # vitcod-zcu104, revit-zcu104
     assert f"accelerator {accel}, config {config} (hash32 0x{cfg.hash32:08x})" in out
     # Steps in canonical order, each kernel's csim before synthesis, synthesis before the project.
     assert steps_run(out) == ["csim", "hls", "bd", "bit"]
@@ -504,7 +510,7 @@ def test_accelerator_and_config_choice(tmp_path, argv, accel, config):
     board = argv[1]
     scripts = [Path(line.split()[1]) for line in log if line.startswith("hls_script")]
     assert [s.stem for s in scripts] == [f"csim_{k}" for k in KERNELS[accel]] + [f"hls_{TOPS[accel]}"]
-    assert {s.parent for s in scripts} == {tmp_path / "build" / board / f"{accel}-{config}"}
+    assert {s.parent for s in scripts} == {tmp_path / "build" / board / variant_name(accel, config)}
     assert f"golden --config {config} --out" in " ".join(log)
 
 
@@ -516,7 +522,7 @@ def test_csim_takes_the_real_golden_layout(tmp_path, accel):
     from vitaccel.sim.golden import write_golden
 
     config = board_config("zcu104", accel)
-    golden = tmp_path / "build" / "zcu104" / f"{accel}-{config}" / f"golden_{config}"
+    golden = tmp_path / "build" / "zcu104" / variant_name(accel, config) / f"golden_{config}"
     cases = write_golden(golden, config)
     assert list(cases) == KERNELS[accel]
     rc, out, log, _ = run_build(tmp_path, accel_argv(accel, "zcu104") + ["--steps", "csim"])
@@ -629,7 +635,7 @@ def test_missing_tools_and_failing_csim(tmp_path, accel):
     assert rc != 0 and "neither vitis-run nor vitis_hls is on PATH" in out
     rc, out, _, _ = run_build(tmp_path / "b", argv + ["--steps", "csim"], env={"FAKE_NO_VITACCEL": "1"})
     assert rc != 0 and f"vitaccel golden --config {config} --out" in out
-    assert f"/zcu104/{accel}-{config}/golden_{config}" in out
+    assert f"/zcu104/{variant_name(accel, config)}/golden_{config}" in out
     rc, out, log, _ = run_build(tmp_path / "c", argv + ["--steps", "csim,hls"], env={"FAKE_HLS_FAIL": "1"})
     assert rc != 0 and "Vitis HLS failed running" in out and f"csim_{KERNELS[accel][0]}.tcl" in out
     assert steps_run(out) == ["csim"] and not any(f"hls_{TOPS[accel]}" in line for line in log)
@@ -704,6 +710,6 @@ def test_real_build_pynq_z2(tmp_path, accel):
                         *accel_argv(accel, "pynq-z2"), "--build", str(tmp_path)], capture_output=True, text=True,
                        timeout=6 * 3600, cwd=REPO_ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    m = json.loads((REPO_ROOT / "overlay" / "pynq-z2" / f"{accel}-{config}" / "manifest.json").read_text())
+    m = json.loads((REPO_ROOT / "overlay" / "pynq-z2" / variant_name(accel, config) / "manifest.json").read_text())
     assert m["wns_ns"] >= 0 and m["whs_ns"] >= 0 and m["config_hash"] == load_config(config).hash
     assert m["accelerator"] == accel and m["config"] == config

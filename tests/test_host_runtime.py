@@ -137,6 +137,7 @@ def test_overlays_are_keyed_by_accelerator_and_config(monkeypatch, tmp_path):
         pb.find_overlay(cfg)
     d = pb.overlay_dir("zcu104", "vitcod", "zcu104")
     assert d == tmp_path / "zcu104" / "vitcod-zcu104"
+    assert pb.overlay_dir("zcu104", "revit", "revit-zcu104") == tmp_path / "zcu104" / "revit-zcu104"
     d.mkdir(parents=True)
     (d / "vitcod-zcu104.bit").write_bytes(b"bit")
     # Another accelerator's or config's overlay on the same board is never taken for this one.
