@@ -60,6 +60,9 @@ def test_every_row_with_paper_ours_ratio_and_reasons(doc):
     # Ratios of the whole-model rows are the compare rows' (nothing stored).
     w = doc["revit_whole_models"]["rows"]
     assert rows["revit_vs_vitcod"]["ours"] == pytest.approx(w["vitcod:vitcod"]["latency_us"] / w["revit:revit"]["latency_us"])
+    sg = doc["revit_whole_models"]["sanger"]
+    assert sg["array"] == "sanger-64x64" and 0 < sg["mask_density"] < 1
+    assert rows["revit_vs_sanger"]["ours"] == pytest.approx(sg["latency_us"] / w["revit:revit"]["latency_us"])
     assert rows["fig18c_dram"]["ours"] == pytest.approx(
         100 * (1 - w["revit:revit"]["dram_bytes"] / w["revit:no_pruning"]["dram_bytes"]))
     table = rp.format_table(doc)

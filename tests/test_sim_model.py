@@ -153,3 +153,16 @@ def test_fusion_is_dropped_when_the_stage_chunks_reload_the_weights():
         unfused = gemm_cycles(cfg, 197, 384, 1152).total_cycles + 2 * ae_mix_cycles(cfg, 6, 3, 197, 64).total_cycles
         best_fused = min(qkv_ae_cycles(cfg, 197, 384, 6, 64, 3, together=t).total_cycles for t in (False, True))
         assert (best_fused <= unfused) == fused
+
+
+def test_model_with_attention_swaps_only_the_attention():
+    """The whole model with another engine's attention: every other kernel unchanged."""
+    from vitaccel.sim.vitcod.model import model_baselines, model_with_attention
+
+    prog = compile_program(random_bundle(seed=3, ae=False))
+    base = model_baselines(prog)
+    att = {lp.index: next(k for k in base["dense"].kernels if k.kernel == "attention" and k.layer == lp.index)
+           for lp in prog.layers}
+    got = model_with_attention(prog, att)
+    assert [k.name for k in got.kernels] == [k.name for k in base["dense"].kernels]
+    assert got.total_cycles == base["dense"].total_cycles

@@ -32,7 +32,7 @@ from vitaccel.sim.vitcod.autoencoder import ae_mix_cycles, best_staging, fuse_en
 
 __all__ = ["Kernels", "SimKernels", "Norm", "Linear", "LayerProgram", "Program", "ModelResult", "compile_program",
            "forward", "forward_int", "forward_batched", "prepare_input", "run_model", "program_cycles",
-           "model_baselines", "LINEARS", "int_model_problem"]
+           "model_baselines", "model_with_attention", "LINEARS", "int_model_problem"]
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 
@@ -307,6 +307,17 @@ def model_baselines(prog: Program) -> Dict[str, Report]:
             r.kernels.extend(_layer_kernels(prog, lp, attention=rep, with_ae=name not in _NO_AE))
     for r in out.values():
         r.kernels.extend(_head_kernels(prog))
+    return out
+
+
+def model_with_attention(prog: Program, attention: Dict[int, Any], *, with_ae: bool = False) -> Report:
+    """The whole model with each layer's attention kernel report given (``attention[layer]``: another engine's,
+    e.g. Sanger's on its own predicted masks), every other kernel unchanged."""
+    out = Report(prog.config)
+    out.kernels.extend(_embed_kernels(prog))
+    for lp in prog.layers:
+        out.kernels.extend(_layer_kernels(prog, lp, attention=attention[lp.index], with_ae=with_ae))
+    out.kernels.extend(_head_kernels(prog))
     return out
 
 
