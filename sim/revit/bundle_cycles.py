@@ -10,8 +10,8 @@ fc2, the residual add, then the final LayerNorm and the head. The common kernels
 models on the config's array (the RMMU as a Pn x Pc int8 MAC array, as ``revit_top`` runs them), at the
 image's token count after pruning (``1 + kept patches + 1`` package token). Their reports include the
 exposed DRAM transfers of the common model; ``revit_top``'s own counters are their ``compute`` part.
-The attention layers' and the pruners' transfers are not modelled in time (``data`` = 0); their DRAM bytes
-are counted as what they must move (h8 in, qkv weights, hash weights and biases in, a8 out).
+The attention layers', the pruners' and the compactions' transfers are :mod:`vitaccel.sim.revit.dram`'s
+(bytes and exposed cycles: loads before, stores after, as the common LayerNorm's).
 
 The tokens are those of the integer reference (:func:`~vitaccel.sim.revit.model.forward_image`'s trace).
 Baselines (``BASELINES``), every other kernel unchanged:
@@ -44,6 +44,7 @@ from vitaccel.sim.common.layernorm import layernorm_cycles
 from vitaccel.sim.report import KernelReport, Report
 from vitaccel.sim.revit.attention import Q16
 from vitaccel.sim.revit.compact import compact_cycles, patched_words
+from vitaccel.sim.revit.dram import attn_data_cycles, attn_dram_bytes, compact_dram, flat_attention_dram, prune_dram
 from vitaccel.sim.revit.dsoftmax import dsoftmax
 from vitaccel.sim.revit.layer import engine_layer, head_overlap
 from vitaccel.sim.revit.pruner import prune_layer
@@ -110,16 +111,9 @@ def flat_attention(h8: np.ndarray, lp, config: ConfigLike, *, name: str = "attn"
     macs = n * dm * 3 * dm + H * 2 * n * n * d
     # The heads overlapped on the array and the SIMD unit, as ReViT's groups are (layer.head_overlap).
     total = eng["projection"] + eng["requant"] + head_overlap(hs, hm, ho)
-    return KernelReport("attention", name, layer, total, 0, 0, macs, macs,
-                        _attn_bytes(n, dm, lp), engines=eng,
+    nbytes, data = flat_attention_dram(cfg, n, dm)
+    return KernelReport("attention", name, layer, total, 0, data, macs, macs, nbytes, engines=eng,
                         notes=["flat attention (dense baseline): timing only, its bits are not the bundle's"])
-
-
-def attn_dram_bytes(n: int, dm: int, heads: int, groups: int) -> int:
-    """Bytes one attention layer must move: the tokens in and out, the qkv weights and their bias, multiplier
-    and shift, the hash weights and biases, and the group indexes and CLS / CLS-to-centroid rows it leaves
-    for the pruner (``revit_top``'s ATTN, and this module's per-image timing)."""
-    return 2 * n * dm + 3 * dm * dm + 36 * dm + groups * dm + 4 * groups + 4 * (n - 1) + heads * n + heads * groups
 
 
 def _attn_bytes(n: int, dm: int, lp) -> int:
@@ -166,7 +160,8 @@ def image_report(prog, trace: List[dict], config: ConfigLike, variant: str = "re
             mk = cyc.timeline.out_of_order if cyc.out_of_order else cyc.timeline.in_order
             macs = attention_macs(rec["counts"], n, dm, lp.attn.heads, lp.attn.combine, kw.get("delta", True))
             eng = dict(groupgen=cyc.groupgen, makespan=int(mk), tail=cyc.tail, **cyc.breakdown)
-            rep.kernels.append(KernelReport("attention", f"layers.{i}.attn", i, cyc.total, 0, 0, macs, macs,
+            rep.kernels.append(KernelReport("attention", f"layers.{i}.attn", i, cyc.total, 0,
+                                            attn_data_cycles(cfg, n, dm, lp.attn.heads, lp.attn.num_groups), macs, macs,
                                             _attn_bytes(n, dm, lp.attn), engines=eng))
         rep.kernels += _common(cfg, prog, n, i, "mid")
         n_after = n
@@ -176,12 +171,13 @@ def image_report(prog, trace: List[dict], config: ConfigLike, variant: str = "re
                 raise AssertionError(f"layer {i}: the pruner's keep mask differs from the reference's")
             n_after = 2 + int(np.count_nonzero(r.keep))
             G, H = lp.attn.num_groups, lp.attn.heads
-            rep.kernels.append(KernelReport("prune", f"layers.{i}.prune", i, sum(r.cycles.values()), 0, 0, 0, 0,
-                                            H * G + H * n + 4 * (n - 1) * 2 + (n - 1) + G, engines=dict(r.cycles)))
+            pb, pc = prune_dram(cfg, H, G, n - 1)
+            rep.kernels.append(KernelReport("prune", f"layers.{i}.prune", i, sum(r.cycles.values()), 0, pc, 0, 0, pb,
+                                            engines=dict(r.cycles)))
             npatch = patched_words([l.prunes for l in prog.layers], i)
             cc = compact_cycles(cfg, n, dm, npatch)
-            rep.kernels.append(KernelReport("compact", f"layers.{i}.compact", i, sum(cc.values()), 0, 0, 0, 0,
-                                            2 * n * dm + 5 * (n - 1) + 16 * npatch + 2 * n_after * dm + 4,
+            cb, ccy = compact_dram(cfg, n, dm, n_after, npatch)
+            rep.kernels.append(KernelReport("compact", f"layers.{i}.compact", i, sum(cc.values()), 0, ccy, 0, 0, cb,
                                             engines=dict(cc)))
         elif lp.prunes:
             raise ValueError("dense runs on a no-pruning trace; the program still prunes")

@@ -148,13 +148,13 @@ def _run_attn(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     win.put(o["group_p"], cyc.group_p)
     if not want_cycles:
         return OK, None
-    from vitaccel.sim.revit.bundle_cycles import attention_macs, attn_dram_bytes
+    from vitaccel.sim.revit.bundle_cycles import attention_macs
+    from vitaccel.sim.revit.dram import attn_data_cycles, attn_dram_bytes
 
     macs = attention_macs(gr.counts, N, D, H, lp.combine, bool(f["delta"]))
-    nbytes = attn_dram_bytes(N, D, H, G)
     rep = dict(kind="attn", total=cyc.total, groupgen=cyc.groupgen, in_order=cyc.timeline.in_order,
                out_of_order=cyc.timeline.out_of_order, tail=cyc.tail, breakdown=dict(cyc.breakdown), macs=macs,
-               dram_bytes=nbytes, tokens=N)
+               dram_bytes=attn_dram_bytes(N, D, H, G), data=attn_data_cycles(cfg, N, D, H, G), tokens=N)
     return OK, rep
 
 
@@ -183,8 +183,12 @@ def _run_prune(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     win.put(o["keep"], r.keep.astype(np.uint8))
     win.put(o["keep_g"], r.keep_groups.astype(np.uint8))
     win.put(o["scores"], r.scores)
-    return OK, (dict(kind="prune", total=sum(r.cycles.values()), dram_bytes=H * G + H * (n + 1) + 8 * n + n + G,
-                     **r.cycles) if want_cycles else None)
+    if not want_cycles:
+        return OK, None
+    from vitaccel.sim.revit.dram import prune_dram
+
+    nbytes, data = prune_dram(cfg, H, G, n)
+    return OK, dict(kind="prune", total=sum(r.cycles.values()), dram_bytes=nbytes, data=data, **r.cycles)
 
 
 def _run_compact(cfg, win: _Win, dw: np.ndarray, want_cycles: bool, desc_off: int, i: int, num_instr: int):
@@ -221,9 +225,11 @@ def _run_compact(cfg, win: _Win, dw: np.ndarray, want_cycles: bool, desc_off: in
         win.put(int(addr) & 0xFFFFFFFF, np.array([int(a) * n_out + int(c)], np.int64).astype(np.int32))
     if not want_cycles:
         return OK, None
+    from vitaccel.sim.revit.dram import compact_dram
+
     cyc = compact_cycles(cfg, N, D, npatch)
-    return OK, dict(kind="compact", total=sum(cyc.values()), tokens=n_out,
-                    dram_bytes=2 * N * D + 5 * (N - 1) + 16 * npatch + 2 * n_out * D + 4, **cyc)
+    nbytes, data = compact_dram(cfg, N, D, n_out, npatch)
+    return OK, dict(kind="compact", total=sum(cyc.values()), tokens=n_out, dram_bytes=nbytes, data=data, **cyc)
 
 
 def _common_report(r) -> Dict[str, Any]:
@@ -235,8 +241,8 @@ def _common_report(r) -> Dict[str, Any]:
 
 def kernel_report(rep: Dict[str, Any], name: str, layer: Optional[int] = None):
     """One descriptor's report (a ``run_top`` report dict) as a :class:`~vitaccel.sim.report.KernelReport`
-    named ``name``: compute = the engines' cycles, data = the exposed transfers where modelled (the common
-    kernels; the attention, pruner and compaction steps' transfers are counted in bytes, not in time)."""
+    named ``name``: compute = the engines' cycles (what revit_top's counters count), data = the exposed
+    transfers (the common kernels' DRAM model; ReViT's own steps, :mod:`vitaccel.sim.revit.dram`)."""
     from vitaccel.sim.report import KernelReport
 
     kind = {"attn": "attention"}.get(rep["kind"], rep["kind"])
