@@ -35,7 +35,8 @@ def _same(h8, lp, ref, **kw):
 
 @pytest.mark.parametrize("n,dm,heads,G,combine,mix", [(17, 24, 2, 4, "joint", "random"), (40, 32, 4, 3, "intra", "random"),
                                                       (9, 24, 3, 4, "joint", "one"), (70, 48, 2, 5, "joint", "empty"),
-                                                      (2, 16, 1, 2, "joint", "random")])
+                                                      (2, 16, 1, 2, "joint", "random"), (33, 24, 2, 4, "sum", "random"),
+                                                      (70, 48, 2, 5, "sum", "empty"), (9, 24, 3, 4, "sum", "one")])
 def test_fused_layer_matches_the_model(n, dm, heads, G, combine, mix):
     rng = np.random.default_rng(n * 7 + dm + G)
     rows = None

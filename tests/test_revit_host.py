@@ -30,9 +30,10 @@ DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 CONFIG = "revit-paper"
 
 
-def pruned_bundle(keep_layers, seed: int = 3, depth: int = 3, q=(0.6, 0.5)) -> Bundle:
+def pruned_bundle(keep_layers, seed: int = 3, depth: int = 3, q=(0.6, 0.5), combine: str = "joint") -> Bundle:
     """A random ReViT bundle on revit-paper whose ``keep_layers`` prune at Q16 ratios ``q``."""
     b = random_bundle(CONFIG, method="revit", depth=depth, seed=seed, embed_dim=24, num_heads=3, mlp_dim=40)
+    b.meta["groups"] = {**b.meta["groups"], "combine": combine}
     t = dict(b.tensors)
     for i in keep_layers:
         t[f"layers.{i}.prune.keep_groups"] = np.array(int(q[0] * Q16), np.int32)
@@ -144,6 +145,15 @@ def test_demo_bundle_on_the_accelerator_equals_the_integer_model():
     rows = acc.program.prepare_input(imgs)
     want = np.stack([forward_int(prog, r) for r in rows])
     assert np.array_equal(got.logits, acc.program.dequantize(want))
+
+
+@pytest.mark.parametrize("combine", ["intra", "sum"])
+def test_every_combine_mode_runs_on_the_accelerator(combine):
+    b = pruned_bundle((1,), combine=combine)
+    assert compile_revit(b).layers[0].attn.combine == combine
+    imgs = images_for(b, 3, seed=5)
+    with Accelerator(b, backend="sim", batch_size=3) as acc:
+        assert np.array_equal(acc.run(imgs, progress=False).logits, reference(b, imgs))
 
 
 # -- cycles -------------------------------------------------------------------------------------------

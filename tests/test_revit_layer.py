@@ -31,7 +31,8 @@ def _layer(rng, dm=24, heads=2, G=4, combine="joint", hash_rows=None):
 
 @pytest.mark.parametrize("n,dm,heads,G,combine,mix", [(17, 24, 2, 4, "joint", "random"), (40, 32, 4, 3, "intra", "random"),
                                                       (9, 24, 3, 4, "joint", "one"), (70, 48, 2, 5, "joint", "empty"),
-                                                      (2, 16, 1, 2, "joint", "random")])
+                                                      (2, 16, 1, 2, "joint", "random"), (33, 24, 2, 4, "sum", "random"),
+                                                      (70, 48, 2, 5, "sum", "empty"), (9, 24, 3, 4, "sum", "one")])
 def test_engines_give_the_functional_bits(n, dm, heads, G, combine, mix):
     rng = np.random.default_rng(n * 7 + dm + G)
     rows = None
@@ -59,10 +60,10 @@ def test_engines_give_the_functional_bits(n, dm, heads, G, combine, mix):
         assert set(cyc.intra) == set(np.flatnonzero(ref.counts).tolist())
 
 
-def test_sum_mode_is_not_mapped():
+def test_unknown_combine_is_refused():
     rng = np.random.default_rng(0)
-    with pytest.raises(NotImplementedError, match="sum"):
-        engine_layer(rng.integers(-128, 128, (5, 24)).astype(np.int8), _layer(rng, combine="sum"))
+    with pytest.raises(ValueError, match="not a ReViT mode"):
+        engine_layer(rng.integers(-128, 128, (5, 24)).astype(np.int8), _layer(rng, combine="both"))
 
 
 def test_demo_layers_and_the_measured_ratios():

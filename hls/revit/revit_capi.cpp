@@ -122,7 +122,7 @@ REVIT_API int revit_sched_timeline(const int32_t* sizes, int G, int mode, int F,
     return vitaccel::sched::timeline(sizes, G, mode, F, t, W, finish, out);
 }
 
-// One attention layer on the engines (attn/revit_attn.h). flags[7]: N, D, H, G, block, joint, mode;
+// One attention layer on the engines (attn/revit_attn.h). flags[7]: N, D, H, G, block, combine (0 intra, 1 joint, 2 sum), mode;
 // flags2[4]: F, delta, sync, ooo; q[6]: hash m, s, m_exp, s_exp, out m, s. cycles[7].
 REVIT_API int revit_attention_layer(const int8_t* x, const int8_t* w, const int32_t* b, const int32_t* m, const int32_t* s,
                           const int8_t* hw, const int32_t* hb, const int32_t* flags, const int32_t* flags2,
@@ -130,7 +130,7 @@ REVIT_API int revit_attention_layer(const int8_t* x, const int8_t* w, const int3
                           int64_t* cycles) {
     using namespace vitaccel::revit_attn;
     Args a;
-    a.N = flags[0]; a.D = flags[1]; a.H = flags[2]; a.G = flags[3]; a.block = flags[4]; a.joint = flags[5];
+    a.N = flags[0]; a.D = flags[1]; a.H = flags[2]; a.G = flags[3]; a.block = flags[4]; a.combine = flags[5];
     a.mode = flags[6]; a.F = flags2[0]; a.delta = flags2[1]; a.sync = flags2[2]; a.ooo = flags2[3];
     a.x = x; a.w = w; a.b = b; a.m = m; a.s = s; a.hw = hw; a.hb = hb;
     a.hm = q[0]; a.hs = q[1]; a.m_exp = q[2]; a.s_exp = q[3]; a.out_m = q[4]; a.out_s = q[5];

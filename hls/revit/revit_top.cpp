@@ -54,7 +54,7 @@ inline int check_ranges(const Range* r, int n, int n_out, uint32_t mem) {
 
 inline int run_attn(const int32_t* dw, uint8_t* mem8, uint32_t mem) {
     revit_attn::Args a;
-    a.N = dw[V_N]; a.D = dw[V_D]; a.H = dw[V_H]; a.G = dw[V_G]; a.block = dw[V_BLOCK]; a.joint = dw[V_JOINT];
+    a.N = dw[V_N]; a.D = dw[V_D]; a.H = dw[V_H]; a.G = dw[V_G]; a.block = dw[V_BLOCK]; a.combine = dw[V_COMBINE];
     a.mode = dw[V_MODE]; a.F = dw[V_F]; a.delta = dw[V_DELTA]; a.sync = dw[V_SYNC]; a.ooo = dw[V_OOO];
     a.hm = dw[V_HM]; a.hs = dw[V_HS]; a.m_exp = dw[V_M_EXP]; a.s_exp = dw[V_S_EXP]; a.out_m = dw[V_OUT_M];
     a.out_s = dw[V_OUT_S];

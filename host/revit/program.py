@@ -38,7 +38,7 @@ import numpy as np
 from vitaccel.hwconfig import ConfigLike, HardwareConfig
 from vitaccel.sim.common import intmodel as im
 from vitaccel.sim.revit.compact import patched_words
-from vitaccel.sim.revit.isa import ISA
+from vitaccel.sim.revit.isa import COMBINE_CODES, ISA
 from vitaccel.sim.revit.model import RevitProgram, compile_revit, max_tokens, prepare_image
 from vitaccel.sim.revit.sched import WORKLOAD
 from vitaccel.sim.report import Report, mean_report
@@ -292,7 +292,7 @@ def compile_device_program(bundle, config: Optional[ConfigLike] = None, *, batch
                    shift=n1["shift"], eps=n1["eps"], y=reg.h8)
             q = s["qkv"]
             e.emit("ATTN", f"{tag}.attn", tok={"N": (1, 0)}, N=t, D=dm, H=H, G=ap.num_groups, block=ap.block,
-                   joint=int(ap.combine == "joint"), mode=WORKLOAD, F=min(16, cfg.rmmu_cols), delta=1, sync=sync,
+                   combine=COMBINE_CODES[ap.combine], mode=WORKLOAD, F=min(16, cfg.rmmu_cols), delta=1, sync=sync,
                    ooo=1, x=reg.h8, w=q["w"], b=q["bias"], m=q["mult"], s=q["shift"], hw=s["hw"], hb=s["hb"],
                    hm=ap.hash_mult, hs=ap.hash_shift, m_exp=ap.softmax[0], s_exp=ap.softmax[1], out_m=ap.out[0],
                    out_s=ap.out[1], y=reg.a8, groups=reg.groups, cls_p=reg.cls_p, group_p=reg.group_p)

@@ -75,6 +75,8 @@ def attention_macs(counts: np.ndarray, n: int, dm: int, heads: int, combine: str
     ne = [int(c) for c in counts if c > 0]
     e = len(ne) - 1 if combine == "joint" else 0
     m = sum((l + 1) * dm * 3 * dm + heads * 2 * l * (int(delta) + l + e) * d for l in ne)
+    if combine == "sum":       # attention among the centroids: scores and output
+        m += heads * 2 * len(ne) * len(ne) * d
     return m + dm * 3 * dm + heads * (2 * n * d + len(ne) * d)
 
 

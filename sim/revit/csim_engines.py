@@ -281,9 +281,9 @@ def csim_attention_layer(h8, lp, config="revit-paper", *, mode: int = 2, delta: 
     N, D = x.shape
     H, G = lp.heads, lp.num_groups
     per = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v), (3 * D,)), np.int32)  # noqa: E731
-    flags = np.array([N, D, H, G, lp.block, 1 if lp.combine == "joint" else 0, mode], np.int32)
-    if lp.combine not in ("joint", "intra"):
-        raise NotImplementedError(f"combine {lp.combine!r} is not mapped onto the engines yet")
+    from vitaccel.sim.revit.isa import COMBINE_CODES
+
+    flags = np.array([N, D, H, G, lp.block, COMBINE_CODES[lp.combine], mode], np.int32)
     flags2 = np.array([fixed_cols, int(delta), _sync(sync, config), int(out_of_order)], np.int32)
     q = np.array([lp.hash_mult, lp.hash_shift, *lp.softmax, *lp.out], np.int64)
     if (q < -(1 << 31)).any() or (q >= 1 << 31).any():

@@ -216,6 +216,7 @@ def random_layer(rng, dm=24, heads=2, G=4, combine="joint", hash_rows=None):
 
 def attn_program(lp, h8, keep=(49152, 45875), mode=2, delta=1, sync=1, ooo=1, F=16):
     """One layer as a program: ATTN, then PRUNE on its outputs. Returns (window, desc_off, count, offsets)."""
+    from vitaccel.sim.revit.isa import COMBINE_CODES
     from vitaccel.sim.revit.top import attn_descriptor, prune_descriptor
     from vitaccel.sim.window import Dram
 
@@ -227,7 +228,7 @@ def attn_program(lp, h8, keep=(49152, 45875), mode=2, delta=1, sync=1, ooo=1, F=
              s=dram.put(per(lp.qkv_shift)), hw=dram.put(lp.hash_weight), hb=dram.put(lp.hash_bias.astype(np.int32)),
              y=dram.alloc(n * D), groups=dram.alloc(4 * (n - 1)), cls_p=dram.alloc(H * n), group_p=dram.alloc(H * G),
              keep=dram.alloc(n - 1), keep_g=dram.alloc(G), scores=dram.alloc(4 * (n - 1)))
-    a = attn_descriptor(N=n, D=D, H=H, G=G, block=lp.block, joint=int(lp.combine == "joint"), mode=mode, F=F,
+    a = attn_descriptor(N=n, D=D, H=H, G=G, block=lp.block, combine=COMBINE_CODES[lp.combine], mode=mode, F=F,
                         delta=delta, sync=sync, ooo=ooo, hm=lp.hash_mult, hs=lp.hash_shift, m_exp=lp.softmax[0],
                         s_exp=lp.softmax[1], out_m=lp.out[0], out_s=lp.out[1],
                         **{k: o[k] for k in ("x", "w", "b", "m", "s", "hw", "hb", "y", "groups", "cls_p", "group_p")})

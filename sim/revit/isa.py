@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from vitaccel.sim.isa import DISPATCH_STATUS, GEMM_OP, GEMM_STATUS, VECTOR_OPS, VECTOR_STATUS, Isa, Op, Status
 
-__all__ = ["ISA"]
+__all__ = ["ISA", "COMBINE_CODES"]
+
+#: ``ATTN``'s ``combine`` word: how a patch's intra-group attention meets the other groups.
+COMBINE_CODES = {"intra": 0, "joint": 1, "sum": 2}
 
 ISA = Isa(
     accelerator="revit",
@@ -23,7 +26,7 @@ ISA = Isa(
         Op("NOP", 0, "N", ()),
         GEMM_OP,
         *VECTOR_OPS,
-        Op("ATTN", 8, "V", (("N", 2), ("D", 3), ("H", 4), ("G", 5), ("block", 6), ("joint", 7), ("mode", 8),
+        Op("ATTN", 8, "V", (("N", 2), ("D", 3), ("H", 4), ("G", 5), ("block", 6), ("combine", 7), ("mode", 8),
                             ("F", 9), ("delta", 10), ("sync", 11), ("ooo", 12), ("x", 13), ("w", 14), ("b", 15),
                             ("m", 16), ("s", 17), ("hw", 18), ("hb", 19), ("hm", 20), ("hs", 21), ("m_exp", 22),
                             ("s_exp", 23), ("out_m", 24), ("out_s", 25), ("y", 26), ("groups", 27), ("cls_p", 28),
@@ -53,7 +56,7 @@ ISA = Isa(
         Status(0x851, "ATT_ERR_DIMS", "attention layer",
                "N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM] or not a multiple of H, H outside "
                "[1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], "
-               "or a flag not 0 or 1"),
+               "combine not 0 (intra), 1 (joint) or 2 (sum), or a flag not 0 or 1"),
         Status(0x852, "ATT_ERR_QUANT", "attention layer", "a multiplier or shift out of range (qkv, hash, softmax, output)"),
         Status(0x861, "CMP_ERR_DIMS", "compaction", "N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM], or npatch "
                "outside [0, 4096]"),

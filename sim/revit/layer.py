@@ -2,7 +2,7 @@
 :func:`vitaccel.sim.revit.attention.revit_attention_layer` computed engine by engine, and the layer's cycles
 from the engines' cycle models composed by the scheduler. NumPy only.
 
-Flow (``combine`` = ``joint`` or ``intra``; ``sum`` is not mapped yet and raises NotImplementedError):
+Flow (``combine`` = ``joint``, ``intra`` or ``sum``):
 
 1. group generation (:mod:`~vitaccel.sim.revit.groupgen`) on the whole array;
 2. rSched allocates the columns (:func:`~vitaccel.sim.revit.sched.allocate`, by ``mode``);
@@ -18,7 +18,9 @@ Flow (``combine`` = ``joint`` or ``intra``; ``sum`` is not mapped yet and raises
 5. the scheduler's timeline (in or out of order) gives the groups' makespan; the tail on the whole array:
    CLS's own projection (one raw serial vector, and its requantisation ``ceil(3D / Pn) + PIPE_RQ``), the
    CLS row's softmax, the CLS-to-centroid row (pass and softmax: the group pruner's scores) and the
-   output requantisation (``ceil(N D / Pn) + PIPE_RQ``).
+   output requantisation (``ceil(N D / Pn) + PIPE_RQ``); with ``sum``, per head also the attention among the
+   non-empty centroids on the whole array (scores pass, softmax, output pass), each group's context added to
+   its members' accumulators.
 
 The bits do not depend on the mode, the synchronisation or the order (every step is exact integer
 arithmetic); ``tests/test_revit_layer.py`` checks them against the functional layer.
@@ -106,8 +108,8 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
     cfg = load_config(config)
     if array not in ("rbsp", "int8"):
         raise ValueError(f"array must be 'rbsp' or 'int8', got {array!r}")
-    if lp.combine not in ("joint", "intra"):
-        raise NotImplementedError(f"combine {lp.combine!r} is not mapped onto the engines yet (joint, intra are)")
+    if lp.combine not in ("joint", "intra", "sum"):
+        raise ValueError(f"combine {lp.combine!r} is not a ReViT mode (joint, intra, sum)")
     pn, pc = cfg.rmmu_cols, cfg.rmmu_lanes
     sync = cfg.sync_cols if sync is None else int(sync)
     serial = array == "rbsp"
@@ -215,6 +217,18 @@ def engine_layer(h8: np.ndarray, lp: LayerParams, config: ConfigLike = "revit-pa
         group_rows.append(row)
         rb += cg
         tail += cyc_sm["time"] + cost(cg, len(ne), d, 1, pn) + cyc_g["time"]
+        if lp.combine == "sum":
+            # Attention among the non-empty centroids on the whole array; each group's context is added to its
+            # members' accumulators.
+            s_cc, cs = rbsp_pass(kc[h][ne], qc[h][ne], pn, pc, sync)                  # (queries, keys)
+            p_cc, cyc_cc = dsoftmax(s_cc, None, m_exp, s_exp, lp.block, cfg.simd_lanes)
+            z_cc, co = rbsp_pass(vc[h][ne].T, p_cc, pn, pc, sync)                     # (ne, d)
+            rb += cs
+            rb += co
+            tail += cost(cs, len(ne), d, len(ne), pn) + cyc_cc["time"] + cost(co, d, len(ne), len(ne), pn)
+            slot = np.full(G, -1, np.int64)
+            slot[ne] = np.arange(len(ne))
+            acc_out[h, 1:] += z_cc[slot[groups]].astype(np.int64)
     tail += -(-n * dm // pn) + PIPE_RQ
     if np.any(np.abs(acc_out) >= (1 << 31)):
         raise OverflowError("attention accumulator exceeds int32")

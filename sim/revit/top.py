@@ -16,7 +16,7 @@ import numpy as np
 
 from vitaccel.hwconfig import ConfigLike, load_config
 from vitaccel.sim.revit.attention import LayerParams
-from vitaccel.sim.revit.isa import ISA
+from vitaccel.sim.revit.isa import COMBINE_CODES, ISA
 
 __all__ = ["run_top", "kernel_report", "TopResult", "attn_descriptor", "prune_descriptor", "op_descriptor",
            "gemm_max_k"]
@@ -111,7 +111,7 @@ def _run_attn(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     N, D, H, G = f["N"], f["D"], f["H"], f["G"]
     if (N < 2 or N > cfg.max_tokens or D < 1 or D > cfg.max_embed_dim or H < 1 or H > cfg.max_heads or D % H
             or D // H > cfg.max_head_dim or G < 1 or G > 64 or f["block"] < 1 or not 1 <= f["sync"] <= cfg.rmmu_cols
-            or f["joint"] not in (0, 1) or f["delta"] not in (0, 1) or f["ooo"] not in (0, 1)):
+            or f["combine"] not in (0, 1, 2) or f["delta"] not in (0, 1) or f["ooo"] not in (0, 1)):
         return ATT_DIMS, None
     o = {k: _u(f[k]) for k in ("x", "w", "b", "m", "s", "hw", "hb", "y", "groups", "cls_p", "group_p")}
     if (o["b"] | o["m"] | o["s"] | o["hb"] | o["groups"]) & 3:
@@ -140,7 +140,8 @@ def _run_attn(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     lp = LayerParams(heads=H, num_groups=G, qkv_weight=win.get(o["w"], 3 * D * D, np.int8).reshape(3 * D, D),
                      qkv_bias=win.get(o["b"], 3 * D, np.int32), qkv_mult=m, qkv_shift=s, hash_weight=hw, hash_bias=hb,
                      hash_mult=f["hm"], hash_shift=f["hs"], softmax=(f["m_exp"], f["s_exp"]),
-                     out=(f["out_m"], f["out_s"]), block=f["block"], combine="joint" if f["joint"] else "intra")
+                     out=(f["out_m"], f["out_s"]), block=f["block"],
+                     combine={v: k for k, v in COMBINE_CODES.items()}[f["combine"]])
     a8, cyc = engine_layer(x, lp, cfg, mode=mode, delta=bool(f["delta"]), out_of_order=bool(f["ooo"]),
                            fixed_cols=F if mode == FIXED else 16, sync=f["sync"])
     win.put(o["y"], a8)

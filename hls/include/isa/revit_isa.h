@@ -59,7 +59,7 @@ enum Word {
     V_H = 4,
     V_G = 5,
     V_BLOCK = 6,
-    V_JOINT = 7,
+    V_COMBINE = 7,
     V_MODE = 8,
     V_F = 9,
     V_DELTA = 10,
@@ -118,7 +118,7 @@ static const int DSM_ERR_QUANT = 0x822;  // softmax: m_exp outside [0, 2^31), s_
 static const int PR_ERR_DIMS = 0x831;  // pruner: H outside [1, MAX_HEADS], G outside [1, 64], n outside [1, MAX_TOKENS], or a group index outside [0, G)
 static const int PR_ERR_RATIO = 0x832;  // pruner: a keep ratio outside [0, 2^16]
 static const int SCH_ERR_DIMS = 0x841;  // scheduler: G outside [1, 64], a negative group size, latency or work, no token in any group, or more non-empty groups than columns in workload mode
-static const int ATT_ERR_DIMS = 0x851;  // attention layer: N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM] or not a multiple of H, H outside [1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], or a flag not 0 or 1
+static const int ATT_ERR_DIMS = 0x851;  // attention layer: N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM] or not a multiple of H, H outside [1, MAX_HEADS], D / H above MAX_HEAD_DIM, G outside [1, 64], block < 1, sync outside [1, rmmu_cols], combine not 0 (intra), 1 (joint) or 2 (sum), or a flag not 0 or 1
 static const int ATT_ERR_QUANT = 0x852;  // attention layer: a multiplier or shift out of range (qkv, hash, softmax, output)
 static const int CMP_ERR_DIMS = 0x861;  // compaction: N outside [2, MAX_TOKENS], D outside [1, MAX_EMBED_DIM], or npatch outside [0, 4096]
 static const int CMP_ERR_QUANT = 0x862;  // compaction: package multiplier outside [0, 2^16) or shift outside [0, 63]

@@ -2,7 +2,7 @@
 // the centroid, the differential Q/K/V pass, requantisation, and per head the scores pass, the differential
 // softmax and the output pass; the CLS row; the scheduler's timeline; the output requantisation.
 //
-// Bits: vitaccel.sim.revit.attention.revit_attention_layer (combine = joint or intra); the golden model of
+// Bits: vitaccel.sim.revit.attention.revit_attention_layer (combine = joint, intra or sum); the golden model of
 // the composition and its cycles is vitaccel.sim.revit.layer.engine_layer (same steps, same order).
 // Cycles: the engines' own (rmmu.h, dsoftmax.h, groupgen.h, sched.h) composed as engine_layer documents;
 // the centroid's accumulation (l ceil(D / Pc) + PIPE_DIV) and the requantisers (ceil(l 3D / c) + PIPE_RQ)
@@ -33,7 +33,7 @@ static const int ERR_QUANT = isa::revit::ATT_ERR_QUANT;
 typedef rmmu::Rmmu<rmmu::RmmuArray> RMMU;
 
 struct Args {
-    int N, D, H, G, block, joint, mode, F, delta, sync, ooo;
+    int N, D, H, G, block, combine, mode, F, delta, sync, ooo;   // combine: 0 intra, 1 joint, 2 sum
     const int8_t* x;          // (N, D) LayerNorm-1 tokens, CLS first
     const int8_t* w;          // (3D, D) qkv weight
     const int32_t *b, *m, *s; // (3D,) bias, requantisation multiplier and shift
@@ -103,7 +103,7 @@ inline const int32_t* wts_one(int n) {
 inline bool dims_ok(const Args& a) {
     return !(a.N < 2 || a.N > MAX_N || a.D < 1 || a.D > MAX_D || a.H < 1 || a.H > cfg::MAX_HEADS || a.D % a.H != 0 ||
              a.D / a.H > MAX_HD || a.G < 1 || a.G > MAX_G || a.block < 1 || a.sync < 1 || a.sync > RMMU::COLS ||
-             (a.joint != 0 && a.joint != 1) || (a.delta != 0 && a.delta != 1));
+             a.combine < 0 || a.combine > 2 || (a.delta != 0 && a.delta != 1));
 }
 
 inline int layer(const Args& a, Out& o) {
@@ -191,7 +191,7 @@ inline int layer(const Args& a, Out& o) {
         const int lanes = (cfg::revit::SIMD_LANES * c / PN) > 0 ? cfg::revit::SIMD_LANES * c / PN : 1;
         int e = 0;
         int oth[MAX_G];
-        if (a.joint)
+        if (a.combine == 1)
             for (int h2 = 0; h2 < G; ++h2)
                 if (h2 != g && counts[h2] > 0) oth[e++] = h2;
         int64_t hs[cfg::MAX_HEADS], hm[cfg::MAX_HEADS], ho[cfg::MAX_HEADS];
@@ -265,6 +265,31 @@ inline int layer(const Args& a, Out& o) {
         tail += cyc7[6];
         for (int g = 0; g < G; ++g) o.group_p[(int64_t)h * G + g] = 0;
         for (int j = 0; j < ne; ++j) o.group_p[(int64_t)h * G + idx[j]] = pg[j];
+        if (a.combine == 2) {
+            // sum: attention among the non-empty groups' centroids on the whole array, each group's context
+            // added to its members' accumulators (scores: the centroid keys serial, the queries broadcast).
+            for (int j = 0; j < ne; ++j)
+                for (int f = 0; f < d; ++f) {
+                    SB[(int64_t)j * d + f] = c8[idx[j]][D + h * d + f];
+                    BB[(int64_t)j * d + f] = c8[idx[j]][h * d + f];
+                }
+            tail += RMMU::pass(SB, ne, d, BB, ne, PN, a.sync, YB);
+            for (int t = 0; t < ne * ne; ++t) sc[t] = YB[t];
+            static uint8_t pcc[MAX_G * MAX_G];
+            dsoftmax::softmax(sc, ones, wts_one(ne), ne, ne, a.m_exp, a.s_exp, a.block, cfg::revit::SIMD_LANES, pcc,
+                              cyc7);
+            tail += cyc7[6];
+            for (int f = 0; f < d; ++f)
+                for (int j = 0; j < ne; ++j) SB[(int64_t)f * ne + j] = c8[idx[j]][2 * D + h * d + f];
+            for (int t = 0; t < ne * ne; ++t) BB[t] = pcc[t];
+            tail += RMMU::pass(SB, d, ne, BB, ne, PN, a.sync, YB);
+            for (int j = 0; j < ne; ++j)
+                for (int i = 0; i < counts[idx[j]]; ++i) {
+                    const int tok = members[offs[idx[j]] + i];
+                    for (int f = 0; f < d; ++f)
+                        acc_out[h][1 + tok][f] = (int32_t)((uint32_t)acc_out[h][1 + tok][f] + (uint32_t)YB[(int64_t)j * d + f]);
+                }
+        }
     }
     tail += cdiv((int64_t)N * D, PN) + sched::PIPE_RQ;
     for (int t = 0; t < N; ++t)
