@@ -263,7 +263,7 @@ def compare_command(args) -> int:
     import sys
 
     from vitaccel.host.bundle import BundleError, load_bundle
-    from vitaccel.host.run import demo_dir, load_images
+    from vitaccel.host.run import demo_dir, emit, load_images
     from vitaccel.safetext import printable
 
     try:
@@ -299,13 +299,7 @@ def compare_command(args) -> int:
         doc["plots"] = [str(res.plot(out / "compare.png"))]
         (out / "compare.json").write_text(json.dumps(doc, indent=2, default=str))
         doc["plots"].append(str(out / "compare.json"))
-    if args.json:
-        print(json.dumps(doc, indent=2, default=str))
-        return 0
-    print(res.table())
-    for p in doc.get("plots", []):
-        print(f"wrote {p}")
-    return 0
+    return emit(doc, res.table(), as_json=args.json)
 
 
 class _Named:

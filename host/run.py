@@ -23,7 +23,7 @@ import numpy as np
 from vitaccel.fileio import NotRegularFile, file_kind, open_regular
 from vitaccel.safetext import printable
 
-__all__ = ["demo_dir", "load_images", "load_image_files", "check_images", "check_labels", "check_logits", "run_command", "InputWarning",
+__all__ = ["demo_dir", "load_images", "load_image_files", "check_images", "check_labels", "check_logits", "run_command", "emit", "InputWarning",
            "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_IMAGE_PIXELS", "NORMALISED_RANGE", "MAX_PIXEL_MAGNITUDE", "EMULATED_BATCH"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
@@ -447,10 +447,17 @@ def run_command(args) -> int:
                                                         title=f"{Path(bundle_path).name} on {acc.config.name}")))
         (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
         doc["plots"].append(str(out / "report.json"))
-    if args.json:
+    return emit(doc, rep.table(), as_json=args.json)
+
+
+def emit(doc: dict, table: str, *, as_json: bool) -> int:
+    """A command's output: ``doc`` as JSON, or the table and the files written (``doc["plots"]``)."""
+    import json
+
+    if as_json:
         print(json.dumps(doc, indent=2, default=str))
         return 0
-    print(rep.table())
+    print(table)
     for p in doc.get("plots", []):
         print(f"wrote {p}")
     return 0

@@ -35,8 +35,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from vitaccel.host.program_base import CompiledProgram
 from vitaccel.hwconfig import ConfigLike, HardwareConfig
-from vitaccel.sim.common import intmodel as im
 from vitaccel.sim.revit.compact import patched_words
 from vitaccel.sim.revit.isa import COMBINE_CODES, ISA
 from vitaccel.sim.revit.model import RevitProgram, compile_revit, max_tokens, prepare_image
@@ -91,7 +91,7 @@ class Regions:
 
 
 @dataclasses.dataclass
-class RevitDeviceProgram:
+class RevitDeviceProgram(CompiledProgram):
     """A compiled ReViT model: the window's initial bytes, where things are, and what to start."""
 
     program: RevitProgram
@@ -106,32 +106,8 @@ class RevitDeviceProgram:
     #: The work (and so the cycles) depends on the image: group sizes, Booth digits, kept tokens.
     data_dependent = True
 
-    @property
-    def mem_bytes(self) -> int:
-        return int(self.image.size)
-
-    @property
-    def hash32(self) -> int:
-        return self.config.hash32
-
-    @property
-    def dims(self):
-        return self.program.dims
-
-    @property
-    def input_scale(self) -> float:
-        return self.program.input_scale
-
-    def start(self, b: int) -> Start:
-        if b not in self.starts:
-            raise ValueError(f"batch of {b} images: this program was compiled for 1..{self.batch}")
-        return self.starts[b]
-
     def prepare_input(self, images: np.ndarray) -> np.ndarray:
         return prepare_image(self.program, images)
-
-    def dequantize(self, y8: np.ndarray) -> np.ndarray:
-        return im.dequantize_logits(y8, self.program.head.out_scale)
 
     def window_with(self, rows8: np.ndarray) -> np.ndarray:
         """A copy of the window with ``rows8`` (b, N-1, C P P) in place: what a start of b images reads."""

@@ -40,7 +40,7 @@ from vitaccel.sim.vitcod.descriptors import (Dram, add_descriptor, ae_descriptor
                                              layernorm_descriptor, lut_descriptor, pack_mask_bits, qkv_ae_descriptor)
 from vitaccel.sim.vitcod.attention import line_split
 from vitaccel.sim.vitcod.autoencoder import fuse_encoder
-from vitaccel.sim.common import intmodel as im
+from vitaccel.host.program_base import CompiledProgram
 from vitaccel.sim.report import Report
 from vitaccel.sim.vitcod.model import LINEARS, Linear, Norm, Program, compile_program, model_baselines, prepare_input
 
@@ -84,7 +84,7 @@ class Regions:
 
 
 @dataclasses.dataclass
-class DeviceProgram:
+class DeviceProgram(CompiledProgram):
     """A compiled model: the window's initial bytes, where things are, and what to start."""
 
     program: Program                  # the unpacked bundle (kernel operands, plans)
@@ -96,36 +96,12 @@ class DeviceProgram:
     starts: Dict[int, Start]          # batch size -> the one start that runs the model
     sparse_lines: List[np.ndarray]    # per layer, the line split written into the attention descriptors
 
-    @property
-    def mem_bytes(self) -> int:
-        return int(self.image.size)
-
-    @property
-    def hash32(self) -> int:
-        return self.config.hash32
-
     #: The cycles do not depend on the image (the masks are fixed): one prediction serves every image.
     data_dependent = False
-
-    @property
-    def dims(self):
-        return self.program.dims
-
-    @property
-    def input_scale(self) -> float:
-        return self.program.input_scale
-
-    def start(self, b: int) -> Start:
-        if b not in self.starts:
-            raise ValueError(f"batch of {b} images: this program was compiled for 1..{self.batch}")
-        return self.starts[b]
 
     def prepare_input(self, images: np.ndarray) -> np.ndarray:
         """float32 images (b, C, H, W) -> the int8 patch rows the host writes (b, N-1, C P P)."""
         return prepare_input(self.program, images)
-
-    def dequantize(self, y8: np.ndarray) -> np.ndarray:
-        return im.dequantize_logits(y8, self.program.head.out_scale)
 
     def dense_baseline(self, images=None) -> Report:
         """The same model with dense attention on the same config (cycles do not depend on the images)."""
