@@ -7,7 +7,9 @@ Three checks, each able to fail:
    kernels it calls) contain no float operation: no true division, no float literal, no float dtype, no
    transcendental function. One function is exempt by name, ``numerics.matmul_int``: it multiplies int8
    matrices through float32 BLAS over inner-dimension chunks short enough that every partial sum is an
-   integer below 2^24 (so any summation order gives the same integer), and check 3 proves it changes nothing.
+   integer below 2^24 (so any summation order gives the same integer), and check 3 proves it changes nothing;
+   ReViT's ``rmmu._exact`` is exempt the same way: float64 products of |B| < 2^18 and |S| < 2^10 over K <=
+   2^16 keep every partial sum below 2^44, exact in float64 in any order.
 2. **Runtime**: the whole demo model runs through the NumPy top with NumPy's and math's float functions
    replaced by ones that raise, and with ``matmul_int`` replaced by a pure integer product (int64, no BLAS);
    the logits equal the normal run's bit for bit.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import re
 import textwrap
 import warnings
 
@@ -36,6 +39,25 @@ BIT_FUNCTIONS = [
     (nx, ["requantize", "softmax", "_as_int64"]),
     (layernorm, ["layernorm_int", "isqrt"]),
     (eltwise, ["add_requant", "lut_int8", "_int_operand"]),
+]
+# ReViT's: revit_top's NumPy model, its engines' bit paths and the integer whole model (cycle models beside
+# them are integer too, so whole functions are checked).
+from vitaccel.sim.revit import (attention as rv_attention, compact as rv_compact, differential as rv_diff,  # noqa: E402
+                                dsoftmax as rv_dsoftmax, groupgen as rv_groupgen, layer as rv_layer, model as rv_model,
+                                pruner as rv_pruner, rmmu as rv_rmmu, softmax as rv_softmax, top as rv_top)
+
+REVIT_BIT_FUNCTIONS = [
+    (rv_top, ["_run_attn", "_run_prune", "_run_compact", "_run_gemm", "_run_layernorm", "_run_add", "_run_lut"]),
+    (rv_compact, ["compact_tokens", "package_params", "compact_cycles"]),
+    (rv_layer, ["engine_layer", "head_overlap", "column_cost"]),
+    (rv_dsoftmax, ["dsoftmax", "dsoftmax_cycles", "row_pipeline"]),
+    (rv_softmax, ["blockwise_softmax_int"]),
+    (rv_rmmu, ["rbsp_pass", "rmmu_scores", "rmmu_output"]),
+    (rv_groupgen, ["generate_groups"]),
+    (rv_diff, ["centroids_int"]),
+    (rv_pruner, ["prune_layer"]),
+    (rv_attention, ["revit_attention_layer"]),
+    (rv_model, ["forward_int"]),
 ]
 FLOAT_NAMES = {"float", "float16", "float32", "float64", "floating", "exp", "exp2", "log", "log2", "sqrt", "erf",
                "tanh", "true_divide", "divide", "power", "rint", "round", "sin", "cos", "reciprocal"}
@@ -66,6 +88,12 @@ def _float_uses(tree: ast.AST):
 def test_bit_functions_have_no_float_operations(module, names):
     bad = [f"{module.__name__}.{n} line {ln}: {what}" for n in names for ln, what in _float_uses(_source(module, n))]
     assert not bad, "float arithmetic in the accelerator's bits:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("module,names", REVIT_BIT_FUNCTIONS, ids=lambda v: getattr(v, "__name__", "fns"))
+def test_revit_bit_functions_have_no_float_operations(module, names):
+    bad = [f"{module.__name__}.{n} line {ln}: {what}" for n in names for ln, what in _float_uses(_source(module, n))]
+    assert not bad, "float arithmetic in the ReViT accelerator's bits:\n" + "\n".join(bad)
 
 
 def test_the_static_check_can_fail():
@@ -114,6 +142,44 @@ def test_demo_runs_on_the_top_without_float(monkeypatch):
     assert np.array_equal(got, want)
 
 
+def test_revit_demo_runs_on_the_top_without_float(monkeypatch):
+    """The ReViT demo through revit_top's NumPy model, float functions raising once the int8 rows exist: the
+    same logits (the integer package token and every ReViT engine included)."""
+    from vitaccel.host import Accelerator
+    from vitaccel.host.bundle import load_bundle
+    from vitaccel.host.run import demo_dir
+
+    bundle = load_bundle(demo_dir() / "revit.vcb")
+    images = np.load(demo_dir() / "test_images.npz")["images"][:3]
+    with Accelerator(bundle, backend="sim", batch_size=3) as acc:
+        want = acc.run(images, progress=False).logits
+        rows8 = acc.program.prepare_input(images)
+        monkeypatch.setattr(nx, "matmul_int", _int_matmul)
+        for name in ("exp", "exp2", "log", "log2", "sqrt", "tanh", "true_divide", "divide", "power", "rint", "round",
+                     "float_power", "reciprocal"):
+            monkeypatch.setattr(np, name, _raiser(f"np.{name}"))
+        for name in ("exp", "log", "sqrt", "erf", "pow"):
+            monkeypatch.setattr(math, name, _raiser(f"math.{name}"))
+        monkeypatch.setattr(rv_rmmu, "_exact", _int_exact)
+        got8 = acc._run_batch(rows8)
+        monkeypatch.undo()
+    assert np.array_equal(acc.program.dequantize(got8), want)
+
+
+def _int_exact(b, s):
+    return np.asarray(b, np.int64) @ np.asarray(s, np.int64).T
+
+
+def test_rbsp_exact_product_is_the_integer_product_at_the_extremes():
+    rng = np.random.default_rng(1)
+    k = 1 << 16
+    b = np.where(rng.random((3, k)) < 0.5, (1 << 18) - 1, -(1 << 18)).astype(np.int64)
+    s_ = np.where(rng.random((2, k)) < 0.5, 511, -512).astype(np.int64)
+    s_[1] = rng.integers(-512, 512, k)
+    b[2] = rng.integers(-(1 << 18), 1 << 18, k)
+    assert np.array_equal(rv_rmmu._exact(b, s_), _int_exact(b, s_))
+
+
 def test_matmul_int_is_exact_at_the_extremes():
     rng = np.random.default_rng(0)
     k = (1 << 31) // (128 * 128) - 1   # the longest accumulation whose worst case stays inside int32
@@ -141,7 +207,12 @@ def test_images_beyond_the_calibrated_range_warn_naming_the_image():
             acc.run(x, progress=False)
         assert not [w for w in seen if "calibrated range" in str(w.message)]
         x[2, 0, 0, 0] = 3.0 * cal
-        with pytest.warns(InputWarning, match=r"image 2 .* 3 times the calibrated range.*saturate at int8"):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", InputWarning)
             acc.run(x, progress=False)
+        msgs = [str(w.message) for w in seen if issubclass(w.category, InputWarning)]
+        assert any(re.search(r"image 2 .* 3 times the calibrated range.*saturate at int8", m) for m in msgs), msgs
+        # 3x the calibrated range is also far outside a normalised image's: that warning comes too.
+        assert any("normalised range" in m for m in msgs), msgs
     with pytest.raises(ValueError, match="image 0 has NaN"):
         Accelerator(b, backend="sim").run(np.full((1, 3, 16, 16), np.nan, np.float32), progress=False)
