@@ -8,6 +8,8 @@ delta at most 5. Zero is the only value with no term.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["booth_terms", "booth_digits"]
@@ -42,9 +44,22 @@ def booth_digits(x, bits: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _terms_table(bits: int) -> np.ndarray:
+    """Terms of every ``bits``-bit value, indexed by ``value + 2^(bits-1)`` (the simulator's hot path)."""
+    v = np.arange(-(1 << (bits - 1)), 1 << (bits - 1), dtype=np.int64)
+    t = (booth_digits(v, bits) != 0).sum(-1).astype(np.int64)
+    t.setflags(write=False)
+    return t
+
+
 def booth_terms(x, bits: int = 8) -> np.ndarray:
     """Number of non-zero radix-4 Booth digits of each ``bits``-bit two's-complement value, int64.
 
     0 -> 0, 1 -> 1, -1 -> 1, 2 -> 2, 7 -> 2, 27 -> 3, 42 -> 4, 127 -> 2; the mean over all int8 values is 3.0.
+    Up to 16 bits a table of every value's count answers (built once from :func:`booth_digits`).
     """
+    if isinstance(bits, (int, np.integer)) and 2 <= bits <= 16:
+        a = _check(x, bits)
+        return _terms_table(int(bits))[a + (1 << (int(bits) - 1))]
     return (booth_digits(x, bits) != 0).sum(-1).astype(np.int64)
