@@ -246,6 +246,11 @@ def prune(o: PruneOptions, say: Optional[Callable[[str], None]] = None) -> Dict[
     if not out.parent.is_dir():
         raise ValueError(f"-o {printable(o.output)}: the folder {printable(out.parent)} does not exist")
     cfg = load_config(o.config)          # ConfigError names the config and the fields
+    want = "revit" if o.method == "revit" else "vitcod"
+    if cfg.accelerator != want:
+        board = f" (board {cfg.board}: revit-{cfg.board})" if want == "revit" and cfg.board else ""
+        raise ValueError(f"--config {cfg.name} is a {cfg.accelerator} config; a {o.method} bundle runs on the {want} "
+                         f"accelerator: pick one of its configs{board}")
     torch.manual_seed(o.seed)
     steps = _Steps(say)
 
@@ -369,7 +374,7 @@ def format_summary(doc: Dict[str, object]) -> str:
         lines.append(f"ReViT     {doc['groups']} LSH groups per layer, gamma {doc['gamma']:g}; token pruning "
                      + (", ".join(f"layer {i}: groups {l['keep_groups']:.3g}, patches {l['keep_patches']:.3g}"
                                   for i, l in pruned) if pruned else "none (pass --keep LAYER:G:P)"))
-        lines.append("          (no ReViT accelerator yet: the bundle runs on the NumPy integer reference)")
+        lines.append(f"          (runs on the ReViT accelerator: vitaccel run --bundle {doc['bundle']} --images ...)")
     g = doc["agreement"]
     lines.append("")
     lines.append(f"bundle    {doc['bundle']}: {_mb(doc['bundle_bytes'])}")

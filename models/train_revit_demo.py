@@ -8,8 +8,9 @@
    combine modes for the same epochs and records their accuracy, nothing else of theirs is kept);
 3. switch on semantic hierarchical pruning at the ``--keep`` layers and finetune with the Gumbel
    keep decisions and the keep-ratio loss;
-4. int8 export to ``OUT/revit.vcb`` (method ``revit``) and the held-out top-1 of the bundle on the NumPy
-   integer reference (``vitaccel.sim.revit.model``; there is no ReViT accelerator or backend yet).
+4. int8 export to ``OUT/revit.vcb`` (method ``revit``, config ``revit-paper``) and the held-out top-1 of the
+   bundle on its integer whole model (``vitaccel.sim.revit.model``, what ``vitaccel run --demo revit`` runs on
+   the accelerator).
 
 Writes ``revit.pth`` (``revit.load_revit``), ``revit.vcb``, ``revit_metrics.json`` (every stage's held-out
 top-1, settings, timings, tokens per layer). Checkpoints every epoch under ``OUT/work_revit`` and resumes

@@ -183,11 +183,19 @@ def test_prune_revit(tiny, tmp_path, capsys):
     out = tmp_path / "r.vcb"
     rc, stdout, err = _run(["prune", str(d / "tiny.pth"), "--heads", "2", "--calib", str(d / "calib.npz"),
                             "--method", "revit", "--groups", "2", "--keep", "0:1:0.5", "-o", str(out),
-                            "--config", "paper", "--no-progress"], capsys)
+                            "--config", "revit-paper", "--no-progress"], capsys)
     assert rc == 0, err
     b = load_bundle(out)
-    assert b.meta["method"] == "revit" and b.meta["groups"]["n_groups"] == 2
+    assert b.meta["method"] == "revit" and b.meta["groups"]["n_groups"] == 2 and b.config_name == "revit-paper"
     assert "token pruning layer 0: groups 1, patches 0.5" in stdout and "logit cosine" in stdout
+    assert f"vitaccel run --bundle {out}" in stdout
+    # The bundle runs on the ReViT accelerator (its integer whole model is in it).
+    from vitaccel.host import Accelerator
+    from vitaccel.sim.revit.model import run_revit
+
+    imgs = np.load(d / "calib.npz")["images"][:2].astype(np.float32)
+    with Accelerator(b, backend="sim") as acc:
+        assert np.array_equal(acc.run(imgs, progress=False).logits, run_revit(b, imgs).logits)
 
 
 def test_calibration_from_class_folders_of_photos(tiny, tmp_path, capsys):
@@ -217,6 +225,10 @@ def test_calibration_from_class_folders_of_photos(tiny, tmp_path, capsys):
     (["--calib", "{d}/calib.npz", "--train", "{d}/unlabelled.npy"], "training needs labels"),
     (["--calib", "{d}/wrong.npy"], "the checkpoint's model takes 3x32x32 inputs"),
     (["--calib", "{d}/calib.npz", "--config", "nosuch"], "config error"),
+    (["--calib", "{d}/calib.npz", "--method", "revit", "--config", "zcu104"],
+     "--config zcu104 is a vitcod config; a revit bundle runs on the revit accelerator: pick one of its configs "
+     "(board zcu104: revit-zcu104)"),
+    (["--calib", "{d}/calib.npz", "--config", "revit-kv260"], "--config revit-kv260 is a revit config"),
     (["--calib", "{d}/calib.npz", "--arch", "deit_base"], "no DeiT has these: pass --arch auto"),
 ])
 def test_prune_errors_are_one_line(tiny, tmp_path, capsys, extra, needle):

@@ -359,7 +359,8 @@ def cmd_prune(args) -> int:
         theta_d=0.5 if args.theta_d is None else args.theta_d, ae=0.5 if args.ae is None else args.ae,
         calib_limit=args.calib_limit, train=args.train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         test=args.test, test_limit=args.test_limit, groups=args.groups, gamma=args.gamma, keep=keep,
-        config=args.config, plots=args.plots, mean=args.mean, std=args.std, seed=args.seed,
+        config=args.config or ("revit-zcu104" if args.method == "revit" else "zcu104"), plots=args.plots,
+        mean=args.mean, std=args.std, seed=args.seed,
         progress=not args.json and not args.no_progress)
     if args.epochs != 1 and not args.train:
         print("vitaccel: --epochs needs --train (the images to finetune on)", file=sys.stderr)
@@ -571,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: the calibration images)")
     pr.add_argument("--test-limit", type=_int_in(1), default=64, metavar="N",
                     help="images for the agreement (default 64)")
-    pr.add_argument("--config", default="zcu104", help="hardware config the bundle is for (default zcu104)")
+    pr.add_argument("--config", help="hardware config the bundle is for (default zcu104 for vitcod, revit-zcu104 for "
+                                      "revit; a config of the method's accelerator)")
     pr.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="the bundle to write (.vcb)")
     pr.add_argument("--plots", metavar="DIR", help="vitcod: write masks.png and sparsity.png into DIR")
     pr.add_argument("--mean", type=_float(positive=False, what="mean"), nargs="+",
