@@ -312,15 +312,17 @@ def hostile_value(rng, size: int) -> int:
 
 
 def top_cases(root: Path, config="revit-paper", hostile: int = 24, seed: int = 1700) -> List[Path]:
-    """Golden cases for revit_top's testbench (hls/revit/revit_tb.cpp): an attention + pruning program, a
-    common-kernel program, and ``hostile`` copies with one to three words set to hostile values, each with
+    """Golden cases for revit_top's testbench (hls/revit/revit_tb.cpp): an attention + pruning program (joint),
+    a common-kernel program, a compaction program, an attention + pruning program with ``combine = sum``, and
+    ``hostile`` copies with one to three words set to hostile values, each with
     the window, status and ID the NumPy top (vitaccel.sim.revit.top.run_top) leaves."""
     from vitaccel.sim.revit.top import run_top
 
     rng = np.random.default_rng(seed)
     lp = random_layer(rng, 24, 2, 4, "joint")
     progs = [attn_program(lp, rng.integers(-128, 128, (20, 24)).astype(np.int8))[:3], common_program(rng)[:3],
-             compact_program(rng)[:3]]
+             compact_program(rng)[:3],
+             attn_program(random_layer(rng, 24, 2, 4, "sum"), rng.integers(-128, 128, (20, 24)).astype(np.int8))[:3]]
     trials = [(w, off, cnt, 0) for w, off, cnt in progs]
     trials += [(*progs[i % len(progs)], 1 + int(rng.integers(0, 3))) for i in range(hostile)]
     cases = []
