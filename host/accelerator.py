@@ -42,6 +42,9 @@ __all__ = ["Accelerator", "RunResult", "RunReport", "BACKEND_CHOICES"]
 
 #: The registry's backend names (vitaccel.accelerators.BACKENDS).
 BACKEND_CHOICES = tuple(BACKENDS)
+#: Where the dense baseline depends on the image (ReViT: flat attention's Booth digits), it is simulated on this
+#: many of the run's first images (a second simulation of each, so a bounded number).
+DENSE_IMAGES = 8
 
 
 @dataclasses.dataclass
@@ -60,14 +63,19 @@ class RunReport:
     device_wall_s: float              # wall time inside accelerator runs per image (emulation time off-board)
     wall_s: float                     # the whole run
     top1: Optional[float] = None
-    #: Per image, its predicted latency in us, where the work depends on the image (ReViT); ``predicted`` is
-    #: then the kernel-by-kernel mean over these images. None: every image takes ``predicted``.
-    per_image_us: Optional[List[float]] = None
-    dense_note: str = ""
-    #: Where ``dense`` is the mean over the first images only (ReViT): how many, so the speedup compares the
-    #: same images (``per_image_cycles`` of those).
-    dense_images: Optional[int] = None
+    #: Where the work depends on the image (ReViT): the predicted cycles of each image the prediction ran on
+    #: (every image, or only the first batch on a board that measures), ``predicted`` their kernel-by-kernel
+    #: mean; and ``dense`` the mean over the first ``dense_images`` images, which the speedup compares with ours
+    #: on the same images. None: every image takes ``predicted``.
     per_image_cycles: Optional[List[int]] = None
+    dense_images: Optional[int] = None
+
+    @property
+    def per_image_us(self) -> Optional[List[float]]:
+        """Each image's predicted latency, when every image was predicted."""
+        if not self.per_image_cycles or len(self.per_image_cycles) != self.images:
+            return None
+        return [c / self.predicted.config.clock_mhz for c in self.per_image_cycles]
 
     @property
     def speedup_vs_dense(self) -> float:
@@ -126,7 +134,8 @@ class RunReport:
                      + (f"; predicted {p.latency_us:.1f} us" if self.latency_kind == "measured" else "")
                      + (" mean" if self.per_image_us and self.latency_kind != "measured" else "") + spread + ")")
         lines.append(f"dense     {self.dense.latency_us:.1f} us per image with dense attention"
-                     + (f" ({self.dense_note})" if self.dense_note else "")
+                     + (f" (mean over the first {self.dense_images} images, against ours on the same)"
+                        if self.dense_images else "")
                      + f": speedup {self.speedup_vs_dense:.2f}x (predicted, same config)")
         lines.append(f"host      {1e3 * self.host_s:.3f} ms per image (measured: quantisation, writes, syncs, "
                      f"read-back), {100 * self.host_share:.1f}% of host + accelerator time; "
@@ -347,7 +356,7 @@ class Accelerator:
             # A board without per-image prediction: the model's cycles over the first images.
             self._image_reports = self.program.simulate(self.program.prepare_input(imgs[:min(len(imgs), bs)]))
         pred = self.predict()
-        dense_imgs = imgs[:8] if self.program.data_dependent else None
+        dense_imgs = imgs[:DENSE_IMAGES] if self.program.data_dependent else None
         report = RunReport(
             backend=self.backend, device=self.device.name, config=self.config.name, images=len(imgs),
             latency_kind="measured" if measured else "predicted",
@@ -355,11 +364,8 @@ class Accelerator:
             predicted=pred, dense=self.dense_baseline(dense_imgs), host_s=(wall - self._device_s) / n,
             device_wall_s=self._device_s / n, wall_s=wall,
             top1=None if labels is None or not len(imgs) else float(np.mean(np.argmax(logits, 1) == labels)),
-            per_image_us=[r.latency_us for r in self._image_reports] if self.program.data_dependent and per_image else None,
-            dense_note=(f"mean over the first {len(dense_imgs)} images, against ours on the same"
-                        if dense_imgs is not None else ""),
-            dense_images=len(dense_imgs) if dense_imgs is not None else None,
-            per_image_cycles=[r.total_cycles for r in self._image_reports] if self.program.data_dependent else None)
+            per_image_cycles=[r.total_cycles for r in self._image_reports] if self.program.data_dependent else None,
+            dense_images=len(dense_imgs) if dense_imgs is not None else None)
         return RunResult(logits, report, labels)
 
     def _run_batch(self, rows8: np.ndarray) -> np.ndarray:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Dict
+
 from vitaccel.sim.common import intmodel as im
 
-__all__ = ["CompiledProgram"]
+__all__ = ["CompiledProgram", "put_linear", "put_norm"]
 
 
 class CompiledProgram:
@@ -40,3 +42,15 @@ class CompiledProgram:
     def dequantize(self, y8: np.ndarray) -> np.ndarray:
         """int8 logits -> float32 (the head's output scale)."""
         return im.dequantize_logits(y8, self.program.head.out_scale)
+
+
+def put_linear(dram, lin) -> Dict[str, int]:
+    """A GEMM's operands into the static region: offsets of weight, bias, multiplier and shift, and its O, K."""
+    return {"w": dram.put(lin.weight), "bias": dram.put(lin.bias), "mult": dram.put(lin.mult),
+            "shift": dram.put(lin.shift), "O": lin.weight.shape[0], "K": lin.weight.shape[1]}
+
+
+def put_norm(dram, nm) -> Dict[str, int]:
+    """An integer LayerNorm's gamma and beta into the static region, with its shift and eps."""
+    return {"g": dram.put(np.asarray(nm.g, np.int32)), "b": dram.put(np.asarray(nm.b, np.int32)),
+            "shift": nm.shift, "eps": nm.eps}

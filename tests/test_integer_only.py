@@ -118,6 +118,16 @@ def _raiser(name):
     return f
 
 
+def _forbid_float(monkeypatch):
+    """NumPy's and math's float functions raise; ``matmul_int`` becomes the pure integer product."""
+    monkeypatch.setattr(nx, "matmul_int", _int_matmul)
+    for name in ("exp", "exp2", "log", "log2", "sqrt", "tanh", "true_divide", "divide", "power", "rint", "round",
+                 "float_power", "reciprocal"):
+        monkeypatch.setattr(np, name, _raiser(f"np.{name}"))
+    for name in ("exp", "log", "sqrt", "erf", "pow"):
+        monkeypatch.setattr(math, name, _raiser(f"math.{name}"))
+
+
 def test_demo_runs_on_the_top_without_float(monkeypatch):
     from vitaccel.host import Accelerator
     from vitaccel.host.bundle import load_bundle
@@ -129,13 +139,7 @@ def test_demo_runs_on_the_top_without_float(monkeypatch):
     with Accelerator(bundle, backend="sim", batch_size=4) as acc:
         want = acc.run(images, progress=False).logits
         rows8 = prepare_input(acc.program.program, images)
-        # From here on (the int8 rows are made), nothing may use float.
-        monkeypatch.setattr(nx, "matmul_int", _int_matmul)
-        for name in ("exp", "exp2", "log", "log2", "sqrt", "tanh", "true_divide", "divide", "power", "rint", "round",
-                     "float_power", "reciprocal"):
-            monkeypatch.setattr(np, name, _raiser(f"np.{name}"))
-        for name in ("exp", "log", "sqrt", "erf", "pow"):
-            monkeypatch.setattr(math, name, _raiser(f"math.{name}"))
+        _forbid_float(monkeypatch)          # from here on (the int8 rows are made), nothing may use float
         got8 = acc._run_batch(rows8)
         monkeypatch.undo()
     got = (got8.astype(np.float32) * np.float32(acc.program.program.head.out_scale)).astype(np.float32)
@@ -154,12 +158,7 @@ def test_revit_demo_runs_on_the_top_without_float(monkeypatch):
     with Accelerator(bundle, backend="sim", batch_size=3) as acc:
         want = acc.run(images, progress=False).logits
         rows8 = acc.program.prepare_input(images)
-        monkeypatch.setattr(nx, "matmul_int", _int_matmul)
-        for name in ("exp", "exp2", "log", "log2", "sqrt", "tanh", "true_divide", "divide", "power", "rint", "round",
-                     "float_power", "reciprocal"):
-            monkeypatch.setattr(np, name, _raiser(f"np.{name}"))
-        for name in ("exp", "log", "sqrt", "erf", "pow"):
-            monkeypatch.setattr(math, name, _raiser(f"math.{name}"))
+        _forbid_float(monkeypatch)
         monkeypatch.setattr(rv_rmmu, "_exact", _int_exact)
         got8 = acc._run_batch(rows8)
         monkeypatch.undo()

@@ -173,6 +173,9 @@ def test_per_image_prediction_equals_the_whole_bundle_timing(pruned):
         assert [k.name for k in a.kernels] == [k.name for k in w.kernels]
         assert [(k.compute, k.data, k.dram_bytes) for k in a.kernels] == [(k.compute, k.data, k.dram_bytes)
                                                                           for k in w.kernels]
+        # ReViT's own steps report the same engines both ways (one LayerCycles.engines, one phase dict).
+        assert [k.engines for k in a.kernels if k.kernel in ("attention", "prune", "compact")] == \
+            [k.engines for k in w.kernels if k.kernel in ("attention", "prune", "compact")]
     assert res.report.per_image_us == pytest.approx([w.latency_us for w in want])
     # (On this 17-token model flat attention can be the faster one: the groups, the pruner rows and the patch
     # writes cost more than they save; the demo's 197 tokens are 1.8x faster than dense.)

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from vitaccel.host.program_base import CompiledProgram
+from vitaccel.host.program_base import CompiledProgram, put_linear, put_norm
 from vitaccel.hwconfig import ConfigLike, HardwareConfig
 from vitaccel.sim.revit.compact import patched_words
 from vitaccel.sim.revit.isa import COMBINE_CODES, ISA
@@ -43,7 +43,6 @@ from vitaccel.sim.revit.model import RevitProgram, compile_revit, max_tokens, pr
 from vitaccel.sim.revit.sched import WORKLOAD
 from vitaccel.sim.report import Report, mean_report
 from vitaccel.sim.revit.top import kernel_report, op_descriptor
-from vitaccel.sim.vitcod.model import Linear, Norm
 from vitaccel.sim.window import Dram
 
 __all__ = ["Start", "Regions", "RevitDeviceProgram", "compile_device_program", "MAX_BATCH"]
@@ -160,16 +159,6 @@ class RevitDeviceProgram(CompiledProgram):
         return mean_report(reps)
 
 
-def _put_linear(dram: Dram, lin: Linear) -> Dict[str, int]:
-    return {"w": dram.put(lin.weight), "bias": dram.put(lin.bias), "mult": dram.put(lin.mult),
-            "shift": dram.put(lin.shift), "O": lin.weight.shape[0], "K": lin.weight.shape[1]}
-
-
-def _put_norm(dram: Dram, nm: Norm) -> Dict[str, int]:
-    return {"g": dram.put(np.asarray(nm.g, np.int32)), "b": dram.put(np.asarray(nm.b, np.int32)),
-            "shift": nm.shift, "eps": nm.eps}
-
-
 class _Emitter:
     """Descriptors of one start, and the token-dependent words each COMPACT must patch."""
 
@@ -222,14 +211,14 @@ def compile_device_program(bundle, config: Optional[ConfigLike] = None, *, batch
     dram = Dram(capacity=1 << 22)
 
     # -- static region ----------------------------------------------------------------------------------
-    g_patch = _put_linear(dram, prog.patch)
+    g_patch = put_linear(dram, prog.patch)
     g_tokens = dram.put(prog.tokens)
-    g_norm = _put_norm(dram, prog.norm)
-    g_head = _put_linear(dram, prog.head)
+    g_norm = put_norm(dram, prog.norm)
+    g_head = put_linear(dram, prog.head)
     static = []
     for lp in prog.layers:
-        s: Dict[str, object] = {k: _put_linear(dram, lp.linears[k]) for k in ("qkv", "proj", "fc1", "fc2")}
-        s["norm1"], s["norm2"] = _put_norm(dram, lp.norm1), _put_norm(dram, lp.norm2)
+        s: Dict[str, object] = {k: put_linear(dram, lp.linears[k]) for k in ("qkv", "proj", "fc1", "fc2")}
+        s["norm1"], s["norm2"] = put_norm(dram, lp.norm1), put_norm(dram, lp.norm2)
         s["gelu"] = dram.put(np.asarray(lp.gelu, np.int8))
         s["hw"] = dram.put(np.ascontiguousarray(lp.attn.hash_weight, np.int8))
         s["hb"] = dram.put(np.asarray(lp.attn.hash_bias, np.int32))

@@ -40,9 +40,9 @@ from vitaccel.sim.vitcod.descriptors import (Dram, add_descriptor, ae_descriptor
                                              layernorm_descriptor, lut_descriptor, pack_mask_bits, qkv_ae_descriptor)
 from vitaccel.sim.vitcod.attention import line_split
 from vitaccel.sim.vitcod.autoencoder import fuse_encoder
-from vitaccel.host.program_base import CompiledProgram
+from vitaccel.host.program_base import CompiledProgram, put_linear, put_norm
 from vitaccel.sim.report import Report
-from vitaccel.sim.vitcod.model import LINEARS, Linear, Norm, Program, compile_program, model_baselines, prepare_input
+from vitaccel.sim.vitcod.model import LINEARS, Program, compile_program, model_baselines, prepare_input
 
 __all__ = ["Start", "Regions", "DeviceProgram", "compile_device_program", "MAX_BATCH"]
 
@@ -108,16 +108,6 @@ class DeviceProgram(CompiledProgram):
         return model_baselines(self.program)["dense"]
 
 
-def _put_linear(dram: Dram, lin: Linear) -> Dict[str, int]:
-    return {"w": dram.put(lin.weight), "bias": dram.put(lin.bias), "mult": dram.put(lin.mult),
-            "shift": dram.put(lin.shift), "O": lin.weight.shape[0], "K": lin.weight.shape[1]}
-
-
-def _put_norm(dram: Dram, nm: Norm) -> Dict[str, int]:
-    return {"g": dram.put(np.asarray(nm.g, np.int32)), "b": dram.put(np.asarray(nm.b, np.int32)),
-            "shift": nm.shift, "eps": nm.eps}
-
-
 def _gemm(w: Dict[str, int], rows: int, x: int, y: int) -> np.ndarray:
     return gemm_descriptor(M=rows, K=w["K"], O=w["O"], x=x, w=w["w"], bias=w["bias"], mult=w["mult"],
                            shift=w["shift"], y=y)
@@ -146,15 +136,15 @@ def compile_device_program(bundle, config: Optional[ConfigLike] = None, *, batch
     dram = Dram(capacity=1 << 22)
 
     # -- static region ----------------------------------------------------------------------------------
-    g_patch = _put_linear(dram, prog.patch)
+    g_patch = put_linear(dram, prog.patch)
     g_tokens = dram.put(prog.tokens)
-    g_norm = _put_norm(dram, prog.norm)
-    g_head = _put_linear(dram, prog.head)
+    g_norm = put_norm(dram, prog.norm)
+    g_head = put_linear(dram, prog.head)
     static = []
     splits = []
     for lp in prog.layers:
-        s: Dict[str, object] = {name: _put_linear(dram, lp.linears[name]) for name in LINEARS}
-        s["norm1"], s["norm2"] = _put_norm(dram, lp.norm1), _put_norm(dram, lp.norm2)
+        s: Dict[str, object] = {name: put_linear(dram, lp.linears[name]) for name in LINEARS}
+        s["norm1"], s["norm2"] = put_norm(dram, lp.norm1), put_norm(dram, lp.norm2)
         s["gelu"] = dram.put(np.asarray(lp.gelu, np.int8))
         plan = lp.plan
         ls = line_split(cfg, plan, d)[1]

@@ -159,12 +159,10 @@ def image_report(prog, trace: List[dict], config: ConfigLike, variant: str = "re
         else:
             kw = ENGINE_VARIANTS[variant]
             _, cyc = engine_layer(h8, lp.attn, cfg, **kw)
-            mk = cyc.timeline.out_of_order if cyc.out_of_order else cyc.timeline.in_order
             macs = attention_macs(rec["counts"], n, dm, lp.attn.heads, lp.attn.combine, kw.get("delta", True))
-            eng = dict(groupgen=cyc.groupgen, makespan=int(mk), tail=cyc.tail, **cyc.breakdown)
             rep.kernels.append(KernelReport("attention", f"layers.{i}.attn", i, cyc.total, 0,
                                             attn_data_cycles(cfg, n, dm, lp.attn.heads, lp.attn.num_groups), macs, macs,
-                                            _attn_bytes(n, dm, lp.attn), engines=eng))
+                                            _attn_bytes(n, dm, lp.attn), engines=cyc.engines))
         rep.kernels += _common(cfg, prog, n, i, "mid")
         n_after = n
         if lp.prunes and cyc is not None:

@@ -58,9 +58,17 @@ class LayerCycles:
     breakdown: Dict[str, int]       # summed over the groups: centroid, projection, requant, scores, softmax, output
 
     @property
+    def makespan(self) -> int:
+        return self.timeline.out_of_order if self.out_of_order else self.timeline.in_order
+
+    @property
     def total(self) -> int:
-        mk = self.timeline.out_of_order if self.out_of_order else self.timeline.in_order
-        return self.groupgen + mk + self.tail
+        return self.groupgen + self.makespan + self.tail
+
+    @property
+    def engines(self) -> Dict[str, int]:
+        """Each engine's cycles for a report (the groups' are sums over the groups, so they overlap)."""
+        return dict(groupgen=self.groupgen, makespan=int(self.makespan), tail=self.tail, **self.breakdown)
 
 
 def head_overlap(S, M, O) -> int:

@@ -78,10 +78,10 @@ def compile_revit(bundle, config: Optional[ConfigLike] = None) -> RevitProgram:
     ``.has(group)``); ``config`` defaults to the shipped config the bundle names."""
     if bundle.meta.get("method") != "revit":
         raise ValueError(f"not a ReViT bundle (method {bundle.meta.get('method')!r})")
-    problem = int_model_problem(bundle)
+    problem = int_model_problem(bundle, "vitaccel prune --method revit, or "
+                                        "vitaccel.models.revit_export.export_revit_bundle")
     if problem:
-        raise ValueError(problem.replace("vitaccel prune, or vitaccel.models.export.export_bundle",
-                                         "vitaccel.models.revit_export.export_revit_bundle"))
+        raise ValueError(problem)
     cfg = load_config(config) if config is not None else bundle.hardware_config()
     gm = dict(bundle.meta["groups"])
     dims = bundle.model

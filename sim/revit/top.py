@@ -155,7 +155,8 @@ def _run_attn(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     macs = attention_macs(gr.counts, N, D, H, lp.combine, bool(f["delta"]))
     rep = dict(kind="attn", total=cyc.total, groupgen=cyc.groupgen, in_order=cyc.timeline.in_order,
                out_of_order=cyc.timeline.out_of_order, tail=cyc.tail, breakdown=dict(cyc.breakdown), macs=macs,
-               dram_bytes=attn_dram_bytes(N, D, H, G), data=attn_data_cycles(cfg, N, D, H, G), tokens=N)
+               dram_bytes=attn_dram_bytes(N, D, H, G), data=attn_data_cycles(cfg, N, D, H, G), tokens=N,
+               engines=cyc.engines)
     return OK, rep
 
 
@@ -189,7 +190,8 @@ def _run_prune(cfg, win: _Win, dw: np.ndarray, want_cycles: bool):
     from vitaccel.sim.revit.dram import prune_dram
 
     nbytes, data = prune_dram(cfg, H, G, n)
-    return OK, dict(kind="prune", total=sum(r.cycles.values()), dram_bytes=nbytes, data=data, **r.cycles)
+    return OK, dict(kind="prune", total=sum(r.cycles.values()), dram_bytes=nbytes, data=data,
+                    engines=dict(r.cycles))
 
 
 def _run_compact(cfg, win: _Win, dw: np.ndarray, want_cycles: bool, desc_off: int, i: int, num_instr: int):
@@ -230,14 +232,15 @@ def _run_compact(cfg, win: _Win, dw: np.ndarray, want_cycles: bool, desc_off: in
 
     cyc = compact_cycles(cfg, N, D, npatch)
     nbytes, data = compact_dram(cfg, N, D, n_out, npatch)
-    return OK, dict(kind="compact", total=sum(cyc.values()), tokens=n_out, dram_bytes=nbytes, data=data, **cyc)
+    return OK, dict(kind="compact", total=sum(cyc.values()), tokens=n_out, dram_bytes=nbytes, data=data,
+                    engines=dict(cyc))
 
 
 def _common_report(r) -> Dict[str, Any]:
     """A common kernel's cycle report as the top's: ``total`` is what revit_top's counters count (the compute
     part); ``data`` the exposed transfers of the common DRAM model, for the host's latency prediction."""
-    return dict(kind=r.kernel, total=r.compute, compute=r.compute, data=r.data, macs=r.macs, dram_bytes=r.dram_bytes,
-                engines={k: v for k, v in r.engines.items()})
+    return dict(kind=r.kernel, total=r.compute, data=r.data, macs=r.macs, dram_bytes=r.dram_bytes,
+                engines=dict(r.engines))
 
 
 def kernel_report(rep: Dict[str, Any], name: str, layer: Optional[int] = None):
@@ -247,15 +250,10 @@ def kernel_report(rep: Dict[str, Any], name: str, layer: Optional[int] = None):
     from vitaccel.sim.report import KernelReport
 
     kind = {"attn": "attention"}.get(rep["kind"], rep["kind"])
-    compute = int(rep.get("compute", rep["total"]))
+    compute = int(rep["total"])
     macs = int(rep.get("macs", 0))
-    eng = rep.get("engines")
-    if eng is None:
-        eng = {k: int(v) for k, v in rep.items() if k in ("groupgen", "tail", "rows", "package", "patch",
-                                                          "group_score", "group_rank", "patch_score", "patch_rank")}
-        eng.update({k: int(v) for k, v in rep.get("breakdown", {}).items()})
     return KernelReport(kind, name, layer, compute, 0, int(rep.get("data", 0)), macs, macs, int(rep.get("dram_bytes", 0)),
-                        dict(eng))
+                        {k: int(v) for k, v in rep["engines"].items()})
 
 
 def _ints(win: _Win, off: int, n: int, bits: int) -> np.ndarray:

@@ -166,13 +166,13 @@ def _ae_params(t: Dict[str, np.ndarray], which: str) -> AEParams:
                     t[p + "dec_weight"], t[p + "dec_bias"], int(t[p + "dec_mult"]), int(t[p + "dec_shift"]))
 
 
-def int_model_problem(bundle) -> Optional[str]:
-    """Why ``bundle`` cannot run on the accelerator's integer model, or None."""
+def int_model_problem(bundle, exporter: str = "vitaccel prune, or vitaccel.models.export.export_bundle") -> Optional[str]:
+    """Why ``bundle`` cannot run on the accelerator's integer model, or None; ``exporter`` is what to export it
+    again with."""
     if not bundle.has("int"):
         return (f"this bundle (format version {bundle.format_version}) has no integer whole model (the 'int' "
                 f"tensors: LayerNorm, GELU, residual, patch-embedding and head parameters), which the accelerator "
-                f"needs since format version 3; export it again from its checkpoint (vitaccel prune, or "
-                f"vitaccel.models.export.export_bundle)")
+                f"needs since format version 3; export it again from its checkpoint ({exporter})")
     return None
 
 
