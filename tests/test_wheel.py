@@ -255,3 +255,15 @@ def test_run_demo_outside_checkout(installed):
     for tree in (REPO, installed["src"]):
         assert str(tree) not in out, f"vitaccel run used files of {tree}, not of the installed package\n" \
                                      f"{_outputs(proc)}"
+
+
+def test_run_revit_demo_outside_checkout(installed):
+    """The ReViT demo too: its bundle, its host compiler and the ReViT simulator ship in the wheel."""
+    proc = _run([installed["vitaccel"], "run", "--demo", "revit", "--limit", "3"], cwd=installed["work"], timeout=300,
+                env=installed["env"], what="vitaccel run --demo revit --limit 3")
+    assert re.search(r"^top-1\s+\d+(\.\d+)?%", proc.stdout, re.M), f"no top-1 line\n{_outputs(proc)}"
+    assert "revit-paper" in proc.stdout and "per image" in proc.stdout, _outputs(proc)
+    out = proc.stdout + proc.stderr
+    for tree in (REPO, installed["src"]):
+        assert str(tree) not in out, f"vitaccel run used files of {tree}, not of the installed package\n" \
+                                     f"{_outputs(proc)}"
